@@ -1,0 +1,1 @@
+"""Networks: StyleGAN2 (generator, discriminator), segmentation branch, encoder."""

@@ -1,0 +1,108 @@
+"""Loading generator checkpoints safely and with errors a user can act on.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` (no code execution) or safetensors.
+A shape or key mismatch names the first offending keys with expected vs found shapes instead of
+PyTorch's wall of text.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from editgan_core.models.stylegan2 import Generator
+
+MAX_LISTED = 5
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked; the message says why."""
+
+
+def read_torch_file(path: str | Path) -> dict:
+    """``torch.load`` that refuses pickles needing code execution, with a clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path.name} is a pickle that needs code execution to load; refused for safety. "
+            "Re-save it as a plain state dict (or safetensors) in a trusted environment."
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path.name} holds a {type(obj).__name__}, expected a dict of tensors")
+    return obj
+
+
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "checkpoint") -> None:
+    """Raise ``CheckpointError`` naming missing/unexpected keys and shape mismatches."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [
+        f"{k}: expected {tuple(expected[k].shape)}, found {tuple(state_dict[k].shape)}"
+        for k in expected
+        if k in state_dict and tuple(expected[k].shape) != tuple(state_dict[k].shape)
+    ]
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+        if items:
+            more = f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+            problems.append(f"{len(items)} {label}: " + "; ".join(items[:MAX_LISTED]) + more)
+    if problems:
+        raise CheckpointError(f"{what} does not match the model. " + " | ".join(problems))
+
+
+def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "checkpoint") -> None:
+    check_state_dict(module, state_dict, what)
+    module.load_state_dict(state_dict, strict=True)
+
+
+def infer_generator_config(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """Architecture of a rosinality-format generator read off its keys and shapes."""
+    try:
+        n_mlp = max(int(m.group(1)) for k in state_dict if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
+        style_dim = state_dict["style.1.weight"].shape[1]
+        num_layers = sum(1 for k in state_dict if k.startswith("noises.noise_"))
+        log_size = (num_layers - 1) // 2 + 2
+        channels = {4: state_dict["conv1.conv.weight"].shape[1]}
+        for i in range(3, log_size + 1):
+            channels[2**i] = state_dict[f"convs.{2 * (i - 3)}.conv.weight"].shape[1]
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"not a rosinality StyleGAN2 generator state dict (cannot read {exc})") from exc
+    return {"size": 2**log_size, "style_dim": style_dim, "n_mlp": n_mlp, "channels": channels}
+
+
+def load_rosinality_generator(source: str | Path | Mapping, *, key: str = "g_ema", lr_mlp: float = 0.01,
+                              expect: Mapping | None = None) -> tuple[Generator, torch.Tensor | None]:
+    """Build a ``Generator`` from a rosinality checkpoint (path or loaded dict).
+
+    Returns the generator (eval mode) and its ``latent_avg`` when the file has one. ``expect``
+    (e.g. ``{"size": 512}``) turns a silent architecture surprise into an error.
+    """
+    ckpt = read_torch_file(source) if isinstance(source, (str, Path)) else dict(source)
+    if key in ckpt:
+        state_dict = ckpt[key]
+    elif "style.1.weight" in ckpt:
+        state_dict = ckpt
+    else:
+        raise CheckpointError(f"checkpoint has no '{key}' entry; top-level keys: {sorted(ckpt)[:10]}")
+    config = infer_generator_config(state_dict)
+    for name, value in (expect or {}).items():
+        if config.get(name) != value:
+            raise CheckpointError(f"checkpoint has {name}={config.get(name)}, expected {value}")
+    generator = Generator(lr_mlp=lr_mlp, **config)
+    load_checked(generator, state_dict, "generator checkpoint")
+    latent_avg = ckpt.get("latent_avg")
+    if latent_avg is not None:
+        latent_avg = latent_avg.reshape(1, -1).float()
+    return generator.eval(), latent_avg

@@ -1,0 +1,54 @@
+"""Bias + leaky ReLU + gain, StyleGAN2's activation (rosinality's ``FusedLeakyReLU``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from editgan_core.ops.backend import resolve_impl
+
+DEFAULT_SLOPE = 0.2
+DEFAULT_SCALE = math.sqrt(2)
+
+
+def fused_leaky_relu(
+    x: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    negative_slope: float = DEFAULT_SLOPE,
+    scale: float = DEFAULT_SCALE,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """``leaky_relu(x + bias, slope) * scale`` with ``bias`` broadcast along dim 1."""
+    impl = impl or resolve_impl(x)
+    if impl == "cuda":
+        from editgan_core.ops import cuda_ext
+
+        return cuda_ext.fused_leaky_relu(x, bias, negative_slope, scale)
+    if impl == "ref":
+        if bias is not None:
+            x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
+        return torch.where(x >= 0, x, x * negative_slope) * scale
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    # scale > 0 commutes with leaky ReLU: one fused multiply-add, then an in-place activation on
+    # that fresh tensor (two passes over memory instead of three; autograd-safe, double backward too).
+    shape = (1, -1, *([1] * (x.ndim - 2)))
+    y = x * scale if bias is None else torch.add(bias.view(shape) * scale, x, alpha=scale)
+    return F.leaky_relu_(y, negative_slope)
+
+
+class FusedLeakyReLU(nn.Module):
+    """Activation with its own per-channel bias; parameter name ``bias`` as in rosinality."""
+
+    def __init__(self, channel: int, bias: bool = True, negative_slope: float = DEFAULT_SLOPE,
+                 scale: float = DEFAULT_SCALE) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channel)) if bias else None
+        self.negative_slope = negative_slope
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)

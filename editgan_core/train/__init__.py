@@ -1,0 +1,1 @@
+"""Training entry points: ``python -m editgan_core.train.{gan,encoder,segmenter}``."""

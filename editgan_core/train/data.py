@@ -1,0 +1,76 @@
+"""Training images: rendered on the fly from a procedural domain, or read from a folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+# Seeds below this are reserved for evaluation, presets and annotations, never trained on.
+TRAIN_SEED_BASE = 1_000_000
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+class DomainStream(IterableDataset):
+    """Endless batches from a procedural domain; each worker walks its own seed range."""
+
+    def __init__(self, domain: str, size: int, batch: int, start_seed: int = TRAIN_SEED_BASE) -> None:
+        from editgan_core.domains import get_domain
+
+        self.domain = get_domain(domain)
+        self.size = size
+        self.batch = batch
+        self.start_seed = start_seed
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        seed = self.start_seed + worker * self.batch
+        while True:
+            images, _ = self.domain.render_batch(range(seed, seed + self.batch), self.size)
+            yield to_tensor(images)
+            seed += self.batch * workers
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """Any photo -> (size, size, 3) uint8: EXIF-rotated, centre-cropped square, resized."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+        return np.array(im, dtype=np.uint8)
+
+
+class ImageFolder(Dataset):
+    """Every image below ``root`` (recursive), square-cropped to ``size``, with random flips."""
+
+    def __init__(self, root: str | Path, size: int, flip: bool = True) -> None:
+        self.paths = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
+        self.size = size
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = load_image(self.paths[index], self.size)
+        if self.flip and torch.rand(()) < 0.5:
+            image = image[:, ::-1].copy()
+        return to_tensor(image[None])[0]
+
+
+def infinite_batches(loader) -> Iterator[torch.Tensor]:
+    while True:
+        yield from loader

@@ -1,0 +1,342 @@
+"""Train a StyleGAN2 (non-saturating logistic loss, lazy R1, path-length regulariser, EMA generator).
+
+    python -m editgan_core.train.gan --domain faces --size 64 --out runs/faces64
+    python -m editgan_core.train.gan --data ~/my_photos --size 128 --out runs/mine
+    torchrun --nproc_per_node 4 -m editgan_core.train.gan --domain faces --size 128 --out runs/f128
+
+Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator is
+also written as ``generator_ema.safetensors`` + ``generator_config.json`` at every checkpoint, and
+sample grids (fixed latents) go to ``samples/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from editgan_core.models.stylegan2 import Discriminator, Generator
+from editgan_core.train.data import DomainStream, ImageFolder, infinite_batches
+from editgan_core.utils import atomic_write, save_image_grid
+
+# Lean widths that make CPU training possible; the GPU presets are wider.
+PRESETS: dict[str, dict] = {
+    "demo64": dict(size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32}),
+    "demo128": dict(size=128, style_dim=256, n_mlp=4,
+                    channels={4: 256, 8: 256, 16: 256, 32: 128, 64: 64, 128: 32}),
+    "config-f": dict(style_dim=512, n_mlp=8, channels=None),
+}
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    size: int = 64
+    domain: str | None = "faces"
+    data: str | None = None
+    preset: str | None = None
+    style_dim: int = 128
+    n_mlp: int = 4
+    channels: dict[int, int] | None = field(default=None)
+    batch: int = 16
+    kimg: float = 300.0
+    lr: float = 0.002
+    r1: float | None = None  # None: StyleGAN2-ADA heuristic 0.0002 * size^2 / batch
+    r1_every: int = 16
+    path_reg: float = 2.0
+    path_every: int = 4
+    path_batch_shrink: int = 2
+    mixing: float = 0.9
+    ema_kimg: float = 10.0
+    ema_rampup: float = 0.05
+    ckpt_every: int = 250
+    sample_every: int = 1000
+    workers: int = 0
+    amp: bool = False
+    threads: int | None = None
+    seed: int = 0
+
+
+def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Discriminator, Generator]:
+    g_kwargs = dict(size=cfg.size, style_dim=cfg.style_dim, n_mlp=cfg.n_mlp, channels=cfg.channels)
+    generator = Generator(**g_kwargs).to(device)
+    discriminator = Discriminator(cfg.size, channels=cfg.channels).to(device)
+    g_ema = Generator(**g_kwargs).to(device).eval().requires_grad_(False)
+    g_ema.load_state_dict(generator.state_dict())
+    return generator, discriminator, g_ema
+
+
+def generator_config(cfg: TrainConfig) -> dict:
+    return {"size": cfg.size, "style_dim": cfg.style_dim, "n_mlp": cfg.n_mlp,
+            "channels": {str(k): v for k, v in (cfg.channels or {}).items()}, "lr_mlp": 0.01}
+
+
+def mixing_noise(batch: int, dim: int, prob: float, device: torch.device) -> list[torch.Tensor]:
+    if prob > 0 and random.random() < prob:
+        return list(torch.randn(2, batch, dim, device=device).unbind(0))
+    return [torch.randn(batch, dim, device=device)]
+
+
+def d_r1_penalty(real_pred: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor:
+    (grad,) = torch.autograd.grad(real_pred.sum(), real_img, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()
+
+
+def g_path_penalty(fake_img: torch.Tensor, latents: torch.Tensor, mean_path_length: torch.Tensor, decay: float = 0.01):
+    """Path-length regulariser: Jacobian norms of w -> image should be constant (smoother W)."""
+    noise = torch.randn_like(fake_img) / math.sqrt(fake_img.shape[2] * fake_img.shape[3])
+    (grad,) = torch.autograd.grad((fake_img * noise).sum(), latents, create_graph=True)
+    path_lengths = grad.square().sum(2).mean(1).sqrt()
+    path_mean = mean_path_length + decay * (path_lengths.mean().detach() - mean_path_length)
+    return (path_lengths - path_mean).square().mean(), path_mean.detach()
+
+
+@torch.no_grad()
+def accumulate(target: torch.nn.Module, source: torch.nn.Module, beta: float) -> None:
+    for p_t, p_s in zip(target.parameters(), source.parameters(), strict=True):
+        p_t.lerp_(p_s, 1 - beta)
+    for b_t, b_s in zip(target.buffers(), source.buffers(), strict=True):
+        b_t.copy_(b_s)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def make_loader(cfg: TrainConfig, rank: int, world: int):
+    if cfg.data:
+        dataset = ImageFolder(cfg.data, cfg.size)
+        sampler = torch.utils.data.DistributedSampler(dataset) if world > 1 else None
+        loader = DataLoader(dataset, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler,
+                            num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
+        return infinite_batches(loader)
+    stream = DomainStream(cfg.domain, cfg.size, cfg.batch, start_seed=1_000_000 + rank * 100_000_000)
+    return iter(DataLoader(stream, batch_size=None, num_workers=cfg.workers))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.r1 is None:
+            cfg.r1 = 0.0002 * cfg.size**2 / cfg.batch
+        self.cfg = cfg
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1:
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        torch.manual_seed(cfg.seed + self.rank)
+        random.seed(cfg.seed + self.rank)
+        self.out = Path(cfg.out)
+        (self.out / "samples").mkdir(parents=True, exist_ok=True)
+        self.generator, self.discriminator, self.g_ema = build_models(cfg, self.device)
+        g_ratio = cfg.path_every / (cfg.path_every + 1) if cfg.path_reg > 0 else 1.0
+        d_ratio = cfg.r1_every / (cfg.r1_every + 1)
+        self.g_optim = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
+        self.d_optim = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr * d_ratio,
+                                        betas=(0.0, 0.99**d_ratio))
+        self.step = 0
+        self.images_seen = 0
+        self.mean_path_length = torch.zeros((), device=self.device)
+        self.sample_z = torch.randn(32, cfg.style_dim, generator=torch.Generator().manual_seed(1234)).to(self.device)
+        self.resume()
+        if self.world > 1:
+            self.g_ddp = DistributedDataParallel(self.generator, device_ids=self._ids(), broadcast_buffers=False)
+            self.d_ddp = DistributedDataParallel(self.discriminator, device_ids=self._ids(), broadcast_buffers=False)
+        else:
+            self.g_ddp, self.d_ddp = self.generator, self.discriminator
+
+    def _ids(self):
+        return [self.device.index] if self.device.type == "cuda" else None
+
+    def autocast(self):
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def resume(self) -> None:
+        if not self.ckpt_path.exists():
+            return
+        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
+        self.generator.load_state_dict(state["g"])
+        self.discriminator.load_state_dict(state["d"])
+        self.g_ema.load_state_dict(state["g_ema"])
+        self.g_optim.load_state_dict(state["g_optim"])
+        self.d_optim.load_state_dict(state["d_optim"])
+        self.step, self.images_seen = state["step"], state["images_seen"]
+        self.mean_path_length.fill_(float(state.get("mean_path_length", 0.0)))
+        if self.rank == 0:
+            print(f"resumed from {self.ckpt_path} at step {self.step} ({self.images_seen / 1000:.1f} kimg)")
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        state = {
+            "g": self.generator.state_dict(), "d": self.discriminator.state_dict(), "g_ema": self.g_ema.state_dict(),
+            "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(), "step": self.step,
+            "images_seen": self.images_seen, "mean_path_length": float(self.mean_path_length),
+            "config": json.dumps(asdict(self.cfg)),
+        }
+        atomic_write(self.ckpt_path, lambda p: torch.save(state, p))
+        ema = {k: v.detach().cpu().contiguous() for k, v in self.g_ema.state_dict().items()}
+        meta = {"images_seen": str(self.images_seen), "step": str(self.step)}
+        atomic_write(self.out / "generator_ema.safetensors", lambda p: save_file(ema, str(p), metadata=meta))
+        atomic_write(self.out / "generator_config.json",
+                     lambda p: Path(p).write_text(json.dumps(generator_config(self.cfg), indent=2)))
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        if self.rank != 0:
+            return
+        images = torch.cat([self.g_ema([z], truncation=1.0)[0] for z in self.sample_z.split(8)])
+        save_image_grid(images, self.out / "samples" / f"{self.images_seen // 1000:06d}kimg.png", nrow=8)
+
+    # -- one iteration -------------------------------------------------------------------------
+    def d_step(self, real: torch.Tensor) -> dict[str, float]:
+        cfg, batch = self.cfg, real.shape[0]
+        self.generator.requires_grad_(False)
+        self.discriminator.requires_grad_(True)
+        with self.autocast():
+            fake, _ = self.g_ddp(mixing_noise(batch, cfg.style_dim, cfg.mixing, self.device))
+            fake_pred = self.d_ddp(fake)
+            real_pred = self.d_ddp(real)
+        d_loss = F.softplus(fake_pred.float()).mean() + F.softplus(-real_pred.float()).mean()
+        self.d_optim.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optim.step()
+        logs = {"d": d_loss.item(), "real": real_pred.mean().item(), "fake": fake_pred.mean().item()}
+        if cfg.r1 > 0 and self.step % cfg.r1_every == 0:
+            real.requires_grad_(True)
+            real_pred = self.d_ddp(real)
+            r1 = d_r1_penalty(real_pred, real)
+            self.d_optim.zero_grad(set_to_none=True)
+            (cfg.r1 / 2 * r1 * cfg.r1_every + 0 * real_pred[0]).sum().backward()
+            self.d_optim.step()
+            logs["r1"] = r1.item()
+        return logs
+
+    def g_step(self, batch: int) -> dict[str, float]:
+        cfg = self.cfg
+        self.generator.requires_grad_(True)
+        self.discriminator.requires_grad_(False)
+        with self.autocast():
+            fake, _ = self.g_ddp(mixing_noise(batch, cfg.style_dim, cfg.mixing, self.device))
+            fake_pred = self.d_ddp(fake)
+        g_loss = F.softplus(-fake_pred.float()).mean()
+        self.g_optim.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optim.step()
+        logs = {"g": g_loss.item()}
+        if cfg.path_reg > 0 and self.step % cfg.path_every == 0:
+            path_batch = max(1, batch // cfg.path_batch_shrink)
+            fake, latents = self.g_ddp(mixing_noise(path_batch, cfg.style_dim, cfg.mixing, self.device),
+                                       return_latents=True)
+            path_loss, self.mean_path_length = g_path_penalty(fake, latents, self.mean_path_length)
+            self.g_optim.zero_grad(set_to_none=True)
+            (cfg.path_reg * cfg.path_every * path_loss + 0 * fake[0, 0, 0, 0]).backward()
+            self.g_optim.step()
+            logs["path"] = path_loss.item()
+        return logs
+
+    def ema_beta(self, batch: int) -> float:
+        ema_nimg = self.cfg.ema_kimg * 1000
+        if self.cfg.ema_rampup:
+            ema_nimg = min(ema_nimg, self.images_seen * self.cfg.ema_rampup)
+        return 0.5 ** (batch * self.world / max(ema_nimg, 1e-8))
+
+    def train(self) -> None:
+        cfg = self.cfg
+        total = int(cfg.kimg * 1000)
+        batches = make_loader(cfg, self.rank, self.world)
+        bar = tqdm(total=total, initial=self.images_seen, unit="img", unit_scale=True, smoothing=0.05,
+                   disable=self.rank != 0, dynamic_ncols=True)
+        last_save = time.monotonic()
+        if self.images_seen == 0:
+            self.write_samples()
+        while self.images_seen < total:
+            real = next(batches).to(self.device, non_blocking=True)
+            logs = self.d_step(real)
+            logs.update(self.g_step(real.shape[0]))
+            accumulate(self.g_ema, self.generator, self.ema_beta(real.shape[0]))
+            self.step += 1
+            seen_before = self.images_seen
+            self.images_seen += real.shape[0] * self.world
+            bar.update(real.shape[0] * self.world)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("d", "g", "r1", "path")}, refresh=False)
+            if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > 600:
+                self.save()
+                last_save = time.monotonic()
+            if self.images_seen // cfg.sample_every // 1000 != seen_before // cfg.sample_every // 1000:
+                self.write_samples()
+        self.save()
+        self.write_samples()
+        bar.close()
+        if self.world > 1:
+            dist.destroy_process_group()
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="run directory (checkpoints, samples); reused to resume")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--domain", default="faces", help="procedural domain rendered on the fly")
+    src.add_argument("--data", help="folder of training images (any domain)")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--preset", choices=sorted(PRESETS), help="architecture preset (default: demo64/demo128 by size)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--kimg", type=float, default=300.0, help="thousands of real images to show D")
+    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--r1", type=float, help="R1 weight gamma, lazy every 16 steps (default 0.0002*size^2/batch)")
+    p.add_argument("--path-reg", type=float, default=2.0, help="path-length weight; 0 disables")
+    p.add_argument("--mixing", type=float, default=0.9)
+    p.add_argument("--ema-kimg", type=float, default=10.0)
+    p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
+    p.add_argument("--sample-every", type=int, default=1000, help="images between sample grids")
+    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    preset_name = a.preset or {64: "demo64", 128: "demo128"}.get(a.size, "config-f")
+    preset = {k: v for k, v in PRESETS[preset_name].items() if k != "size"}
+    if "size" in PRESETS[preset_name] and PRESETS[preset_name]["size"] != a.size:
+        p.error(f"preset {preset_name} is for {PRESETS[preset_name]['size']} px, not {a.size}")
+    return TrainConfig(
+        out=a.out, size=a.size, domain=None if a.data else a.domain, data=a.data, preset=preset_name,
+        batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
+        ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
+        seed=a.seed, **preset,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    Trainer(cfg).train()
+
+
+if __name__ == "__main__":
+    main()

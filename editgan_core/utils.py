@@ -1,0 +1,47 @@
+"""Small helpers shared by the core: atomic file writes and image grids."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Run ``write(tmp_path)`` and rename over ``path``, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
+    images = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return images.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def save_image_grid(images: torch.Tensor | np.ndarray, path: str | Path, nrow: int = 8, pad: int = 2) -> Path:
+    """Tile a batch of images (tensor in [-1,1] or uint8 array) into one PNG."""
+    if isinstance(images, torch.Tensor):
+        images = tensor_to_uint8(images)
+    b, h, w, c = images.shape
+    ncol = min(nrow, b)
+    nrows = (b + ncol - 1) // ncol
+    grid = np.full((nrows * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, q = divmod(i, ncol)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = img
+    return atomic_write(path, lambda p: Image.fromarray(grid).save(p, format="PNG"))

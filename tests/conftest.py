@@ -1,0 +1,21 @@
+"""Shared fixtures: paths to ../shared/fixtures and small deterministic models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = Path(os.environ.get("EDITGAN_SHARED", REPO.parent / "shared")) / "fixtures"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"shared fixtures not found at {SHARED_FIXTURES} (set EDITGAN_SHARED)")
+    return SHARED_FIXTURES
