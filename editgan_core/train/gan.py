@@ -167,8 +167,9 @@ class Trainer:
         return [self.device.index] if self.device.type == "cuda" else None
 
     def autocast(self):
-        if self.cfg.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bfloat16 autocast for the adversarial passes; regularisers always run in float32."""
+        if self.cfg.amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -315,7 +316,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
     p.add_argument("--sample-every", type=int, default=1000, help="images between sample grids")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)

@@ -1,0 +1,224 @@
+"""Model bundles: ``checkpoints/<name>/manifest.json`` plus safetensors files.
+
+A bundle is everything one domain needs: generator, segmentation ensemble, encoder, class names
+and colours, edit groups and shipped editing vectors. The manifest names its files, so a bundle
+can be copied, zipped or hosted as one folder (diffusers' ``from_pretrained`` idea).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from editgan_core import __version__
+from editgan_core.models.checkpoint import CheckpointError, load_checked
+from editgan_core.models.stylegan2 import Generator
+from editgan_core.utils import atomic_write
+
+FORMAT = "editgan-bundle/1"
+MANIFEST = "manifest.json"
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+class BundleError(ValueError):
+    """A bundle folder that cannot be used; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class PartClass:
+    id: int
+    name: str
+    color: tuple[int, int, int]
+
+    @property
+    def hex(self) -> str:
+        return "#{:02x}{:02x}{:02x}".format(*self.color)
+
+
+@dataclass
+class Bundle:
+    """A loaded manifest; models are read on demand with ``load_*``."""
+
+    root: Path
+    manifest: dict
+    classes: list[PartClass] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.manifest["id"]
+
+    @property
+    def title(self) -> str:
+        return self.manifest.get("title", self.id)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.manifest["resolution"])
+
+    @property
+    def domain(self) -> str | None:
+        return self.manifest.get("domain")
+
+    @property
+    def palette(self) -> np.ndarray:
+        return np.array([c.color for c in self.classes], dtype=np.uint8)
+
+    @property
+    def edit_groups(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in self.manifest.get("edit_groups", {}).items()}
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.root / self.manifest.get("vectors_dir", "vectors")
+
+    def has(self, component: str) -> bool:
+        return bool(self.manifest.get(component))
+
+    def _file(self, component: str) -> Path:
+        entry = self.manifest.get(component)
+        if not entry:
+            raise BundleError(f"bundle '{self.id}' has no {component}")
+        path = self.root / entry["file"]
+        if not path.is_file():
+            raise BundleError(f"bundle '{self.id}' lists {entry['file']} but the file is missing")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Bundle:
+        root = resolve_bundle_path(path)
+        try:
+            manifest = json.loads((root / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BundleError(f"cannot read {root / MANIFEST}: {exc}") from exc
+        if manifest.get("format") != FORMAT:
+            raise BundleError(f"{root / MANIFEST} is not an EditGAN bundle manifest ({FORMAT})")
+        for key in ("id", "resolution", "generator", "classes"):
+            if key not in manifest:
+                raise BundleError(f"{root / MANIFEST} lacks '{key}'")
+        classes = [PartClass(int(c["id"]), str(c["name"]), tuple(int(v) for v in c["color"]))
+                   for c in manifest["classes"]]
+        if [c.id for c in classes] != list(range(len(classes))):
+            raise BundleError("bundle classes must have ids 0..C-1 in order")
+        return cls(root=root, manifest=manifest, classes=classes)
+
+    # -- components ----------------------------------------------------------------------------
+    def load_generator(self) -> Generator:
+        path = self._file("generator")
+        config = read_config(path) or self.manifest["generator"].get("config")
+        if not config:
+            raise BundleError(f"{path.name} carries no generator config")
+        generator = Generator(**generator_kwargs(config))
+        load_checked(generator, load_file(path), f"{self.id}/{path.name}")
+        return generator.eval().requires_grad_(False)
+
+    def load_segmenter(self):
+        from editgan_core.models.segmenter import PixelEnsemble
+
+        return PixelEnsemble.load(self._file("segmenter")).eval().requires_grad_(False)
+
+    def load_encoder(self):
+        from editgan_core.models.encoder import Encoder
+
+        return Encoder.load(self._file("encoder")).eval().requires_grad_(False)
+
+
+def generator_kwargs(config: dict) -> dict:
+    """Generator constructor arguments from a JSON config (JSON turns int keys into strings)."""
+    kwargs = {k: v for k, v in config.items() if k in ("size", "style_dim", "n_mlp", "channel_multiplier", "lr_mlp",
+                                                       "blur_kernel")}
+    if config.get("channels"):
+        kwargs["channels"] = {int(k): int(v) for k, v in config["channels"].items()}
+    return kwargs
+
+
+def read_config(path: Path) -> dict | None:
+    """The JSON ``config`` stored in a safetensors file's metadata, if any."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta["config"]) if "config" in meta else None
+
+
+def resolve_bundle_path(path: str | Path) -> Path:
+    """A bundle folder given as a path or as a name under ``checkpoints/``."""
+    candidate = Path(path)
+    for root in (candidate, CHECKPOINTS / str(path)):
+        if (root / MANIFEST).is_file():
+            return root
+    raise BundleError(f"no bundle at '{path}' (looked for {MANIFEST} there and in {CHECKPOINTS})")
+
+
+def list_bundles(root: Path = CHECKPOINTS) -> list[Path]:
+    return sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))
+
+
+def save_generator(generator: Generator, path: Path, config: dict, metadata: dict | None = None) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    meta = {"config": json.dumps(config), **{k: str(v) for k, v in (metadata or {}).items()}}
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+
+
+def write_manifest(root: Path, manifest: dict) -> Path:
+    manifest = {"format": FORMAT, **manifest}
+    manifest.setdefault("versions", {})["editgan_core"] = __version__
+    manifest["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return atomic_write(root / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+
+
+def build_from_run(run: Path, out: Path, bundle_id: str, title: str, domain: str | None, classes: list[dict],
+                   edit_groups: dict[str, list[int]]) -> Bundle:
+    """Start a bundle from a GAN training run folder (``generator_ema.safetensors`` + config)."""
+    src = run / "generator_ema.safetensors"
+    if not src.is_file():
+        raise BundleError(f"{run} has no generator_ema.safetensors (is it a training run folder?)")
+    config = json.loads((run / "generator_config.json").read_text())
+    generator = Generator(**generator_kwargs(config))
+    tensors = load_file(src)
+    try:
+        load_checked(generator, tensors, str(src))
+    except CheckpointError as exc:
+        raise BundleError(str(exc)) from exc
+    with safe_open(str(src), framework="pt") as f:
+        run_meta = f.metadata() or {}
+    out.mkdir(parents=True, exist_ok=True)
+    save_generator(generator, out / "generator.safetensors", config, run_meta)
+    existing = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).is_file() else {}
+    manifest = {
+        **existing, "id": bundle_id, "title": title, "domain": domain, "resolution": config["size"],
+        "latent_shape": [generator.n_latent, generator.style_dim],
+        "generator": {"file": "generator.safetensors", "images_seen": int(run_meta.get("images_seen", 0))},
+        "classes": classes, "edit_groups": edit_groups, "vectors_dir": "vectors",
+    }
+    write_manifest(out, manifest)
+    samples = sorted((run / "samples").glob("*.png"))
+    if samples:
+        shutil.copyfile(samples[-1], out / "samples.png")
+    return Bundle.load(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Create or update a model bundle from a GAN training run.")
+    parser.add_argument("--run", type=Path, required=True, help="GAN training run folder")
+    parser.add_argument("--out", type=Path, required=True, help="bundle folder, e.g. checkpoints/faces64")
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--title", default=None)
+    parser.add_argument("--domain", default="faces", help="procedural domain that supplies classes and edit groups")
+    args = parser.parse_args(argv)
+    from editgan_core.domains import get_domain
+
+    domain = get_domain(args.domain)
+    classes = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in domain.CLASSES]
+    groups = {k: list(v) for k, v in getattr(domain, "EDIT_CLASSES", {}).items()}
+    bundle = build_from_run(args.run, args.out, args.id, args.title or args.id, args.domain, classes, groups)
+    print(f"wrote {bundle.root} ({bundle.resolution}px, {len(bundle.classes)} classes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""``EditGANPipeline``: the facade the web app and the CLI call (load, embed, render, edit, apply).
+
+Owns the device choice and the models of one bundle; every long call takes a per-step
+``callback(StepInfo)`` and a ``should_stop()`` for progress and cancellation. Images cross this
+boundary as uint8 numpy arrays (H, W, 3) and label maps as uint8 (H, W); latents are W+ tensors of
+shape (1, n_latent, style_dim) on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from editgan_core.bundle import Bundle
+from editgan_core.editing import EditObjective, EditTarget, EditWeights, edit_region, optimise_edit, region_iou
+from editgan_core.inversion import ReconstructionObjective
+from editgan_core.optim import StepInfo, optimise
+from editgan_core.utils import tensor_to_uint8
+from editgan_core.vectors import EditVector, VectorError, compose
+
+MAX_INPUT_PIXELS = 64_000_000  # refuse decompression bombs / absurd uploads before decoding
+
+
+class InputError(ValueError):
+    """Bad user input (image, label map, latent); the message is meant for the user."""
+
+
+@dataclass
+class Render:
+    image: np.ndarray  # (H, W, 3) uint8
+    labels: np.ndarray | None  # (H, W) uint8
+
+
+@dataclass
+class EmbedResult:
+    latent: torch.Tensor
+    render: Render
+    psnr: float
+    steps_done: int
+    stopped: bool
+
+
+@dataclass
+class EditResult:
+    """Outcome of learning or refining an edit."""
+
+    delta: torch.Tensor  # δw+ (n_latent, style_dim) relative to the input latent
+    latent: torch.Tensor  # input latent + δ
+    render: Render
+    region: np.ndarray  # (H, W) bool
+    class_ids: list[int]
+    metrics: dict[str, float] = field(default_factory=dict)
+    steps_done: int = 0
+    stopped: bool = False
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def prepare_image(image: np.ndarray | Image.Image | str | Path, size: int) -> np.ndarray:
+    """Any photo -> (size, size, 3) uint8: EXIF-rotated, RGB, centre-cropped square, resized."""
+    if isinstance(image, (str, Path)):
+        try:
+            image = Image.open(image)
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise InputError(f"cannot read the image: {exc}") from exc
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise InputError(f"expected an RGB image, got an array of shape {image.shape}")
+        if image.dtype != np.uint8:
+            if not np.isfinite(image).all():
+                raise InputError("the image contains NaN or infinite values")
+            image = np.clip(image * (255 if image.max() <= 1 else 1), 0, 255).astype(np.uint8)
+        image = Image.fromarray(image[..., :3])
+    if image.width * image.height > MAX_INPUT_PIXELS:
+        raise InputError(f"image is {image.width}x{image.height}; the limit is {MAX_INPUT_PIXELS // 1_000_000} MP")
+    image = ImageOps.exif_transpose(image).convert("RGB")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+    return np.array(image, dtype=np.uint8)
+
+
+class EditGANPipeline:
+    """One bundle's models on one device, with the user's verbs as methods."""
+
+    def __init__(self, bundle: Bundle, generator, segmenter=None, encoder=None, lpips=None,
+                 device: torch.device | None = None) -> None:
+        self.bundle = bundle
+        self.device = device or default_device()
+        self.generator = generator.to(self.device)
+        self.segmenter = segmenter.to(self.device) if segmenter is not None else None
+        self.encoder = encoder.to(self.device) if encoder is not None else None
+        self.lpips = lpips.to(self.device) if lpips is not None else None
+        self.noise = [n.to(self.device) for n in self.generator.stored_noise()]
+        with torch.no_grad():
+            gen = torch.Generator(device="cpu").manual_seed(0)
+            z = torch.randn(4096, generator.style_dim, generator=gen).to(self.device)
+            self.w_avg = self.generator.style(z).mean(0, keepdim=True)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
+                        lpips: bool | str = "auto") -> EditGANPipeline:
+        """Load a bundle folder (or a name under ``checkpoints/``); LPIPS if its weights are local."""
+        bundle = Bundle.load(path)
+        segmenter = bundle.load_segmenter() if bundle.has("segmenter") else None
+        encoder = bundle.load_encoder() if bundle.has("encoder") else None
+        lp = None
+        if lpips:
+            from editgan_core.losses import load_lpips
+
+            lp = load_lpips(search_dirs=[bundle.root])
+        return cls(bundle, bundle.load_generator(), segmenter, encoder, lp,
+                   torch.device(device) if device else None)
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def resolution(self) -> int:
+        return self.generator.size
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        return self.generator.n_latent, self.generator.style_dim
+
+    @property
+    def can_segment(self) -> bool:
+        return self.segmenter is not None
+
+    # -- latents and rendering -----------------------------------------------------------------
+    def check_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        latent = torch.as_tensor(latent, dtype=torch.float32)
+        if latent.ndim == 2:
+            latent = latent[None]
+        if tuple(latent.shape[1:]) != self.latent_shape or latent.shape[0] != 1:
+            raise InputError(f"latent has shape {tuple(latent.shape)}; this model needs (1, {self.latent_shape[0]}, "
+                             f"{self.latent_shape[1]})")
+        if not torch.isfinite(latent).all():
+            raise InputError("latent contains NaN or infinite values")
+        return latent.to(self.device)
+
+    @torch.no_grad()
+    def sample_latent(self, seed: int, truncation: float = 0.7) -> torch.Tensor:
+        """A random face's W+ latent, reproducible from ``seed``."""
+        z = torch.randn(1, self.generator.style_dim, generator=torch.Generator().manual_seed(int(seed)))
+        w = self.generator.style(z.to(self.device))
+        w = self.w_avg + truncation * (w - self.w_avg)
+        return self.generator.w_to_wplus(w).contiguous().cpu()
+
+    def mean_latent(self) -> torch.Tensor:
+        return self.generator.w_to_wplus(self.w_avg).contiguous().cpu()
+
+    @torch.no_grad()
+    def render(self, latent: torch.Tensor, with_labels: bool = True) -> Render:
+        out = self.generator.synthesis(self.check_latent(latent), noise=self.noise, return_features=with_labels)
+        labels = None
+        if with_labels and self.segmenter is not None:
+            labels = self.segmenter.predict(out.features)[0].to(torch.uint8).cpu().numpy()
+        return Render(tensor_to_uint8(out.image)[0], labels)
+
+    def _image_tensor(self, image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(
+            self.device)
+
+    # -- embedding -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, image: np.ndarray) -> torch.Tensor:
+        """Encoder-only W+ (or the average latent when the bundle has no encoder)."""
+        if self.encoder is None:
+            return self.mean_latent()
+        return self.encoder(self._image_tensor(prepare_image(image, self.resolution))).cpu()
+
+    def embed(self, image, steps: int = 100, lr: float = 0.1, callback: Callable[[StepInfo], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> EmbedResult:
+        """Encoder init, then ``steps`` Adam steps on W+ (warm-up/cosine lr); returns the best latent."""
+        pixels = prepare_image(image, self.resolution)
+        target = self._image_tensor(pixels)
+        init = self.encode(pixels).to(self.device)
+        objective = ReconstructionObjective(self.generator, target, self.lpips, self.encoder, noise=self.noise)
+        result = optimise(init, objective, steps, lr, "rampcos", callback, should_stop)
+        latent = result.best.cpu()
+        render = self.render(latent)
+        mse = np.mean((render.image.astype(np.float64) - pixels.astype(np.float64)) ** 2)
+        psnr = 10 * math.log10(255.0**2 / max(mse, 1e-10))
+        return EmbedResult(latent, render, psnr, result.steps_done, result.stopped)
+
+    # -- editing ---------------------------------------------------------------------------------
+    def _require_segmenter(self) -> None:
+        if self.segmenter is None:
+            raise InputError(f"model '{self.bundle.id}' has no segmentation branch, so it cannot learn edits")
+
+    def check_labels(self, labels: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != (self.resolution, self.resolution):
+            raise InputError(f"label map is {labels.shape}; expected {(self.resolution, self.resolution)}")
+        if labels.size and (labels.min() < 0 or labels.max() >= len(self.bundle.classes)):
+            raise InputError(f"label map has class ids outside 0..{len(self.bundle.classes) - 1}")
+        return labels.astype(np.int64)
+
+    def learn_edit(self, latent: torch.Tensor, edited_labels: np.ndarray, steps: int = 100, lr: float = 0.02,
+                   weights: EditWeights | None = None, class_ids: Sequence[int] | None = None,
+                   callback: Callable[[StepInfo], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> EditResult:
+        """Optimise δw+ so the segmentation inside the edit region matches ``edited_labels``."""
+        self._require_segmenter()
+        latent = self.check_latent(latent)
+        before = self.render(latent)
+        edited = self.check_labels(edited_labels)
+        original = before.labels.astype(np.int64)
+        if class_ids is None:
+            changed = edited != original
+            if not changed.any():
+                raise InputError("the painted label map is identical to the current one: paint a change first")
+            class_ids = sorted(set(np.unique(edited[changed]).tolist()) | set(np.unique(original[changed]).tolist()))
+        region = edit_region(original, edited, class_ids)
+        target = EditTarget(torch.from_numpy(edited).to(self.device), torch.from_numpy(region).to(self.device),
+                            self._image_tensor(before.image))
+        return self._run_edit(latent, target, None, steps, lr, weights, list(class_ids), before, callback, should_stop)
+
+    def apply(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]]
+              ) -> torch.Tensor:
+        """w+ + Σ sᵢ·δᵢ (instant); a ``None`` scale means the vector's default scale."""
+        latent = self.check_latent(latent).cpu()
+        for vector, _ in vectors:
+            if isinstance(vector, EditVector) and vector.bundle_id != self.bundle.id:
+                raise InputError(f"vector '{vector.name}' belongs to model '{vector.bundle_id}', "
+                                 f"not to '{self.bundle.id}'")
+        try:
+            return compose(latent, vectors)
+        except VectorError as exc:
+            raise InputError(str(exc)) from exc
+
+    def refine(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]],
+               steps: int = 30, lr: float = 0.02, weights: EditWeights | None = None,
+               callback: Callable[[StepInfo], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> EditResult:
+        """Apply vectors, then self-supervised refinement: keep the applied segmentation inside r and the
+        original appearance outside it."""
+        self._require_segmenter()
+        latent = self.check_latent(latent)
+        applied = self.apply(latent, vectors).to(self.device)
+        before, after = self.render(latent), self.render(applied)
+        class_ids = sorted({int(c) for v, _ in vectors for c in getattr(v, "class_ids", [])})
+        if not class_ids:
+            class_ids = sorted(set(np.unique(after.labels[after.labels != before.labels]).tolist())
+                               | set(np.unique(before.labels[after.labels != before.labels]).tolist()))
+        region = edit_region(before.labels, after.labels, class_ids)
+        target = EditTarget(torch.from_numpy(after.labels.astype(np.int64)).to(self.device),
+                            torch.from_numpy(region).to(self.device), self._image_tensor(before.image))
+        return self._run_edit(latent, target, applied - latent, steps, lr, weights, class_ids, before, callback,
+                              should_stop)
+
+    def _run_edit(self, latent, target: EditTarget, init_delta, steps, lr, weights, class_ids, before: Render,
+                  callback, should_stop) -> EditResult:
+        objective = EditObjective(self.generator, self.segmenter, target, weights or EditWeights(), self.lpips,
+                                  self.encoder, self.noise)
+        result = optimise_edit(objective, latent, init_delta, steps, lr, callback, should_stop)
+        delta = result.best.cpu()
+        new_latent = latent.cpu() + delta
+        after = self.render(new_latent)
+        region = target.region.cpu().numpy()
+        outside = ~region
+        diff = np.abs(after.image.astype(np.float32) - before.image.astype(np.float32)).mean(axis=2) / 255.0
+        metrics = {
+            "region_iou": region_iou(after.labels, target.labels.cpu().numpy(), region, class_ids),
+            "change_outside": float(diff[outside].mean()) if outside.any() else 0.0,
+            "change_inside": float(diff[region].mean()) if region.any() else 0.0,
+            "region_fraction": float(region.mean()),
+        }
+        return EditResult(delta[0], new_latent, after, region, class_ids, metrics, result.steps_done, result.stopped)
