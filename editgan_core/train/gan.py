@@ -289,7 +289,7 @@ class Trainer:
             if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > 600:
                 self.save()
                 last_save = time.monotonic()
-            if self.images_seen // cfg.sample_every // 1000 != seen_before // cfg.sample_every // 1000:
+            if self.images_seen // cfg.sample_every != seen_before // cfg.sample_every:
                 self.write_samples()
         self.save()
         self.write_samples()
