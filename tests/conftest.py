@@ -11,7 +11,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = Path(os.environ.get("EDITGAN_SHARED", REPO.parent / "shared")) / "fixtures"
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tests run many tiny ops: one thread avoids oversubscription overhead and keeps results deterministic.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ def upfirdn2d_native(
         weight = weight.flip([2, 3])
         if pad_x0 == pad_x1 >= 0 and pad_y0 == pad_y1 >= 0:
             return F.conv2d(x, weight, stride=(down_y, down_x), padding=(pad_y0, pad_x0), groups=c)
-        x = F.pad(x, [pad_x0, pad_x1, pad_y0, pad_y1])
+        x = _pad_or_crop(x, pad_x0, pad_x1, pad_y0, pad_y1)
         return F.conv2d(x, weight, stride=(down_y, down_x), groups=c)
     # A stride-`up` transposed convolution is zero insertion followed by a full convolution; what
     # remains is a crop (or zero padding) of that full result, then the decimation.
@@ -102,7 +102,14 @@ def upfirdn2d_native(
         full = F.conv_transpose2d(x, weight, stride=(up_y, up_x), padding=(start_y, start_x), groups=c)
     else:
         full = F.conv_transpose2d(x, weight, stride=(up_y, up_x), groups=c)
-        full = F.pad(full, [-start_x, -end_x, -start_y, -end_y])
+        full = _pad_or_crop(full, -start_x, -end_x, -start_y, -end_y)
     if down_x > 1 or down_y > 1:
         full = full[:, :, ::down_y, ::down_x]
     return full
+
+
+def _pad_or_crop(x: torch.Tensor, x0: int, x1: int, y0: int, y1: int) -> torch.Tensor:
+    """Pad by positive amounts, crop by negative ones, even when a crop reaches past the zero padding."""
+    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    h, w = x.shape[2], x.shape[3]
+    return x[:, :, max(-y0, 0): max(h - max(-y1, 0), 0), max(-x0, 0): max(w - max(-x1, 0), 0)]

@@ -1,0 +1,112 @@
+"""Learn the demo bundle's preset editing vectors from scripted mask edits on rendered faces.
+
+    python -m editgan_core.train.presets --bundle checkpoints/faces64 [--faces 4] [--steps 100]
+
+For each preset, faces are rendered twice: as drawn and with one attribute changed (a bigger
+smile, eyes looking left, ...). The first is embedded into W+, its predicted segmentation gets the
+second render's labels on the changed pixels (what a user would paint), ``learn_edit`` finds δw+,
+and the δ's of several faces are averaged into one preset vector stored in the bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from editgan_core.pipeline import EditGANPipeline
+from editgan_core.vectors import EditVector, save_vector, utc_now
+
+PRESET_SEEDS = range(1000, 100_000)  # held out from GAN training (>= 1e6), annotations and evaluation (0..999)
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    name: str
+    description: str
+    attribute: str
+    value: float
+    accept: Callable[[dict], bool]  # faces on which the change is clearly visible
+    default_scale: float = 1.0
+
+
+PRESETS = (
+    PresetSpec("smile", "Broad smile: mouth corners up", "smile", 1.0,
+               lambda a: a["smile"] < 0.0 and a["mouth_open"] < 0.1),
+    PresetSpec("open_mouth", "Open the mouth, teeth visible", "mouth_open", 0.9, lambda a: a["mouth_open"] < 0.05),
+    PresetSpec("open_eyes", "Open the eyes wide", "eye_open", 1.0, lambda a: a["eye_open"] < 0.55),
+    PresetSpec("look_left", "Look to the image's left", "gaze_x", -1.0, lambda a: abs(a["gaze_x"]) < 0.25),
+    PresetSpec("look_right", "Look to the image's right", "gaze_x", 1.0, lambda a: abs(a["gaze_x"]) < 0.25),
+    PresetSpec("bigger_pupils", "Dilate the pupils", "pupil_size", 1.0, lambda a: a["pupil_size"] < 0.4),
+    PresetSpec("add_fringe", "Add a fringe (bangs)", "fringe", 1.0, lambda a: a["fringe"] < 0.05),
+    PresetSpec("raise_eyebrows", "Raise the eyebrows", "eyebrow_height", 1.0, lambda a: a["eyebrow_height"] < 0.4),
+)
+
+
+def scripted_edit(pipeline: EditGANPipeline, domain, seed: int, spec: PresetSpec, embed_steps: int):
+    """(latent, painted label map, class ids) for one face: what a user would have painted."""
+    attrs = domain.sample_attributes(seed)
+    before = domain.render(attrs, pipeline.resolution)
+    after = domain.render({**attrs, spec.attribute: spec.value}, pipeline.resolution)
+    latent = pipeline.embed(before.image, steps=embed_steps).latent
+    painted = pipeline.render(latent).labels.copy()
+    changed = before.labels != after.labels
+    painted[changed] = after.labels[changed]
+    return latent, painted, list(domain.EDIT_CLASSES[spec.attribute])
+
+
+def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
+                 seeds=PRESET_SEEDS) -> EditVector:
+    deltas, metrics, used = [], [], []
+    for seed in seeds:
+        if len(used) == faces:
+            break
+        if not spec.accept(domain.sample_attributes(seed)):
+            continue
+        latent, painted, classes = scripted_edit(pipeline, domain, seed, spec, embed_steps)
+        result = pipeline.learn_edit(latent, painted, steps=steps, class_ids=classes)
+        deltas.append(result.delta)
+        metrics.append(result.metrics)
+        used.append(seed)
+    if not deltas:
+        raise RuntimeError(f"no face in the seed range suits preset {spec.name}")
+    mean = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+    return EditVector(delta=torch.stack(deltas).mean(0), name=spec.name, description=spec.description,
+                      bundle_id=pipeline.bundle.id, class_ids=list(domain.EDIT_CLASSES[spec.attribute]),
+                      default_scale=spec.default_scale, created=utc_now(), source="preset",
+                      extra={"seeds": used, "steps": steps, "embed_steps": embed_steps, **mean})
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--only", nargs="+", choices=[s.name for s in PRESETS], help="learn only these presets")
+    p.add_argument("--faces", type=int, default=4, help="faces averaged per preset")
+    p.add_argument("--steps", type=int, default=100, help="learn_edit steps per face")
+    p.add_argument("--embed-steps", type=int, default=100)
+    p.add_argument("--threads", type=int)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from editgan_core.domains import get_domain
+
+    pipeline = EditGANPipeline.from_pretrained(args.bundle)
+    if not pipeline.bundle.domain:
+        p.error("presets are scripted on a procedural domain; this bundle has none")
+    domain = get_domain(pipeline.bundle.domain)
+    specs = [s for s in PRESETS if not args.only or s.name in args.only]
+    for spec in tqdm(specs, desc="presets", unit="preset"):
+        start = time.perf_counter()
+        vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps)
+        path = save_vector(vector, pipeline.bundle.vectors_dir / f"{spec.name}.safetensors")
+        tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, region IoU {vector.extra['region_iou']:.3f}, "
+                   f"change outside {vector.extra['change_outside']:.4f} -> {path}")
+
+
+if __name__ == "__main__":
+    main()
