@@ -34,6 +34,24 @@ def changed_classes(original: np.ndarray, edited: np.ndarray) -> list[int]:
     return sorted(set(np.unique(original[changed]).tolist()) | set(np.unique(edited[changed]).tolist()))
 
 
+def infer_edit_classes(original: np.ndarray, edited: np.ndarray,
+                       groups: dict[str, Sequence[int]] | None = None, container_ratio: float = 4.0) -> list[int]:
+    """The paper's Q_edit for a painted change.
+
+    With the bundle's edit groups (e.g. smile = lips + mouth interior), Q is every group that a
+    changed class belongs to, so painting lips over skin does not pull the whole skin into r. Without
+    groups, classes much larger than the change (skin, background: containers painted over) drop out.
+    """
+    touched = changed_classes(original, edited)
+    if groups:
+        selected = sorted({c for group in groups.values() if set(group) & set(touched) for c in group})
+        if selected:
+            return selected
+    n_changed = int((original != edited).sum())
+    return [c for c in touched
+            if max((original == c).sum(), (edited == c).sum()) <= container_ratio * max(n_changed, 1)] or touched
+
+
 def edit_region(original: np.ndarray, edited: np.ndarray, class_ids: Sequence[int] | None = None,
                 dilate: int | None = None) -> np.ndarray:
     """Region r: changed pixels plus the edited classes' pixels in both maps, dilated.
@@ -44,7 +62,7 @@ def edit_region(original: np.ndarray, edited: np.ndarray, class_ids: Sequence[in
     if original.shape != edited.shape:
         raise ValueError(f"label maps differ in shape: {original.shape} vs {edited.shape}")
     if class_ids is None:
-        class_ids = changed_classes(original, edited)
+        class_ids = infer_edit_classes(original, edited)
     region = (original != edited) | np.isin(original, class_ids) | np.isin(edited, class_ids)
     if dilate is None:
         dilate = max(1, round(3 * original.shape[0] / 512))

@@ -18,7 +18,15 @@ import torch
 from PIL import Image, ImageOps
 
 from editgan_core.bundle import Bundle
-from editgan_core.editing import EditObjective, EditTarget, EditWeights, edit_region, optimise_edit, region_iou
+from editgan_core.editing import (
+    EditObjective,
+    EditTarget,
+    EditWeights,
+    edit_region,
+    infer_edit_classes,
+    optimise_edit,
+    region_iou,
+)
 from editgan_core.inversion import ReconstructionObjective
 from editgan_core.optim import StepInfo, optimise
 from editgan_core.utils import tensor_to_uint8
@@ -215,11 +223,10 @@ class EditGANPipeline:
         before = self.render(latent)
         edited = self.check_labels(edited_labels)
         original = before.labels.astype(np.int64)
+        if not (edited != original).any():
+            raise InputError("the painted label map is identical to the current one: paint a change first")
         if class_ids is None:
-            changed = edited != original
-            if not changed.any():
-                raise InputError("the painted label map is identical to the current one: paint a change first")
-            class_ids = sorted(set(np.unique(edited[changed]).tolist()) | set(np.unique(original[changed]).tolist()))
+            class_ids = infer_edit_classes(original, edited, self.bundle.edit_groups)
         region = edit_region(original, edited, class_ids)
         target = EditTarget(torch.from_numpy(edited).to(self.device), torch.from_numpy(region).to(self.device),
                             self._image_tensor(before.image))
@@ -250,8 +257,7 @@ class EditGANPipeline:
         before, after = self.render(latent), self.render(applied)
         class_ids = sorted({int(c) for v, _ in vectors for c in getattr(v, "class_ids", [])})
         if not class_ids:
-            class_ids = sorted(set(np.unique(after.labels[after.labels != before.labels]).tolist())
-                               | set(np.unique(before.labels[after.labels != before.labels]).tolist()))
+            class_ids = infer_edit_classes(before.labels, after.labels, self.bundle.edit_groups)
         region = edit_region(before.labels, after.labels, class_ids)
         target = EditTarget(torch.from_numpy(after.labels.astype(np.int64)).to(self.device),
                             torch.from_numpy(region).to(self.device), self._image_tensor(before.image))
@@ -274,5 +280,7 @@ class EditGANPipeline:
             "change_outside": float(diff[outside].mean()) if outside.any() else 0.0,
             "change_inside": float(diff[region].mean()) if region.any() else 0.0,
             "region_fraction": float(region.mean()),
+            "loss_start": result.history[0]["loss"] if result.history else result.best_loss,
+            "loss_best": result.best_loss,
         }
         return EditResult(delta[0], new_latent, after, region, class_ids, metrics, result.steps_done, result.stopped)

@@ -1,0 +1,699 @@
+"""EditGAN's segmentation branch: an ensemble of DatasetGAN pixel MLPs over generator features.
+
+Each member classifies one pixel from the generator's feature maps, upsampled to the output
+resolution and concatenated (d = sum of the map widths: 6016 for config F at 512 px); the ensemble's
+logits are the mean of its members' logits (Zhang et al. 2021, Ling et al. 2021).
+
+The official code builds that (d x H x W) stack, 5.9 GiB per image at 512 px. Here it never
+exists: the first linear layer is per pixel, so it commutes with the (linear) upsampling, and runs
+as a 1x1 projection of every feature map at the map's own resolution. Only the projected
+(members * hidden) channels are upsampled and summed, a few rows at a time for full images, or
+only at the requested pixels for the edit region. ``forward_reference`` is the official
+formulation, kept as the definition the tests compare against.
+
+    python -m editgan_core.models.segmenter --bench-memory     # peak extra memory at 1024 px
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import functools
+import gc
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from editgan_core.models.checkpoint import CheckpointError, load_checked, read_torch_file
+from editgan_core.utils import atomic_write
+
+FORMAT = "editgan-pixel-ensemble/1"
+UPSAMPLE_MODES = ("bilinear", "nearest")
+# Size of the (pixels x members*hidden) activation block computed at once. Below glibc's 32 MiB
+# mmap ceiling, so the temporaries are recycled instead of page-faulted in on every block.
+CHUNK_BYTES = 16 * 2**20
+
+Features = Sequence[torch.Tensor]
+Size = tuple[int, int]
+
+
+def official_hidden(num_classes: int) -> tuple[int, int]:
+    """Hidden widths of the official pixel classifier: wider for 32 classes or more."""
+    return (128, 32) if num_classes < 32 else (256, 128)
+
+
+class PixelMLP(nn.Module):
+    """One ensemble member, ``Linear-ReLU-BN-Linear-ReLU-BN-Linear`` as in the official release.
+
+    The module names (``layers.0`` ... ``layers.6``) are the official ones, so its checkpoints load
+    after stripping DataParallel's ``module.`` prefix.
+    """
+
+    def __init__(self, dim: int, num_classes: int, hidden: Sequence[int] = (128, 32)) -> None:
+        super().__init__()
+        h1, h2 = hidden
+        self.layers = nn.Sequential(
+            nn.Linear(dim, h1), nn.ReLU(), nn.BatchNorm1d(h1),
+            nn.Linear(h1, h2), nn.ReLU(), nn.BatchNorm1d(h2),
+            nn.Linear(h2, num_classes),
+        )
+
+    @property
+    def first(self) -> nn.Linear:
+        return self.layers[0]
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Everything after the first linear layer: (P, h1) pre-activations -> (P, C) logits."""
+        for layer in self.layers[1:]:
+            hidden = layer(hidden)
+        return hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+# -- interpolation as index tables ---------------------------------------------------------------
+def interp_table(out_len: int, in_len: int, mode: str, dtype: torch.dtype = torch.float32,
+                 device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (i0, i1) and weight t of every output position along one axis.
+
+    out[k] = (1 - t) * in[i0] + t * in[i1] reproduces ``F.interpolate(size=...)`` along that axis:
+    ``bilinear`` with ``align_corners=False`` (half-pixel centres, clamped at the borders) or
+    PyTorch's ``nearest`` (floor of k * in / out, t = 0). Cached: the edit and training loops ask
+    for the same few tables every step; callers must not modify them.
+    """
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
+    return _interp_table(int(out_len), int(in_len), mode, dtype, torch.device(device or "cpu"))
+
+
+@functools.lru_cache(maxsize=128)
+def _interp_table(out_len: int, in_len: int, mode: str, dtype: torch.dtype,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dst = torch.arange(out_len, dtype=torch.float64, device=device)
+    scale = in_len / out_len
+    if mode == "nearest":
+        i0 = (dst * scale).floor().long().clamp_(max=in_len - 1)
+        return i0, i0, torch.zeros(out_len, dtype=dtype, device=device)
+    src = ((dst + 0.5) * scale - 0.5).clamp_(min=0)
+    i0 = src.floor().long().clamp_(max=in_len - 1)
+    i1 = (i0 + 1).clamp_(max=in_len - 1)
+    return i0, i1, (src - i0).to(dtype)
+
+
+def interp_rows(x: torch.Tensor, i0: torch.Tensor, i1: torch.Tensor, t: torch.Tensor, mode: str) -> torch.Tensor:
+    """Interpolate (B, s, w, K) along dim 1 with (a slice of) an ``interp_table``."""
+    out = x[:, i0]
+    return out if mode == "nearest" else out.lerp_(x[:, i1], t.view(1, -1, 1, 1))
+
+
+def interp_columns(x: torch.Tensor, width: int, mode: str) -> torch.Tensor:
+    """Interpolate (B, rows, w, K) along dim 2 to ``width``, exactly as ``F.interpolate`` does.
+
+    The rows become a batch of 1-pixel-high images in channels-last layout, so this is one pass
+    and the result is (B, rows, width, K) without a copy.
+    """
+    B, rows, w, K = x.shape
+    image = x.reshape(B * rows, 1, w, K).permute(0, 3, 1, 2)
+    out = F.interpolate(image, size=(1, width), mode=mode, align_corners=False if mode == "bilinear" else None)
+    return out.permute(0, 2, 3, 1).reshape(B, rows, width, K)
+
+
+def pixel_taps(y: torch.Tensor, x: torch.Tensor, map_size: Size, out_size: Size, mode: str,
+               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where output pixels (y, x) read a map of ``map_size``: rows, columns and weights, each (T, P).
+
+    T = 4 bilinear corners, or 1 for nearest.
+    """
+    (h, w), (H, W) = map_size, out_size
+    y0, y1, ty = (v[y] for v in interp_table(H, h, mode, dtype, y.device))
+    x0, x1, tx = (v[x] for v in interp_table(W, w, mode, dtype, x.device))
+    if mode == "nearest":
+        return y0[None], x0[None], torch.ones(1, len(y), dtype=dtype, device=y.device)
+    ys = torch.stack([y0, y0, y1, y1])
+    xs = torch.stack([x0, x1, x0, x1])
+    weight = torch.stack([(1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx])
+    return ys, xs, weight
+
+
+def sample_map(feature: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Values (c, P) of one upsampled map at some pixels; ``index`` (T, P) is flat into (B, h, w)."""
+    c = feature.shape[1]
+    flat = feature.transpose(0, 1).reshape(c, -1)  # a view for batch 1
+    values = flat.index_select(1, index.flatten()).view(c, *index.shape).to(weight.dtype)
+    return (values * weight).sum(1)
+
+
+def unflatten_pixels(pixels: torch.Tensor, out_size: Size) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flat indices into (B, H, W) -> (b, y, x)."""
+    H, W = out_size
+    b, rest = pixels.div(H * W, rounding_mode="floor"), pixels.remainder(H * W)
+    return b, rest.div(W, rounding_mode="floor"), rest.remainder(W)
+
+
+def flat_pixels(pixels: torch.Tensor, batch: int, out_size: Size) -> torch.Tensor:
+    """A boolean mask (B, H, W) or (H, W), or flat indices into (B, H, W), as flat indices."""
+    H, W = out_size
+    if pixels.dtype == torch.bool:
+        if tuple(pixels.shape) not in ((batch, H, W), (H, W)) or (pixels.ndim == 2 and batch != 1):
+            raise ValueError(f"pixel mask has shape {tuple(pixels.shape)}, expected ({batch}, {H}, {W})")
+        return pixels.reshape(-1).nonzero().squeeze(1)
+    if pixels.dtype.is_floating_point or pixels.dtype.is_complex:
+        raise TypeError(f"pixels must be a bool mask or integer indices, got {pixels.dtype}")
+    pixels = pixels.reshape(-1).long()
+    if len(pixels) and (pixels.min() < 0 or pixels.max() >= batch * H * W):
+        raise ValueError(f"pixel indices must lie in [0, {batch * H * W}) for {batch} image(s) of {H}x{W}")
+    return pixels
+
+
+def sample_features(features: Features, pixels: torch.Tensor, out_size: Size,
+                    upsample: str = "bilinear") -> torch.Tensor:
+    """The official per-pixel feature vectors (P, d), built for the given pixels only.
+
+    Row p equals the upsampled, concatenated stack at pixel ``pixels[p]`` (flat into (B, H, W)),
+    without building the stack: this is how the training pixels are read.
+    """
+    b, y, x = unflatten_pixels(pixels, out_size)
+    taps: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+    columns = []
+    for f in features:
+        (h, w), dtype = f.shape[-2:], torch.promote_types(f.dtype, torch.float32)
+        if (h, w, dtype) not in taps:
+            ys, xs, weight = pixel_taps(y, x, (h, w), out_size, upsample, dtype)
+            taps[h, w, dtype] = (b * (h * w) + ys * w + xs, weight)
+        columns.append(sample_map(f, *taps[h, w, dtype]))
+    return torch.cat(columns, 0).t()
+
+
+class ProjectedRows:
+    """The maps of one resolution projected by all members' first layers, (B, rows, w, N*h1).
+
+    Rows are projected on demand and kept for a sliding window, so blocks of output rows (or of
+    row-sorted pixels) that walk down the image project every source row once.
+    """
+
+    def __init__(self, maps: Sequence[torch.Tensor], weight: torch.Tensor, budget_bytes: int) -> None:
+        self.maps, self.weight = maps, weight  # weight: (c_group, N*h1)
+        B, _, self.h, self.w = maps[0].shape
+        self.window = max(1, budget_bytes // (B * self.w * weight.shape[1] * weight.element_size()))
+        self.start, self.stop, self.rows = 0, 0, None
+
+    def project(self, s0: int, s1: int) -> torch.Tensor:
+        slab = torch.cat([f[:, :, s0:s1] for f in self.maps], 1).to(self.weight.dtype)
+        return slab.permute(0, 2, 3, 1) @ self.weight
+
+    def __call__(self, s0: int, s1: int) -> torch.Tensor:
+        if self.rows is None or not (self.start <= s0 and s1 <= self.stop):
+            keep = self.rows[:, s0 - self.start:] if self.start <= s0 < self.stop else None
+            begin = self.stop if keep is not None else s0
+            stop = min(self.h, max(s1, begin + self.window))
+            new = self.project(begin, stop)
+            self.rows = new if keep is None else torch.cat([keep, new], 1)
+            self.start, self.stop = s0, stop
+        return self.rows[:, s0 - self.start:s1 - self.start]
+
+
+# -- the ensemble ----------------------------------------------------------------------------------
+class PixelEnsemble(nn.Module):
+    """N pixel MLPs over the generator's feature maps; logits = mean of the members' logits.
+
+    ``feature_channels`` are the widths of the maps in ``Generator.synthesis(return_features=True)``
+    order. ``upsample`` is how maps reach the output resolution ('bilinear', align_corners=False as
+    in DatasetGAN training and the official tool's display path, or 'nearest').
+    BatchNorm uses running statistics in eval mode; in train mode each pixel batch (or row chunk)
+    supplies its own, so train on pixel batches (``train_ensemble``).
+    """
+
+    def __init__(self, feature_channels: Sequence[int], num_classes: int, members: int = 10,
+                 hidden: Sequence[int] | None = None, upsample: str = "bilinear") -> None:
+        super().__init__()
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample mode must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        if members < 1 or num_classes < 2:
+            raise ValueError(f"need at least 1 member and 2 classes, got {members} and {num_classes}")
+        self.feature_channels = [int(c) for c in feature_channels]
+        self.dim = sum(self.feature_channels)
+        self.num_classes = int(num_classes)
+        self.hidden = tuple(int(h) for h in (hidden or official_hidden(num_classes)))
+        if len(self.hidden) != 2:
+            raise ValueError(f"hidden must give two widths (the official MLP shape), got {self.hidden}")
+        self.upsample = upsample
+        self.members = nn.ModuleList(PixelMLP(self.dim, num_classes, self.hidden) for _ in range(members))
+        self.chunk_bytes = CHUNK_BYTES
+
+    @property
+    def config(self) -> dict:
+        return {"format": FORMAT, "feature_channels": self.feature_channels, "num_classes": self.num_classes,
+                "members": len(self.members), "hidden": list(self.hidden), "upsample": self.upsample}
+
+    def extra_repr(self) -> str:
+        return f"d={self.dim}, classes={self.num_classes}, hidden={self.hidden}, upsample={self.upsample!r}"
+
+    # -- inputs --------------------------------------------------------------------------------
+    def check_features(self, features: Features) -> None:
+        if len(features) != len(self.feature_channels):
+            raise ValueError(f"got {len(features)} feature maps, the ensemble expects {len(self.feature_channels)} "
+                             f"(feature_channels={self.feature_channels})")
+        for j, (f, c) in enumerate(zip(features, self.feature_channels, strict=True)):
+            if f.ndim != 4 or f.shape[1] != c or f.shape[0] != features[0].shape[0]:
+                raise ValueError(f"feature map {j} has shape {tuple(f.shape)}, expected (B, {c}, h, w)")
+
+    @staticmethod
+    def default_size(features: Features, out_size: int | Size | None = None) -> Size:
+        """``out_size`` as (H, W); by default the largest feature map's resolution."""
+        if out_size is None:
+            return max((tuple(f.shape[-2:]) for f in features), key=lambda s: s[0] * s[1])
+        if isinstance(out_size, int):
+            return out_size, out_size
+        return int(out_size[0]), int(out_size[1])
+
+    def first_weights(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """All members' first layers stacked, (N*h1, c_j) per feature map, and the (N*h1,) bias."""
+        weight = torch.cat([m.first.weight for m in self.members], 0)
+        bias = torch.cat([m.first.bias for m in self.members], 0)
+        return list(weight.split(self.feature_channels, dim=1)), bias
+
+    # -- first layer, the memory-light way ----------------------------------------------------
+    def _groups(self, features: Features, budget_bytes: int) -> list[ProjectedRows]:
+        """Maps of one resolution share their interpolation: project them together."""
+        weights, _ = self.first_weights()
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for j, f in enumerate(features):
+            by_size.setdefault(tuple(f.shape[-2:]), []).append(j)
+        return [ProjectedRows([features[j] for j in maps], torch.cat([weights[j] for j in maps], 1).t(), budget_bytes)
+                for maps in by_size.values()]
+
+    def _hidden_rows(self, features: Features, out_size: Size) -> Iterator[torch.Tensor]:
+        """First-layer pre-activations (B, rows, W, N*h1) for successive blocks of output rows.
+
+        Each resolution's projection is interpolated to the block: rows from the projected source
+        rows the block needs, then columns.
+        """
+        _, bias = self.first_weights()
+        H, W = out_size
+        mode, batch, width = self.upsample, features[0].shape[0], bias.shape[0]
+        groups = self._groups(features, self.chunk_bytes)
+        tables = [interp_table(H, g.h, mode, bias.dtype, bias.device) for g in groups]
+        step = max(1, self.chunk_bytes // (batch * W * width * bias.element_size()))
+        for y0 in range(0, H, step):
+            y1 = min(H, y0 + step)
+            hidden = None
+            for group, table in zip(groups, tables, strict=True):
+                if group.h == H:
+                    part = group(y0, y1)
+                else:
+                    i0, i1, t = (v[y0:y1] for v in table)
+                    s0, s1 = int(i0[0]), int(i1[-1]) + 1
+                    part = interp_rows(group(s0, s1), i0 - s0, i1 - s0, t, mode)
+                if group.w != W:
+                    part = interp_columns(part, W, mode)
+                hidden = part + bias if hidden is None else hidden.add_(part)
+            yield hidden
+
+    def _hidden_pixels(self, features: Features, pixels: torch.Tensor, out_size: Size) -> Iterator[torch.Tensor]:
+        """First-layer pre-activations (P, N*h1) of row-sorted pixels, in blocks of pixels.
+
+        Per resolution the cheaper order is taken: project the source rows the block touches and
+        gather from them (low-res maps: few rows), or gather the features and project (high-res).
+        """
+        _, bias = self.first_weights()
+        step = max(1, self.chunk_bytes // (bias.shape[0] * bias.element_size()))
+        b, y, x = unflatten_pixels(pixels, out_size)
+        images = b.unique_consecutive().tolist() if len(pixels) else [0]
+        for image in images:
+            inside = (b == image).nonzero().squeeze(1) if len(images) > 1 else slice(None)
+            ys_b, xs_b = y[inside], x[inside]
+            groups = self._groups([f[image:image + 1] for f in features], self.chunk_bytes)
+            for p0 in range(0, max(len(ys_b), 1), step):
+                by, bx = ys_b[p0:p0 + step], xs_b[p0:p0 + step]
+                hidden = bias.expand(len(by), -1)
+                for group in groups if len(by) else []:
+                    ys, xs, weight = pixel_taps(by, bx, (group.h, group.w), out_size, self.upsample, bias.dtype)
+                    s0, s1 = int(ys.min()), int(ys.max()) + 1
+                    if (s1 - s0) * group.w <= len(by):
+                        rows = group(s0, s1).reshape(-1, bias.shape[0])
+                        index = (ys - s0) * group.w + xs
+                        for t in range(len(weight)):
+                            hidden = hidden + rows.index_select(0, index[t]) * weight[t, :, None]
+                    else:
+                        index = ys * group.w + xs
+                        sampled = torch.cat([sample_map(f, index, weight) for f in group.maps], 0)
+                        hidden = hidden + sampled.t() @ group.weight
+                yield hidden
+
+    def _members(self, hidden: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's logits (P, C) from the stacked first-layer pre-activations (P, N*h1)."""
+        h1 = self.hidden[0]
+        return [m.head(hidden[:, i * h1:(i + 1) * h1]) for i, m in enumerate(self.members)]
+
+    def _map(self, features: Features, pixels: torch.Tensor | None, out_size: int | Size | None,
+             reduce: Callable[[list[torch.Tensor]], torch.Tensor]) -> torch.Tensor:
+        """``reduce(member logits)`` per pixel: (B, H, W, ...) for the image, (P, ...) for pixels."""
+        self.check_features(features)
+        size = self.default_size(features, out_size)
+        batch = features[0].shape[0]
+        if pixels is not None:
+            pixels = flat_pixels(pixels.to(features[0].device), batch, size)
+            pixels, order = pixels.sort()  # row order: each block touches few source rows
+            out = torch.cat([reduce(self._members(h)) for h in self._hidden_pixels(features, pixels, size)], 0)
+            return out[order.argsort()]
+        out = []
+        for hidden in self._hidden_rows(features, size):
+            rows = hidden.shape[1]
+            result = reduce(self._members(hidden.reshape(-1, hidden.shape[-1])))
+            out.append(result.view(batch, rows, size[1], *result.shape[1:]))
+        return torch.cat(out, 1)
+
+    # -- public --------------------------------------------------------------------------------
+    def forward(self, features: Features, pixels: torch.Tensor | None = None,
+                out_size: int | Size | None = None) -> torch.Tensor:
+        """Ensemble logits: (B, C, H, W) for whole images, or (P, C) for ``pixels``.
+
+        ``pixels`` is a bool mask (B, H, W) or flat indices into (B, H, W) (``y * W + x`` for one
+        image); rows come in mask order. The edit loop asks only for its region's pixels.
+        """
+        logits = self._map(features, pixels, out_size, mean_logits)
+        return logits if pixels is not None else logits.permute(0, 3, 1, 2)
+
+    def forward_reference(self, features: Features, out_size: int | Size | None = None) -> torch.Tensor:
+        """The official formulation: upsample every map, concatenate to (B, d, H, W), run each MLP per pixel.
+
+        Needs d x H x W floats; the definition the memory-light path is tested against.
+        """
+        self.check_features(features)
+        H, W = self.default_size(features, out_size)
+        align = False if self.upsample == "bilinear" else None
+        stack = torch.cat([F.interpolate(f, size=(H, W), mode=self.upsample, align_corners=align)
+                           for f in features], 1)
+        x = stack.permute(0, 2, 3, 1).reshape(-1, self.dim)
+        logits = torch.stack([m(x) for m in self.members]).mean(0)
+        return logits.view(stack.shape[0], H, W, -1).permute(0, 3, 1, 2)
+
+    @torch.no_grad()
+    def predict(self, features: Features, out_size: int | Size | None = None) -> torch.Tensor:
+        """Label map (B, H, W): argmax of the ensemble's mean logits."""
+        return self._map(features, None, out_size, lambda logits: mean_logits(logits).argmax(1))
+
+    @torch.no_grad()
+    def uncertainty(self, features: Features, out_size: int | Size | None = None,
+                    kind: str = "entropy") -> torch.Tensor:
+        """Per-pixel uncertainty in [0, 1], (B, H, W), to show where the labels are unreliable.
+
+        ``entropy``: entropy of the members' mean softmax over log C. ``disagreement``: fraction of
+        members whose label differs from the ensemble's.
+        """
+        if kind == "entropy":
+            return self._map(features, None, out_size, self._entropy)
+        if kind == "disagreement":
+            return self._map(features, None, out_size, disagreement)
+        raise ValueError(f"unknown uncertainty kind {kind!r} (entropy or disagreement)")
+
+    def _entropy(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        probs = torch.stack([p.softmax(1) for p in logits]).mean(0)
+        return -(probs * probs.clamp_min(1e-12).log()).sum(1) / math.log(self.num_classes)
+
+    # -- files ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """One safetensors file; the config (JSON) rides in its metadata under ``config``."""
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        meta = {"config": json.dumps(self.config)}
+        return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> PixelEnsemble:
+        """Read a file written by ``save``; returned in eval mode."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"segmenter file not found: {path}")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        try:
+            config = json.loads(meta["config"])
+            if config.get("format") != FORMAT:
+                raise CheckpointError(f"{path.name} is not a pixel ensemble ({FORMAT}), format={config.get('format')}")
+            ensemble = cls(config["feature_channels"], config["num_classes"], config["members"],
+                           config["hidden"], config.get("upsample", "bilinear"))
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path.name} has no usable 'config' metadata ({exc!r})") from exc
+        load_checked(ensemble, load_file(str(path)), f"segmenter {path.name}")
+        return ensemble.eval()
+
+    @classmethod
+    def from_official(cls, paths: Sequence[str | Path], feature_channels: Sequence[int],
+                      upsample: str = "bilinear") -> PixelEnsemble:
+        """Import the official EditGAN/DatasetGAN ensemble: one ``{'model_state_dict': ...}`` file per member.
+
+        Sizes (hidden widths, classes) are read from the files; the input width must equal
+        ``sum(feature_channels)`` of the generator whose features it will see.
+        """
+        if not paths:
+            raise CheckpointError("no ensemble member files given")
+        states, shapes = [], None
+        for path in map(Path, paths):
+            state = official_state(path)
+            found = read_official_shapes(state, path)
+            if found[0] != sum(feature_channels):
+                raise CheckpointError(
+                    f"{path.name}: module.layers.0.weight takes d={found[0]} features, but the generator's maps "
+                    f"have sum(feature_channels)={sum(feature_channels)} ({len(feature_channels)} maps); "
+                    "is this ensemble for another generator or resolution?")
+            if shapes is not None and found != shapes:
+                raise CheckpointError(f"{path.name}: member shape (d, h1, h2, C)={found} differs from the first "
+                                      f"member's {shapes}")
+            shapes = found
+            states.append(state)
+        _, h1, h2, num_classes = shapes
+        ensemble = cls(feature_channels, num_classes, len(states), (h1, h2), upsample)
+        for member, state, path in zip(ensemble.members, states, paths, strict=True):
+            load_checked(member, state, f"official ensemble member {Path(path).name}")
+        return ensemble.eval()
+
+
+def mean_logits(logits: list[torch.Tensor]) -> torch.Tensor:
+    total = logits[0]
+    for more in logits[1:]:
+        total = total + more
+    return total / len(logits)
+
+
+def disagreement(logits: list[torch.Tensor]) -> torch.Tensor:
+    label = mean_logits(logits).argmax(1)
+    return torch.stack([m.argmax(1) != label for m in logits]).float().mean(0)
+
+
+def official_state(path: Path) -> dict[str, torch.Tensor]:
+    """A member's state dict with DataParallel's ``module.`` prefix removed."""
+    ckpt = read_torch_file(path)
+    state = ckpt.get("model_state_dict", ckpt)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path.name}: 'model_state_dict' is a {type(state).__name__}, expected a state dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    for bn in ("layers.2", "layers.5"):  # files from before PyTorch 0.4.1 lack the counter
+        if f"{bn}.running_mean" in state:
+            state.setdefault(f"{bn}.num_batches_tracked", torch.tensor(0))
+    return state
+
+
+def read_official_shapes(state: dict[str, torch.Tensor], path: Path) -> tuple[int, int, int, int]:
+    """(d, h1, h2, C) of an official member, with the offending key named when it is malformed."""
+    shapes = []
+    for key in ("layers.0.weight", "layers.3.weight", "layers.6.weight"):
+        if key not in state:
+            found = ", ".join(sorted(state)[:8])
+            raise CheckpointError(f"{path.name}: no 'module.{key}'; not an official pixel classifier (keys: {found})")
+        if state[key].ndim != 2:
+            raise CheckpointError(f"{path.name}: module.{key} has shape {tuple(state[key].shape)}, expected a matrix")
+        shapes.append(tuple(state[key].shape))
+    (h1, d), (h2, h1b), (num_classes, h2b) = shapes
+    if h1b != h1 or h2b != h2:
+        raise CheckpointError(f"{path.name}: layer widths do not chain: layers.0 {shapes[0]}, layers.3 {shapes[1]}, "
+                              f"layers.6 {shapes[2]}")
+    return d, h1, h2, num_classes
+
+
+# -- training --------------------------------------------------------------------------------------
+@dataclass
+class TrainProgress:
+    """What ``train_ensemble``'s progress callback sees after each step."""
+
+    member: int  # 0-based
+    members: int
+    step: int  # 1-based
+    steps: int
+    loss: float
+    accuracy: float  # on this step's pixel batch
+
+
+def init_official_(member: PixelMLP, generator: torch.Generator) -> None:
+    """The official init: linear weights N(0, 0.02), biases 0 (BatchNorm keeps PyTorch's)."""
+    for layer in member.layers:
+        if isinstance(layer, nn.Linear):
+            with torch.no_grad():
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.02)
+                layer.bias.zero_()
+
+
+def train_ensemble(features_list: Sequence[Features], labels_list: Sequence[torch.Tensor], num_classes: int,
+                   feature_channels: Sequence[int], members: int = 10, steps: int = 1000,
+                   pixels_per_step: int = 2048, lr: float = 1e-3, seed: int = 0,
+                   hidden: Sequence[int] | None = None, upsample: str = "bilinear",
+                   progress: Callable[[TrainProgress], None] | None = None) -> PixelEnsemble:
+    """Train each member (seed ``seed + m``) on random pixels of the K annotated images.
+
+    ``features_list[k]`` are image k's feature maps at their native resolutions (batch 1; float16
+    is fine for storage), ``labels_list[k]`` its (H, W) class ids. Every step reads the features
+    of ``pixels_per_step`` random pixels (random images) by the same sampling as the pixel-subset
+    path, so memory stays at (pixels x d) rather than K x d x H x W. Cross-entropy, Adam.
+    Raise from ``progress`` to cancel.
+    """
+    if not features_list or len(features_list) != len(labels_list):
+        raise ValueError(f"need as many label maps as feature sets, got {len(labels_list)} and {len(features_list)}")
+    if pixels_per_step < 2:
+        raise ValueError("pixels_per_step must be at least 2 (BatchNorm needs a batch)")
+    ensemble = PixelEnsemble(feature_channels, num_classes, members, hidden, upsample)
+    device = features_list[0][0].device
+    ensemble.to(device)
+    images = []
+    for k, (features, labels) in enumerate(zip(features_list, labels_list, strict=True)):
+        ensemble.check_features(features)
+        labels = torch.as_tensor(labels).to(device=device, dtype=torch.long)
+        if labels.ndim != 2 or features[0].shape[0] != 1:
+            raise ValueError(f"image {k}: expected one (H, W) label map and batch-1 features, got labels "
+                             f"{tuple(labels.shape)} and batch {features[0].shape[0]}")
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"image {k}: labels must lie in [0, {num_classes}), found {int(labels.min())}.."
+                             f"{int(labels.max())}")
+        images.append((features, labels.flatten(), tuple(labels.shape)))
+    for m, member in enumerate(ensemble.members):
+        rng = torch.Generator().manual_seed(seed + m)
+        init_official_(member, rng)
+        member.train()
+        optimiser = torch.optim.Adam(member.parameters(), lr=lr)
+        for step in range(1, steps + 1):
+            x, y = sample_pixel_batch(images, pixels_per_step, upsample, rng)
+            logits = member(x)
+            loss = F.cross_entropy(logits, y)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if progress is not None:
+                accuracy = (logits.argmax(1) == y).float().mean().item()
+                progress(TrainProgress(m, members, step, steps, loss.item(), accuracy))
+    return ensemble.eval()
+
+
+def sample_pixel_batch(images: list, count: int, upsample: str,
+                       rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (count, d) and labels (count,) of random pixels of random images."""
+    device = images[0][1].device
+    which = torch.randint(len(images), (count,), generator=rng)
+    xs, ys = [], []
+    for k in which.unique().tolist():
+        features, labels, size = images[k]
+        pixels = torch.randint(size[0] * size[1], (int((which == k).sum()),), generator=rng).to(device)
+        xs.append(sample_features(features, pixels, size, upsample))
+        ys.append(labels[pixels])
+    return torch.cat(xs), torch.cat(ys)
+
+
+# -- memory benchmark ------------------------------------------------------------------------------
+def _proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    """Make VmHWM (peak RSS) restart from the current RSS; Linux >= 4.0."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _trim_heap() -> None:
+    """Return freed heap pages to the OS, so later allocations show up as RSS growth."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def measure_peak(fn: Callable[[], object]) -> tuple[object, float, float]:
+    """Run ``fn``; return its result, the peak RSS above the starting RSS (bytes) and the seconds."""
+    _trim_heap()
+    if not _reset_peak_rss():
+        raise OSError("cannot reset the peak-RSS counter (/proc/self/clear_refs); Linux >= 4.0 needed")
+    base = _proc_status_kib("VmRSS")
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    return result, (_proc_status_kib("VmHWM") - base) * 1024.0, seconds
+
+
+def bench_memory(size: int = 1024, num_classes: int = 12, members: int = 10, region: float = 0.1) -> None:
+    from editgan_core.models.stylegan2 import Generator, config_f_channels
+
+    gib = 2.0**30
+    torch.manual_seed(0)
+    generator = Generator(size, 512, 8, channel_multiplier=2).eval().requires_grad_(False)
+    start = time.perf_counter()
+    with torch.no_grad():
+        latent = generator.w_to_wplus(generator.get_latent(torch.randn(1, 512)))
+        features = generator.synthesis(latent, noise=generator.stored_noise(), return_features=True).features
+    print(f"synthesis {size} px config-f (random weights): {time.perf_counter() - start:.1f} s, "
+          f"features {sum(f.numel() for f in features) * 4 / gib:.2f} GiB at native resolutions")
+    channels = generator.feature_channels()
+    ensemble = PixelEnsemble(channels, num_classes, members).eval().requires_grad_(False)
+    del generator
+    for res in sorted({512, size}):
+        ch = config_f_channels(2)
+        d = 2 * sum(ch[2**i] for i in range(2, int(math.log2(res)) + 1))
+        print(f"official stack at {res} px: d={d} x {res} x {res} x 4 B = {d * res * res * 4 / gib:.2f} GiB")
+    print(f"ensemble: {members} members, hidden {ensemble.hidden}, {num_classes} classes, d={ensemble.dim}, "
+          f"upsample {ensemble.upsample}, chunk {ensemble.chunk_bytes / 2**20:.0f} MiB")
+
+    with torch.no_grad():
+        logits, extra, seconds = measure_peak(lambda: ensemble(features))
+    print(f"full-image logits {tuple(logits.shape)}: peak extra RSS {extra / gib:.3f} GiB "
+          f"({extra / 2**20:.0f} MiB, includes the {logits.numel() * 4 / 2**20:.0f} MiB output), {seconds:.1f} s")
+
+    side = int(size * region**0.5)
+    mask = torch.zeros(1, size, size, dtype=torch.bool)
+    mask[:, (size - side) // 2:(size + side) // 2, (size - side) // 2:(size + side) // 2] = True
+    with torch.no_grad():
+        picked, extra, seconds = measure_peak(lambda: ensemble(features, pixels=mask))
+    diff = (picked - logits.permute(0, 2, 3, 1)[mask]).abs().max().item()
+    print(f"region logits ({int(mask.sum())} px, {region:.0%} of the image): peak extra RSS {extra / 2**20:.0f} MiB, "
+          f"{seconds:.1f} s, max |difference to full-image logits| {diff:.2e}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench-memory", action="store_true", help="peak memory of full-image logits")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--classes", type=int, default=12)
+    parser.add_argument("--members", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if not args.bench_memory:
+        parser.error("nothing to do (try --bench-memory)")
+    torch.set_num_threads(args.threads)
+    bench_memory(args.size, args.classes, args.members)
+
+
+if __name__ == "__main__":
+    main()

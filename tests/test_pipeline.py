@@ -1,0 +1,192 @@
+"""The facade on a tiny random bundle: embed, render, learn_edit, apply, refine, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from editgan_core.bundle import Bundle, BundleError
+from editgan_core.editing import edit_region, infer_edit_classes
+from editgan_core.optim import lr_at, optimise
+from editgan_core.pipeline import EditGANPipeline, InputError, prepare_image
+from editgan_core.testing import make_tiny_bundle
+from editgan_core.vectors import EditVector
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def pipe(bundle_dir):
+    return EditGANPipeline.from_pretrained(bundle_dir, device="cpu", lpips=False)
+
+
+def test_bundle_errors_are_clear(tmp_path, bundle_dir):
+    with pytest.raises(BundleError, match="no bundle"):
+        Bundle.load(tmp_path / "missing")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(BundleError, match="not an EditGAN bundle"):
+        Bundle.load(tmp_path / "bad")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="missing"):
+        Bundle.load(broken).load_generator()
+
+
+def test_sample_render_and_shapes(pipe):
+    latent = pipe.sample_latent(1)
+    assert latent.shape == (1, *pipe.latent_shape)
+    assert torch.equal(latent, pipe.sample_latent(1))
+    out = pipe.render(latent)
+    assert out.image.shape == (32, 32, 3) and out.image.dtype == np.uint8
+    assert out.labels.shape == (32, 32) and out.labels.max() < len(pipe.bundle.classes)
+
+
+def test_embed_improves_on_the_encoder(pipe):
+    target = pipe.render(pipe.sample_latent(2, truncation=0.5)).image
+    start = pipe.embed(target, steps=0)
+    result = pipe.embed(target, steps=30)
+    assert result.steps_done == 30 and result.latent.shape == (1, *pipe.latent_shape)
+    assert result.psnr > start.psnr
+
+
+def test_embed_cancels(pipe):
+    calls = []
+    result = pipe.embed(pipe.render(pipe.sample_latent(3)).image, steps=50, callback=calls.append,
+                        should_stop=lambda: len(calls) >= 4)
+    assert result.stopped and result.steps_done == 4 and len(calls) == 4
+
+
+def test_learn_edit_reaches_painted_labels(pipe):
+    latent = pipe.sample_latent(4)
+    labels = pipe.render(latent).labels.astype(np.int64)
+    painted = labels.copy()
+    painted[8:16, 8:20] = 2  # the tiny segmenter's class 2 is "green-dominant pixels"
+    result = pipe.learn_edit(latent, painted, steps=40, lr=0.05)
+    assert result.delta.shape == pipe.latent_shape
+    assert 2 in result.class_ids and result.region[10, 10]
+    assert result.metrics["loss_best"] < 0.5 * result.metrics["loss_start"]
+    target = painted == 2
+    assert (result.render.labels[target] == 2).mean() > (labels[target] == 2).mean()
+    assert result.metrics["change_inside"] > result.metrics["change_outside"]
+
+
+def test_learn_edit_refuses_bad_labels(pipe):
+    latent = pipe.sample_latent(5)
+    labels = pipe.render(latent).labels
+    with pytest.raises(InputError, match="identical"):
+        pipe.learn_edit(latent, labels, steps=1)
+    with pytest.raises(InputError, match="expected"):
+        pipe.learn_edit(latent, labels[:8], steps=1)
+    bad = labels.astype(np.int64)
+    bad[0, 0] = 99
+    with pytest.raises(InputError, match="class ids"):
+        pipe.learn_edit(latent, bad, steps=1)
+    with pytest.raises(InputError, match="NaN"):
+        pipe.render(torch.full((1, *pipe.latent_shape), float("nan")))
+    with pytest.raises(InputError, match="shape"):
+        pipe.render(torch.zeros(1, 3, 3))
+
+
+def test_apply_composes_and_checks_bundle(pipe):
+    latent = pipe.sample_latent(6)
+    delta = torch.randn(pipe.latent_shape)
+    vec = EditVector(delta=delta, name="v", bundle_id=pipe.bundle.id, class_ids=[8])
+    assert torch.allclose(pipe.apply(latent, [(vec, 1.0), (vec, -1.0)]), latent, atol=1e-6)
+    assert torch.allclose(pipe.apply(latent, [(vec, 0.5)]), latent + 0.5 * delta)
+    foreign = EditVector(delta=delta, name="car", bundle_id="car512", class_ids=[1])
+    with pytest.raises(InputError, match="car512"):
+        pipe.apply(latent, [(foreign, 1.0)])
+    with pytest.raises(InputError):
+        pipe.apply(latent, [(torch.zeros(3, 3), 1.0)])
+
+
+def test_refine_starts_from_the_applied_vector(pipe):
+    latent = pipe.sample_latent(7)
+    vec = EditVector(delta=torch.randn(pipe.latent_shape) * 0.3, name="v", bundle_id=pipe.bundle.id, class_ids=[1])
+    result = pipe.refine(latent, [(vec, 1.0)], steps=5)
+    assert result.steps_done == 5 and result.class_ids == [1]
+    assert result.latent.shape == (1, *pipe.latent_shape)
+
+
+def test_edit_region_includes_classes_and_dilates():
+    original = np.ones((16, 16), np.int64)  # skin
+    original[2:4, 2:4] = 3  # eyebrow
+    original[12:14, 2:4] = 8  # lips elsewhere
+    edited = original.copy()
+    edited[9:11, 9:11] = 8  # paint lips over skin
+    assert infer_edit_classes(original, edited) == [8]  # skin is the container painted over
+    groups = {"smile": [8, 9], "brows": [3]}
+    assert infer_edit_classes(original, edited, groups) == [8, 9]
+    region = edit_region(original, edited, dilate=1)
+    assert region[10, 10] and region[9, 9] and region[11, 11]  # changed pixel, dilated
+    assert region[12:14, 2:4].all() and not region[2, 2]  # the edited class everywhere, not the brows
+    region = edit_region(original, edited, class_ids=[3, 8], dilate=0)
+    assert region[2:4, 2:4].all() and region.sum() == 12
+
+
+def test_prepare_image_handles_real_world_files(tmp_path):
+    wide = Image.new("RGB", (300, 100), (255, 0, 0))
+    wide.paste((0, 255, 0), (100, 0, 200, 100))  # green centre square
+    out = prepare_image(wide, 32)
+    assert out.shape == (32, 32, 3) and out[16, 16, 1] > 200 and out[16, 16, 0] < 50
+    rotated = Image.new("RGB", (40, 20), (0, 0, 255))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees when displayed
+    path = tmp_path / "r.jpg"
+    rotated.save(path, exif=exif)
+    assert prepare_image(path, 16).shape == (16, 16, 3)
+    assert prepare_image(np.zeros((20, 20, 4), np.uint8), 8).shape == (8, 8, 3)
+    assert prepare_image(np.zeros((20, 20), np.float32), 8).shape == (8, 8, 3)
+    with pytest.raises(InputError, match="NaN"):
+        prepare_image(np.full((4, 4, 3), np.nan, np.float32), 8)
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    with pytest.raises(InputError, match="cannot read"):
+        prepare_image(tmp_path / "junk.png", 8)
+
+
+def test_prepare_image_refuses_huge_images(monkeypatch):
+    monkeypatch.setattr("editgan_core.pipeline.MAX_INPUT_PIXELS", 100)
+    with pytest.raises(InputError, match="limit"):
+        prepare_image(Image.new("RGB", (20, 20)), 8)
+
+
+def test_optimise_keeps_best_and_schedules():
+    target = torch.tensor([3.0, -2.0])
+    seen = []
+    result = optimise(torch.zeros(2), lambda v: ((v - target).square().sum(), {}), steps=200, lr=0.1,
+                      callback=seen.append)
+    assert torch.allclose(result.best, target, atol=0.05) and len(seen) == 200
+    assert result.best_loss == min(h["loss"] for h in result.history) or result.best_step == 200
+    assert lr_at(0, 100, 0.1, "rampcos") == 0.0 and lr_at(50, 100, 0.1, "rampcos") == pytest.approx(0.1)
+    assert lr_at(99, 100, 0.1, "rampcos") < 0.01
+    with pytest.raises(FloatingPointError):
+        optimise(torch.zeros(1), lambda v: (v.sum() / 0.0 * 0.0, {}), steps=1, lr=0.1)
+
+
+def test_batch_cli_resumes_and_skips_bad_files(tmp_path, bundle_dir):
+    from editgan_core.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (50, 40), (200, 150, 100)).save(src / "a.png")
+    (src / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    args = ["apply", str(src), str(out), "--bundle", str(bundle_dir), "--vector", "smile=0.5", "--embed-steps", "2",
+            "--refine", "2"]
+    assert main(args) == 0
+    assert (out / "a.png").is_file() and (out / "a.latent.safetensors").is_file()
+    mtime = (out / "a.png").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "a.png").stat().st_mtime_ns == mtime  # finished outputs are skipped
+    with pytest.raises(SystemExit):
+        main([*args[:5], "--vector", "no_such_vector"])
