@@ -35,6 +35,43 @@ def to_batch(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(127.5).sub(1)
 
 
+def median_time(fn, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def timing_report(pipeline: EditGANPipeline, vector, repeats: int = 5) -> dict[str, float]:
+    """Seconds for the interactive operations on one face, next to one generator forward."""
+    latent = pipeline.sample_latent(0)
+    labels = pipeline.render(latent).labels
+    painted = labels.copy()
+    painted[labels == vector.class_ids[0]] = 1 if vector.class_ids[0] != 1 else 2  # paint a part away
+    if (painted == labels).all():
+        painted[: labels.shape[0] // 8] = vector.class_ids[0]
+    noise = pipeline.noise
+    w = latent.to(pipeline.device)
+
+    def forward():
+        with torch.no_grad():
+            pipeline.generator.synthesis(w, noise=noise)
+
+    def apply_and_render():
+        pipeline.render(pipeline.apply(latent, [(vector, 1.0)]))
+
+    report = {"generator_forward": median_time(forward, repeats), "apply_and_render": median_time(apply_and_render)}
+    report["refine_30"] = median_time(lambda: pipeline.refine(latent, [(vector, 1.0)], steps=30), 1)
+    report["learn_edit_100"] = median_time(lambda: pipeline.learn_edit(latent, painted, steps=100), 1)
+    overhead = median_time(lambda: pipeline.learn_edit(latent, painted, steps=0), 1)
+    report["edit_step"] = (report["learn_edit_100"] - overhead) / 100
+    report["edit_step_over_forward"] = report["edit_step"] / report["generator_forward"]
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", required=True)
@@ -46,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--judge", type=Path, default=DEFAULT_JUDGE, help="attribute net (safetensors)")
     p.add_argument("--success-delta", type=float, default=0.15, help="fraction of the attribute range")
     p.add_argument("--threads", type=int)
+    p.add_argument("--timing", action="store_true", help="only time apply/refine/learn_edit on one face")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,12 +91,16 @@ def main(argv: list[str] | None = None) -> None:
     from editgan_core.models.attribute_net import AttributeNet
 
     pipeline = EditGANPipeline.from_pretrained(args.bundle)
-    domain = get_domain(pipeline.bundle.domain)
-    judge = AttributeNet.load(args.judge).eval()
-    spec = next(s for s in PRESETS if s.name == args.vector)
     library = VectorLibrary(Path("/nonexistent"), pipeline.bundle.id, pipeline.latent_shape,
                             read_only_roots=[pipeline.bundle.vectors_dir])
     vector = library.get(args.vector)
+    if args.timing:
+        for name, value in timing_report(pipeline, vector).items():
+            print(f"{name:>24}: {value:9.2f} x" if "over" in name else f"{name:>24}: {value * 1e3:9.1f} ms")
+        return
+    domain = get_domain(pipeline.bundle.domain)
+    judge = AttributeNet.load(args.judge).eval()
+    spec = next(s for s in PRESETS if s.name == args.vector)
     low, high = domain.ATTRIBUTE_RANGES[spec.attribute]
     margin = args.success_delta * (high - low)
     sign = 1.0 if spec.value >= 0.5 * (low + high) else -1.0

@@ -32,6 +32,8 @@ from editgan_core.optim import StepInfo, optimise
 from editgan_core.utils import tensor_to_uint8
 from editgan_core.vectors import EditVector, VectorError, compose
 
+# User seeds are offset so seed 0 does not replay the draws that initialised a seed-0 GAN's weights.
+LATENT_SEED_OFFSET = 1_000_003
 MAX_INPUT_PIXELS = 64_000_000  # refuse decompression bombs / absurd uploads before decoding
 
 
@@ -111,7 +113,7 @@ class EditGANPipeline:
         self.lpips = lpips.to(self.device) if lpips is not None else None
         self.noise = [n.to(self.device) for n in self.generator.stored_noise()]
         with torch.no_grad():
-            gen = torch.Generator(device="cpu").manual_seed(0)
+            gen = torch.Generator(device="cpu").manual_seed(LATENT_SEED_OFFSET - 1)
             z = torch.randn(4096, generator.style_dim, generator=gen).to(self.device)
             self.w_avg = self.generator.style(z).mean(0, keepdim=True)
 
@@ -158,7 +160,8 @@ class EditGANPipeline:
     @torch.no_grad()
     def sample_latent(self, seed: int, truncation: float = 0.7) -> torch.Tensor:
         """A random face's W+ latent, reproducible from ``seed``."""
-        z = torch.randn(1, self.generator.style_dim, generator=torch.Generator().manual_seed(int(seed)))
+        rng = torch.Generator().manual_seed(LATENT_SEED_OFFSET + int(seed))
+        z = torch.randn(1, self.generator.style_dim, generator=rng)
         w = self.generator.style(z.to(self.device))
         w = self.w_avg + truncation * (w - self.w_avg)
         return self.generator.w_to_wplus(w).contiguous().cpu()
