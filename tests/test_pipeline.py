@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from editgan_core.bundle import Bundle, BundleError
-from editgan_core.editing import edit_region, infer_edit_classes
+from editgan_core.editing import EditWeights, edit_region, infer_edit_classes
 from editgan_core.optim import lr_at, optimise
 from editgan_core.pipeline import EditGANPipeline, InputError, prepare_image
 from editgan_core.testing import make_tiny_bundle
@@ -69,14 +69,17 @@ def test_embed_cancels(pipe):
 def test_learn_edit_reaches_painted_labels(pipe):
     latent = pipe.sample_latent(4)
     labels = pipe.render(latent).labels.astype(np.int64)
+    box = (slice(8, 16), slice(8, 20))
+    # The tiny segmenter names dominant colours (classes 1-3): paint the one the box shows least.
+    paint = min((1, 2, 3), key=lambda c: (labels[box] == c).sum())
     painted = labels.copy()
-    painted[8:16, 8:20] = 2  # the tiny segmenter's class 2 is "green-dominant pixels"
-    result = pipe.learn_edit(latent, painted, steps=40, lr=0.05)
+    painted[box] = paint
+    # The random tiny encoder is a poor regulariser, so weigh it down (as for any weak encoder).
+    result = pipe.learn_edit(latent, painted, steps=60, lr=0.1, weights=EditWeights(l2=10, encoder=0.1))
     assert result.delta.shape == pipe.latent_shape
-    assert 2 in result.class_ids and result.region[10, 10]
-    assert result.metrics["loss_best"] < 0.5 * result.metrics["loss_start"]
-    target = painted == 2
-    assert (result.render.labels[target] == 2).mean() > (labels[target] == 2).mean()
+    assert result.region[box].all() and result.class_ids  # painted pixels always lie in r
+    assert result.metrics["loss_best"] < 0.8 * result.metrics["loss_start"]
+    assert (result.render.labels[box] == paint).mean() > (labels[box] == paint).mean() + 0.15
     assert result.metrics["change_inside"] > result.metrics["change_outside"]
 
 

@@ -10,8 +10,10 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
 
+from editgan_core.models import segmenter
 from editgan_core.models.checkpoint import CheckpointError
 from editgan_core.models.segmenter import (
+    PixelBank,
     PixelEnsemble,
     TrainProgress,
     interp_table,
@@ -110,18 +112,37 @@ def test_fast_path_matches_reference(generator, features, mode, out_size):
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
-def test_pixel_subset_equals_full_image(generator, features, mode):
+def test_pixel_subset_equals_full_image(generator, features, mode, monkeypatch):
     ens = make_ensemble(generator, upsample=mode)
     ens.chunk_bytes = 50 * ens.hidden[0] * 3 * 8  # 50 pixels per block
+    # count both ways of reading a block: project the source rows, or gather features then project
+    calls = {"rows": 0, "gather": 0}
+    rows_call, gather = segmenter.ProjectedRows.__call__, segmenter.sample_map
+
+    def counting_rows(self, s0, s1):
+        calls["rows"] += 1
+        return rows_call(self, s0, s1)
+
+    def counting_gather(*args):
+        calls["gather"] += 1
+        return gather(*args)
+
+    monkeypatch.setattr(segmenter.ProjectedRows, "__call__", counting_rows)
+    monkeypatch.setattr(segmenter, "sample_map", counting_gather)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         full = ens(features, out_size=(32, 24)).permute(0, 2, 3, 1)  # (B, H, W, C)
-        pixels = torch.randint(2 * 32 * 24, (173,), generator=g)
+        calls.update(rows=0, gather=0)
+        pixels = torch.randint(2 * 32 * 24, (173,), generator=g)  # unsorted, with repeats
         picked = ens(features, pixels=pixels, out_size=(32, 24))
         assert picked.shape == (173, CLASSES)
         assert (picked - full.reshape(-1, CLASSES)[pixels]).abs().max() < TOL
         mask = torch.rand(2, 32, 24, generator=g) < 0.2
         assert (ens(features, pixels=mask, out_size=(32, 24)) - full[mask]).abs().max() < TOL
+        box = torch.zeros(2, 32, 24, dtype=torch.bool)
+        box[1, 9:23, 3:20] = True  # a compact edit region
+        assert (ens(features, pixels=box, out_size=(32, 24)) - full[box]).abs().max() < TOL
+        assert calls["rows"] > 0 and calls["gather"] > 0
         empty = ens(features, pixels=torch.zeros(0, dtype=torch.long))
         assert empty.shape == (0, CLASSES)
 
@@ -130,6 +151,21 @@ def test_sample_features_are_the_stack_rows(features):
     pixels = torch.randint(2 * 32 * 32, (50,), generator=torch.Generator().manual_seed(2))
     rows = stack(features, (32, 32)).permute(0, 2, 3, 1).reshape(-1, 96)[pixels]
     assert (sample_features(features, pixels, (32, 32)) - rows).abs().max() < 1e-12
+
+
+def test_training_batches_read_the_stack(features):
+    """The training bank (channels-last, all images together) yields the stack's rows at random pixels."""
+    per_image = [[f[k:k + 1] for f in features] for k in range(2)]
+    bank = PixelBank(iter(per_image), [torch.zeros(32, 32, dtype=torch.long)] * 2, 3)
+    x, y = bank.sample(64, torch.Generator().manual_seed(4))
+    replay = torch.Generator().manual_seed(4)
+    image, pixels = torch.randint(2, (64,), generator=replay), torch.randint(32 * 32, (64,), generator=replay)
+    rows = stack(features, (32, 32)).permute(0, 2, 3, 1).reshape(-1, 96)[image * 32 * 32 + pixels]
+    assert x.shape == (64, 96) and y.shape == (64,)
+    assert (x - rows).abs().max() < 1e-12
+    channels_last = [f.contiguous(memory_format=torch.channels_last) for f in features]
+    flat = image * 32 * 32 + pixels
+    assert (sample_features(channels_last, flat, (32, 32)) - rows).abs().max() < 1e-12
 
 
 def test_region_gradients_match_reference(generator, features):
@@ -144,6 +180,11 @@ def test_region_gradients_match_reference(generator, features):
     for f in one:
         f.grad = None
     F.cross_entropy(ens.forward_reference(one).permute(0, 2, 3, 1)[mask], target).backward()
+    for a, f in zip(fast, one, strict=True):
+        assert (a - f.grad).abs().max() < TOL
+        f.grad = None
+    ens.chunk_bytes = 2 * 32 * 3 * ens.hidden[0] * 8  # two rows per block
+    F.cross_entropy(ens(one).permute(0, 2, 3, 1)[mask], target).backward()  # the row-chunked path too
     for a, f in zip(fast, one, strict=True):
         assert (a - f.grad).abs().max() < TOL
 
@@ -271,9 +312,11 @@ def test_train_ensemble_learns_labels_from_features(generator):
     seen = torch.stack([(ens.predict(per_image[k]) == labels[k]).float().mean() for k in range(3)])
     unseen = (ens.predict(per_image[3]) == labels[3]).float().mean()
     assert seen.min() > 0.9 and unseen > 0.45  # three classes: chance is 1/3
-    again = train_ensemble(per_image[:3], list(labels[:3]), 3, generator.feature_channels(), members=1, steps=3,
-                           pixels_per_step=64, seed=0, hidden=(32, 16))
+    # same seed, same ensemble; features still attached to a graph are fine (training never needs their gradient)
     first = train_ensemble(per_image[:3], list(labels[:3]), 3, generator.feature_channels(), members=1, steps=3,
+                           pixels_per_step=64, seed=0, hidden=(32, 16))
+    attached = [[f.clone().requires_grad_(True) * 1 for f in image] for image in per_image[:3]]
+    again = train_ensemble(attached, list(labels[:3]), 3, generator.feature_channels(), members=1, steps=3,
                            pixels_per_step=64, seed=0, hidden=(32, 16))
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), first.state_dict().values(), strict=True))
 
@@ -282,5 +325,7 @@ def test_train_ensemble_validates_labels(generator, features):
     one = [f[:1].float() for f in features]
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         train_ensemble([one], [torch.full((32, 32), 3)], 3, generator.feature_channels(), members=1, steps=1)
-    with pytest.raises(ValueError, match="as many label maps"):
+    with pytest.raises(ValueError, match="more feature sets than the 0 label maps"):
         train_ensemble([one], [], 3, generator.feature_channels(), members=1, steps=1)
+    with pytest.raises(ValueError, match="as many feature sets as label maps, got 1 and 2"):
+        train_ensemble(iter([one]), [torch.zeros(32, 32)] * 2, 3, generator.feature_channels(), members=1, steps=1)

@@ -24,7 +24,7 @@ import gc
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,12 +146,25 @@ def pixel_taps(y: torch.Tensor, x: torch.Tensor, map_size: Size, out_size: Size,
     return ys, xs, weight
 
 
+def gather_rows(rows: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """sum_t weight[t, p] * rows[index[t, p]]: (P, c) from (N, c) rows and (T, P) taps, a tap at a time."""
+    out = rows.index_select(0, index[0]).to(weight.dtype).mul_(weight[0, :, None])
+    for t in range(1, len(index)):
+        out.addcmul_(rows.index_select(0, index[t]).to(weight.dtype), weight[t, :, None])
+    return out
+
+
 def sample_map(feature: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Values (c, P) of one upsampled map at some pixels; ``index`` (T, P) is flat into (B, h, w)."""
+    """Values (P, c) of one upsampled map at some pixels; ``index`` (T, P) is flat into (B, h, w).
+
+    A channels-last map gathers whole feature vectors, many times faster than gathering every
+    channel plane separately (which is what a contiguous NCHW map needs).
+    """
     c = feature.shape[1]
-    flat = feature.transpose(0, 1).reshape(c, -1)  # a view for batch 1
-    values = flat.index_select(1, index.flatten()).view(c, *index.shape).to(weight.dtype)
-    return (values * weight).sum(1)
+    if feature.is_contiguous(memory_format=torch.channels_last) and not feature.is_contiguous():
+        return gather_rows(feature.permute(0, 2, 3, 1).reshape(-1, c), index, weight)
+    values = feature.transpose(0, 1).reshape(c, -1).index_select(1, index.flatten())  # a view for batch 1
+    return (values.view(c, *index.shape).to(weight.dtype) * weight).sum(1).t()
 
 
 def unflatten_pixels(pixels: torch.Tensor, out_size: Size) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,7 +194,8 @@ def sample_features(features: Features, pixels: torch.Tensor, out_size: Size,
     """The official per-pixel feature vectors (P, d), built for the given pixels only.
 
     Row p equals the upsampled, concatenated stack at pixel ``pixels[p]`` (flat into (B, H, W)),
-    without building the stack: this is how the training pixels are read.
+    without building the stack. The pixel-subset logits and ``PixelBank`` batches read the maps
+    with the same taps.
     """
     b, y, x = unflatten_pixels(pixels, out_size)
     taps: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -192,7 +206,7 @@ def sample_features(features: Features, pixels: torch.Tensor, out_size: Size,
             ys, xs, weight = pixel_taps(y, x, (h, w), out_size, upsample, dtype)
             taps[h, w, dtype] = (b * (h * w) + ys * w + xs, weight)
         columns.append(sample_map(f, *taps[h, w, dtype]))
-    return torch.cat(columns, 0).t()
+    return torch.cat(columns, 1)
 
 
 class ProjectedRows:
@@ -342,13 +356,11 @@ class PixelEnsemble(nn.Module):
                     s0, s1 = int(ys.min()), int(ys.max()) + 1
                     if (s1 - s0) * group.w <= len(by):
                         rows = group(s0, s1).reshape(-1, bias.shape[0])
-                        index = (ys - s0) * group.w + xs
-                        for t in range(len(weight)):
-                            hidden = hidden + rows.index_select(0, index[t]) * weight[t, :, None]
+                        hidden = hidden + gather_rows(rows, (ys - s0) * group.w + xs, weight)
                     else:
                         index = ys * group.w + xs
-                        sampled = torch.cat([sample_map(f, index, weight) for f in group.maps], 0)
-                        hidden = hidden + sampled.t() @ group.weight
+                        sampled = torch.cat([sample_map(f, index, weight) for f in group.maps], 1)
+                        hidden = hidden + sampled @ group.weight
                 yield hidden
 
     def _members(self, hidden: torch.Tensor) -> list[torch.Tensor]:
@@ -543,44 +555,32 @@ def init_official_(member: PixelMLP, generator: torch.Generator) -> None:
                 layer.bias.zero_()
 
 
-def train_ensemble(features_list: Sequence[Features], labels_list: Sequence[torch.Tensor], num_classes: int,
+def train_ensemble(features_list: Iterable[Features], labels_list: Sequence[torch.Tensor], num_classes: int,
                    feature_channels: Sequence[int], members: int = 10, steps: int = 1000,
                    pixels_per_step: int = 2048, lr: float = 1e-3, seed: int = 0,
                    hidden: Sequence[int] | None = None, upsample: str = "bilinear",
                    progress: Callable[[TrainProgress], None] | None = None) -> PixelEnsemble:
     """Train each member (seed ``seed + m``) on random pixels of the K annotated images.
 
-    ``features_list[k]`` are image k's feature maps at their native resolutions (batch 1; float16
-    is fine for storage), ``labels_list[k]`` its (H, W) class ids. Every step reads the features
-    of ``pixels_per_step`` random pixels (random images) by the same sampling as the pixel-subset
-    path, so memory stays at (pixels x d) rather than K x d x H x W. Cross-entropy, Adam.
+    ``features_list`` yields image k's feature maps at their native resolutions (batch 1; float16
+    is fine), ``labels_list[k]`` is its (H, W) class ids. The maps are read once into a
+    ``PixelBank``; a generator that synthesises each image's maps on demand avoids holding them
+    twice. Every step reads ``pixels_per_step`` random pixels of random images with the pixel-subset
+    path's interpolation, so a step costs (pixels x d), not K x d x H x W. Cross-entropy, Adam.
     Raise from ``progress`` to cancel.
     """
-    if not features_list or len(features_list) != len(labels_list):
-        raise ValueError(f"need as many label maps as feature sets, got {len(labels_list)} and {len(features_list)}")
     if pixels_per_step < 2:
         raise ValueError("pixels_per_step must be at least 2 (BatchNorm needs a batch)")
     ensemble = PixelEnsemble(feature_channels, num_classes, members, hidden, upsample)
-    device = features_list[0][0].device
-    ensemble.to(device)
-    images = []
-    for k, (features, labels) in enumerate(zip(features_list, labels_list, strict=True)):
-        ensemble.check_features(features)
-        labels = torch.as_tensor(labels).to(device=device, dtype=torch.long)
-        if labels.ndim != 2 or features[0].shape[0] != 1:
-            raise ValueError(f"image {k}: expected one (H, W) label map and batch-1 features, got labels "
-                             f"{tuple(labels.shape)} and batch {features[0].shape[0]}")
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"image {k}: labels must lie in [0, {num_classes}), found {int(labels.min())}.."
-                             f"{int(labels.max())}")
-        images.append((features, labels.flatten(), tuple(labels.shape)))
+    bank = PixelBank(features_list, labels_list, num_classes, upsample, check=ensemble.check_features)
+    ensemble.to(bank.device)
     for m, member in enumerate(ensemble.members):
         rng = torch.Generator().manual_seed(seed + m)
         init_official_(member, rng)
         member.train()
         optimiser = torch.optim.Adam(member.parameters(), lr=lr)
         for step in range(1, steps + 1):
-            x, y = sample_pixel_batch(images, pixels_per_step, upsample, rng)
+            x, y = bank.sample(pixels_per_step, rng)
             logits = member(x)
             loss = F.cross_entropy(logits, y)
             optimiser.zero_grad(set_to_none=True)
@@ -592,18 +592,77 @@ def train_ensemble(features_list: Sequence[Features], labels_list: Sequence[torc
     return ensemble.eval()
 
 
-def sample_pixel_batch(images: list, count: int, upsample: str,
-                       rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (count, d) and labels (count,) of random pixels of random images."""
-    device = images[0][1].device
-    which = torch.randint(len(images), (count,), generator=rng)
-    xs, ys = [], []
-    for k in which.unique().tolist():
-        features, labels, size = images[k]
-        pixels = torch.randint(size[0] * size[1], (int((which == k).sum()),), generator=rng).to(device)
-        xs.append(sample_features(features, pixels, size, upsample))
-        ys.append(labels[pixels])
-    return torch.cat(xs), torch.cat(ys)
+class PixelBank:
+    """The annotated images' feature maps, at native resolutions, ready for random pixel batches.
+
+    Consecutive maps of one resolution are stored together channels-last, (K*h*w, c) for all K
+    images, so a batch gathers whole feature vectors (a gather per channel plane is many times
+    slower) and is read with the pixel-subset path's taps. Memory: one copy of the maps.
+    """
+
+    def __init__(self, features_list: Iterable[Features], labels_list: Sequence[torch.Tensor], num_classes: int,
+                 upsample: str = "bilinear", check: Callable[[Features], None] | None = None) -> None:
+        self.upsample = upsample
+        count = len(labels_list)
+        self.runs: list[tuple[int, int, torch.Tensor]] = []  # (h, w, (K*h*w, c_run)) in feature order
+        seen = 0
+        for k, features in enumerate(features_list):
+            if k >= count:
+                raise ValueError(f"more feature sets than the {count} label maps")
+            if check is not None:
+                check(features)
+            if features[0].shape[0] != 1:
+                raise ValueError(f"image {k}: expected batch-1 feature maps, got batch {features[0].shape[0]}")
+            if k == 0:
+                self._allocate(features, count)
+            for (h, w, bank), maps in zip(self.runs, self._run_maps(features), strict=True):
+                block = torch.cat([f[0].detach() for f in maps], 0).permute(1, 2, 0)  # (h, w, c_run)
+                bank.view(count, h, w, -1)[k] = block
+            seen = k + 1
+        if seen != count or count == 0:
+            raise ValueError(f"need as many feature sets as label maps, got {seen} and {count}")
+        self.device = self.runs[0][2].device
+        self.dtype = torch.promote_types(self.runs[0][2].dtype, torch.float32)
+        self.dim = sum(bank.shape[1] for _, _, bank in self.runs)
+        labels = [torch.as_tensor(y).to(device=self.device, dtype=torch.long) for y in labels_list]
+        self.size = tuple(labels[0].shape)
+        for k, y in enumerate(labels):
+            if y.ndim != 2 or tuple(y.shape) != self.size:
+                raise ValueError(f"image {k}: label maps must all be (H, W) of one size, got {tuple(y.shape)} "
+                                 f"(first: {self.size})")
+            if y.min() < 0 or y.max() >= num_classes:
+                raise ValueError(f"image {k}: labels must lie in [0, {num_classes}), found {int(y.min())}.."
+                                 f"{int(y.max())}")
+        self.labels = torch.stack(labels).flatten(1)  # (K, H*W)
+
+    @staticmethod
+    def _run_maps(features: Features) -> list[list[torch.Tensor]]:
+        runs: list[list[torch.Tensor]] = []
+        for f in features:
+            if runs and runs[-1][-1].shape[-2:] == f.shape[-2:]:
+                runs[-1].append(f)
+            else:
+                runs.append([f])
+        return runs
+
+    def _allocate(self, features: Features, count: int) -> None:
+        for maps in self._run_maps(features):
+            f = maps[0]
+            h, w = f.shape[-2:]
+            channels = sum(m.shape[1] for m in maps)
+            self.runs.append((h, w, f.new_empty(count * h * w, channels)))
+
+    def sample(self, count: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (count, d) and labels (count,) of pixels drawn uniformly over all images."""
+        H, W = self.size
+        image = torch.randint(len(self.labels), (count,), generator=rng).to(self.device)
+        pixels = torch.randint(H * W, (count,), generator=rng).to(self.device)
+        y, x = pixels.div(W, rounding_mode="floor"), pixels.remainder(W)
+        columns = []
+        for h, w, bank in self.runs:
+            ys, xs, weight = pixel_taps(y, x, (h, w), self.size, self.upsample, self.dtype)
+            columns.append(gather_rows(bank, image * (h * w) + ys * w + xs, weight))
+        return torch.cat(columns, 1), self.labels[image, pixels]
 
 
 # -- memory benchmark ------------------------------------------------------------------------------
@@ -632,16 +691,20 @@ def _trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def measure_peak(fn: Callable[[], object]) -> tuple[object, float, float]:
-    """Run ``fn``; return its result, the peak RSS above the starting RSS (bytes) and the seconds."""
+def measure_peak(fn: Callable[[], object]) -> tuple[object, float, float, float]:
+    """Run ``fn``; return its result, peak RSS above the starting RSS (bytes), wall and CPU seconds.
+
+    The heap is trimmed first, so memory freed earlier cannot be reused unseen, and the kernel's
+    peak-RSS counter is reset, so the synthesis before does not mask this call's peak.
+    """
     _trim_heap()
     if not _reset_peak_rss():
         raise OSError("cannot reset the peak-RSS counter (/proc/self/clear_refs); Linux >= 4.0 needed")
     base = _proc_status_kib("VmRSS")
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    seconds = time.perf_counter() - start
-    return result, (_proc_status_kib("VmHWM") - base) * 1024.0, seconds
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return result, (_proc_status_kib("VmHWM") - base) * 1024.0, wall, cpu
 
 
 def bench_memory(size: int = 1024, num_classes: int = 12, members: int = 10, region: float = 0.1) -> None:
@@ -667,18 +730,19 @@ def bench_memory(size: int = 1024, num_classes: int = 12, members: int = 10, reg
           f"upsample {ensemble.upsample}, chunk {ensemble.chunk_bytes / 2**20:.0f} MiB")
 
     with torch.no_grad():
-        logits, extra, seconds = measure_peak(lambda: ensemble(features))
+        logits, extra, wall, cpu = measure_peak(lambda: ensemble(features))
     print(f"full-image logits {tuple(logits.shape)}: peak extra RSS {extra / gib:.3f} GiB "
-          f"({extra / 2**20:.0f} MiB, includes the {logits.numel() * 4 / 2**20:.0f} MiB output), {seconds:.1f} s")
+          f"({extra / 2**20:.0f} MiB, includes the {logits.numel() * 4 / 2**20:.0f} MiB output), "
+          f"{wall:.1f} s wall, {cpu:.1f} s CPU")
 
     side = int(size * region**0.5)
     mask = torch.zeros(1, size, size, dtype=torch.bool)
     mask[:, (size - side) // 2:(size + side) // 2, (size - side) // 2:(size + side) // 2] = True
     with torch.no_grad():
-        picked, extra, seconds = measure_peak(lambda: ensemble(features, pixels=mask))
+        picked, extra, wall, cpu = measure_peak(lambda: ensemble(features, pixels=mask))
     diff = (picked - logits.permute(0, 2, 3, 1)[mask]).abs().max().item()
     print(f"region logits ({int(mask.sum())} px, {region:.0%} of the image): peak extra RSS {extra / 2**20:.0f} MiB, "
-          f"{seconds:.1f} s, max |difference to full-image logits| {diff:.2e}")
+          f"{wall:.1f} s wall, {cpu:.1f} s CPU, max |difference to full-image logits| {diff:.2e}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from editgan_core.pipeline import EditGANPipeline
+from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
 PRESET_SEEDS = range(1000, 100_000)  # held out from GAN training (>= 1e6), annotations and evaluation (0..999)
@@ -69,7 +69,10 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
         if not spec.accept(domain.sample_attributes(seed)):
             continue
         latent, painted, classes = scripted_edit(pipeline, domain, seed, spec, embed_steps)
-        result = pipeline.learn_edit(latent, painted, steps=steps, class_ids=classes)
+        try:
+            result = pipeline.learn_edit(latent, painted, steps=steps, class_ids=classes)
+        except InputError:
+            continue  # the change is invisible at this resolution or already predicted: no edit to learn
         deltas.append(result.delta)
         metrics.append(result.metrics)
         used.append(seed)

@@ -1,0 +1,1 @@
+"""Evaluation: sample quality (KID in the attribute net's feature space) and edit judging."""

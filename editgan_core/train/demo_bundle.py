@@ -1,0 +1,84 @@
+"""Assemble the shipped demo bundle from a GAN run: generator, encoder, segmenter, presets, preview.
+
+    python -m editgan_core.train.demo_bundle --run runs/faces64 --out checkpoints/faces64 \\
+        --encoder-run runs/enc64 --encoder-kimg 10 --eval 100
+
+Each stage is the project's own training command, run in order against the bundle being built;
+the encoder run is resumed when it exists (warm start after more GAN training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from editgan_core import bundle as bundle_mod
+from editgan_core.domains import get_domain
+from editgan_core.utils import save_image_grid
+
+
+def preview_grid(bundle_dir: Path, count: int = 8) -> Path:
+    """Samples (top row) and their predicted segmentations (bottom row) for the README."""
+    from editgan_core.pipeline import EditGANPipeline
+
+    pipeline = EditGANPipeline.from_pretrained(bundle_dir, lpips=False)
+    renders = [pipeline.render(pipeline.sample_latent(seed)) for seed in range(count)]
+    palette = pipeline.bundle.palette
+    rows = [r.image for r in renders] + [palette[r.labels] if r.labels is not None else r.image for r in renders]
+    return save_image_grid(np.stack(rows), bundle_dir / "samples.png", nrow=count)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, required=True, help="GAN training run folder")
+    p.add_argument("--out", type=Path, required=True, help="bundle folder to (re)build")
+    p.add_argument("--id", default="faces64-demo")
+    p.add_argument("--title", default="Demo faces (64 px, procedural domain)")
+    p.add_argument("--domain", default="faces")
+    p.add_argument("--encoder-run", type=Path, required=True, help="encoder run folder (resumed if present)")
+    p.add_argument("--encoder-kimg", type=float, default=10.0, help="total encoder kimg for this run folder")
+    p.add_argument("--segmenter-steps", type=int, default=1500)
+    p.add_argument("--preset-faces", type=int, default=4)
+    p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
+    p.add_argument("--threads", type=int)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    domain = get_domain(args.domain)
+    classes = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in domain.CLASSES]
+    groups = {k: list(v) for k, v in domain.EDIT_CLASSES.items()}
+    print(f"[1/5] generator from {args.run}")
+    bundle_mod.build_from_run(args.run, args.out, args.id, args.title, args.domain, classes, groups)
+
+    print(f"[2/5] encoder ({args.encoder_kimg} kimg in {args.encoder_run})")
+    from editgan_core.train import encoder as encoder_train
+
+    encoder_train.main(["--generator", str(args.out), "--out", str(args.encoder_run), "--real-domain", args.domain,
+                        "--kimg", str(args.encoder_kimg), *threads])
+    shutil.copyfile(args.encoder_run / "encoder.safetensors", args.out / "encoder.safetensors")
+    manifest = dict(bundle_mod.Bundle.load(args.out).manifest)
+    manifest["encoder"] = {"file": "encoder.safetensors", "kimg": args.encoder_kimg}
+    bundle_mod.write_manifest(args.out, {k: v for k, v in manifest.items() if k not in ("format", "updated")})
+
+    print("[3/5] segmentation branch from 16 annotated renders")
+    from editgan_core.train import segmenter as segmenter_train
+
+    segmenter_train.main(["--bundle", str(args.out), "--steps", str(args.segmenter_steps), "--eval", str(args.eval),
+                          *threads])
+
+    print("[4/5] preset editing vectors")
+    from editgan_core.train import presets
+
+    presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), *threads])
+
+    print("[5/5] preview grid")
+    print(f"wrote {preview_grid(args.out)}")
+
+
+if __name__ == "__main__":
+    main()
