@@ -35,6 +35,7 @@ from editgan_core.utils import atomic_write, save_image_grid
 
 # Lean widths that make CPU training possible; the GPU presets are wider.
 PRESETS: dict[str, dict] = {
+    "tiny32": dict(size=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16}),  # tests, smoke runs
     "demo64": dict(size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32}),
     "demo128": dict(size=128, style_dim=256, n_mlp=4,
                     channels={4: 256, 8: 256, 16: 256, 32: 128, 64: 64, 128: 32}),
