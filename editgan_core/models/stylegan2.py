@@ -106,7 +106,7 @@ class EqualLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias * self.lr_mul if self.bias is not None else None
         if self.activation:
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias, inplace=True)
         return F.linear(x, self.weight * self.scale, bias=bias)
 
 
@@ -159,6 +159,8 @@ class ModulatedConv2d(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         style = self.modulation(style)  # (B, in)
+        if self.kernel_size == 1 and not (self.upsample or self.downsample):
+            return self._forward_1x1(x, style)
         if self._use_fused(x):
             return self._forward_fused(x, style)
         weight = self.weight[0] * self.scale  # (out, in, k, k)
@@ -174,6 +176,14 @@ class ModulatedConv2d(nn.Module):
             demod = torch.rsqrt(style.square() @ weight.square().sum([2, 3]).t() + self.eps)
             out = out * demod.view(batch, -1, 1, 1)
         return self.blur(out) if self.upsample else out
+
+    def _forward_1x1(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """A 1x1 modulated conv (ToRGB) is a batched matrix product; far cheaper than conv2d on CPU."""
+        batch, in_channel, height, width = x.shape
+        weight = self.scale * self.weight[0, :, :, 0, 0] * style.view(batch, 1, in_channel)  # (B, out, in)
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.square().sum(2, keepdim=True) + self.eps)
+        return torch.bmm(weight, x.reshape(batch, in_channel, -1)).view(batch, -1, height, width)
 
     def _forward_fused(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         batch, in_channel, height, width = x.shape
@@ -206,11 +216,11 @@ class NoiseInjection(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, image: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, noise: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
         if noise is None:
             batch, _, height, width = image.shape
             noise = image.new_empty(batch, 1, height, width).normal_()
-        return image + self.weight * noise
+        return image.add_(self.weight * noise) if inplace else image + self.weight * noise
 
 
 class ConstantInput(nn.Module):
@@ -234,10 +244,11 @@ class StyledConv(nn.Module):
         self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim, upsample=upsample,
                                     blur_kernel=blur_kernel, demodulate=demodulate)
         self.noise = NoiseInjection()
-        self.activate = FusedLeakyReLU(out_channel)
+        self.activate = FusedLeakyReLU(out_channel, inplace=True)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise=noise))
+        # The conv output is fresh and unneeded by its backward, so noise and activation reuse its memory.
+        return self.activate(self.noise(self.conv(x, style), noise=noise, inplace=True))
 
 
 class ToRGB(nn.Module):
@@ -421,7 +432,7 @@ class ConvLayer(nn.Sequential):
         layers.append(EqualConv2d(in_channel, out_channel, kernel_size, padding=padding, stride=stride,
                                   bias=bias and not activate))
         if activate:
-            layers.append(FusedLeakyReLU(out_channel, bias=bias))
+            layers.append(FusedLeakyReLU(out_channel, bias=bias, inplace=True))
         super().__init__(*layers)
 
 

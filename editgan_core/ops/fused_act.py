@@ -20,23 +20,33 @@ def fused_leaky_relu(
     negative_slope: float = DEFAULT_SLOPE,
     scale: float = DEFAULT_SCALE,
     impl: str | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """``leaky_relu(x + bias, slope) * scale`` with ``bias`` broadcast along dim 1."""
+    """``leaky_relu(x + bias, slope) * scale`` with ``bias`` broadcast along dim 1.
+
+    ``inplace`` lets the native path overwrite ``x`` (pass it only for a fresh tensor no one else
+    needs, such as a convolution's output): no new memory, which is most of the cost at high
+    resolution on CPU.
+    """
     impl = impl or resolve_impl(x)
     if impl == "cuda":
         from editgan_core.ops import cuda_ext
 
         return cuda_ext.fused_leaky_relu(x, bias, negative_slope, scale)
+    shape = (1, -1, *([1] * (x.ndim - 2)))
     if impl == "ref":
         if bias is not None:
-            x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
+            x = x + bias.view(shape)
         return torch.where(x >= 0, x, x * negative_slope) * scale
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
-    # scale > 0 commutes with leaky ReLU: one fused multiply-add, then an in-place activation on
-    # that fresh tensor (two passes over memory instead of three; autograd-safe, double backward too).
-    shape = (1, -1, *([1] * (x.ndim - 2)))
-    y = x * scale if bias is None else torch.add(bias.view(shape) * scale, x, alpha=scale)
+    # scale > 0 commutes with leaky ReLU, so it can be applied before the activation; the activation
+    # then runs in place on a tensor that only this function holds (autograd-safe, double backward too).
+    if inplace:
+        y = x if bias is None else x.add_(bias.view(shape))
+        y = y.mul_(scale)
+    else:
+        y = x * scale if bias is None else torch.add(bias.view(shape) * scale, x, alpha=scale)
     return F.leaky_relu_(y, negative_slope)
 
 
@@ -44,11 +54,12 @@ class FusedLeakyReLU(nn.Module):
     """Activation with its own per-channel bias; parameter name ``bias`` as in rosinality."""
 
     def __init__(self, channel: int, bias: bool = True, negative_slope: float = DEFAULT_SLOPE,
-                 scale: float = DEFAULT_SCALE) -> None:
+                 scale: float = DEFAULT_SCALE, inplace: bool = False) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channel)) if bias else None
         self.negative_slope = negative_slope
         self.scale = scale
+        self.inplace = inplace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)
+        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale, inplace=self.inplace)
