@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -189,11 +190,13 @@ def build_from_run(run: Path, out: Path, bundle_id: str, title: str, domain: str
         run_meta = f.metadata() or {}
     out.mkdir(parents=True, exist_ok=True)
     save_generator(generator, out / "generator.safetensors", config, run_meta)
+    disc = export_discriminator(run, out / "discriminator.safetensors", run_meta)
     existing = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).is_file() else {}
     manifest = {
         **existing, "id": bundle_id, "title": title, "domain": domain, "resolution": config["size"],
         "latent_shape": [generator.n_latent, generator.style_dim],
         "generator": {"file": "generator.safetensors", "images_seen": int(run_meta.get("images_seen", 0))},
+        "discriminator": {"file": disc.name, "note": "lets training continue: train.gan --init"} if disc else None,
         "classes": classes, "edit_groups": edit_groups, "vectors_dir": "vectors",
     }
     write_manifest(out, manifest)
@@ -201,6 +204,21 @@ def build_from_run(run: Path, out: Path, bundle_id: str, title: str, domain: str
     if samples:
         shutil.copyfile(samples[-1], out / "samples.png")
     return Bundle.load(out)
+
+
+def export_discriminator(run: Path, dest: Path, metadata: dict) -> Path | None:
+    """Copy the run's discriminator (exported, or read from its checkpoint) so training can continue."""
+    src = run / "discriminator.safetensors"
+    if src.is_file():
+        shutil.copyfile(src, dest)
+        return dest
+    ckpt = run / "checkpoint.pt"
+    if not ckpt.is_file():
+        return None
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["d"]
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    atomic_write(dest, lambda p: save_file(tensors, str(p), metadata={k: str(v) for k, v in metadata.items()}))
+    return dest
 
 
 def main(argv: list[str] | None = None) -> None:

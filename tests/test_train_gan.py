@@ -37,3 +37,13 @@ def test_trains_exports_and_resumes(tmp_path):
 def test_rejects_mismatched_preset(tmp_path):
     with pytest.raises(SystemExit):
         gan.main(["--size", "64", "--preset", "tiny32", "--out", str(tmp_path)])
+
+
+def test_init_continues_from_an_exported_model(tmp_path):
+    first = tmp_path / "first"
+    run(first, 0.008)
+    assert (first / "discriminator.safetensors").is_file()
+    second = tmp_path / "second"
+    run(second, 0.016, "--init", str(first))
+    state = torch.load(second / "checkpoint.pt", weights_only=True)
+    assert state["images_seen"] == 16 and state["step"] == 2  # 8 inherited images + 2 new steps of 4

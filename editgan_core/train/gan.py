@@ -24,11 +24,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from editgan_core.models.checkpoint import load_checked
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.train.data import DomainStream, ImageFolder, infinite_batches
 from editgan_core.utils import atomic_write, save_image_grid
@@ -70,6 +72,7 @@ class TrainConfig:
     amp: bool = False
     threads: int | None = None
     seed: int = 0
+    init: str | None = None
 
 
 def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Discriminator, Generator]:
@@ -180,6 +183,8 @@ class Trainer:
 
     def resume(self) -> None:
         if not self.ckpt_path.exists():
+            if self.cfg.init:
+                self.init_from(Path(self.cfg.init))
             return
         state = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
         self.generator.load_state_dict(state["g"])
@@ -191,6 +196,25 @@ class Trainer:
         self.mean_path_length.fill_(float(state.get("mean_path_length", 0.0)))
         if self.rank == 0:
             print(f"resumed from {self.ckpt_path} at step {self.step} ({self.images_seen / 1000:.1f} kimg)")
+
+    def init_from(self, folder: Path) -> None:
+        """Start from a bundle's or run's exported G (EMA) and D, e.g. to continue the shipped demo model.
+
+        Optimiser moments are not shipped, so Adam restarts; everything else continues.
+        """
+        g_file = next((folder / n for n in ("generator.safetensors", "generator_ema.safetensors")
+                       if (folder / n).is_file()), None)
+        d_file = folder / "discriminator.safetensors"
+        if g_file is None or not d_file.is_file():
+            raise FileNotFoundError(f"{folder} needs generator(_ema).safetensors and discriminator.safetensors")
+        g_state = load_file(str(g_file), device=str(self.device))
+        for module in (self.generator, self.g_ema):
+            load_checked(module, g_state, str(g_file))
+        load_checked(self.discriminator, load_file(str(d_file), device=str(self.device)), str(d_file))
+        with safe_open(str(g_file), framework="pt") as f:
+            self.images_seen = int((f.metadata() or {}).get("images_seen", 0))
+        if self.rank == 0:
+            print(f"initialised from {folder} ({self.images_seen / 1000:.1f} kimg)")
 
     def save(self) -> None:
         if self.rank != 0:
@@ -205,6 +229,8 @@ class Trainer:
         ema = {k: v.detach().cpu().contiguous() for k, v in self.g_ema.state_dict().items()}
         meta = {"images_seen": str(self.images_seen), "step": str(self.step)}
         atomic_write(self.out / "generator_ema.safetensors", lambda p: save_file(ema, str(p), metadata=meta))
+        disc = {k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
+        atomic_write(self.out / "discriminator.safetensors", lambda p: save_file(disc, str(p), metadata=meta))
         atomic_write(self.out / "generator_config.json",
                      lambda p: Path(p).write_text(json.dumps(generator_config(self.cfg), indent=2)))
 
@@ -320,6 +346,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator")
     a = p.parse_args(argv)
     preset_name = a.preset or {64: "demo64", 128: "demo128"}.get(a.size, "config-f")
     preset = {k: v for k, v in PRESETS[preset_name].items() if k != "size"}
@@ -329,7 +356,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         out=a.out, size=a.size, domain=None if a.data else a.domain, data=a.data, preset=preset_name,
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
-        seed=a.seed, **preset,
+        seed=a.seed, init=a.init, **preset,
     )
 
 
