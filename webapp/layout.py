@@ -1,0 +1,223 @@
+"""The page's components, laid out top to bottom like a notebook: 1 image … 6 history & export.
+
+Only layout lives here; ``webapp.events`` connects the components to ``Studio``. Small models'
+pictures are enlarged by CSS with crisp pixels rather than resized on the server, so the API still
+returns them at the model's resolution.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from editgan_core.pipeline import EditGANPipeline
+from webapp.controller import INITIAL_SEED, MAX_ACTIVE, View
+from webapp.session import SessionBox, close_box
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+FAST, PRECISE = "fast (encoder only)", "precise (encoder + optimisation)"
+PIXELS = ["pixelated", "fill"]  # small model pictures: enlarged to the box, without blur
+
+CSS = """
+.pixelated img, .pixelated canvas { image-rendering: pixelated; }
+.fill img { width: 100% !important; height: 100% !important; object-fit: contain; }
+.legend { display: flex; flex-wrap: wrap; gap: 6px 14px; font-size: 0.9em; }
+.legend span.swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid #8886;
+                      border-radius: 3px; vertical-align: -2px; margin-right: 5px; }
+"""
+
+INTRO = """# EditGAN studio
+High-precision semantic image editing ([EditGAN](https://nv-tlabs.github.io/editGAN/), Ling et al. 2021):
+put a face into the generator, **paint its part segmentation**, and let the app learn an **editing
+vector** that makes the picture follow your painting. Vectors are kept, combined and reused on other
+faces instantly. Work through the steps from top to bottom."""
+
+
+class Page(SimpleNamespace):
+    """The components of one page, by name (``page.editor``, ``page.sliders[0]``, ...)."""
+
+
+def legend_html(pipe: EditGANPipeline) -> str:
+    """Class names next to their colour swatches (the brush palette shows colours only)."""
+    items = "".join(f'<span><span class="swatch" style="background:{c.hex}"></span>{html.escape(c.name)}</span>'
+                    for c in pipe.bundle.classes)
+    return f'<div class="legend">{items}</div>'
+
+
+def model_text(pipe: EditGANPipeline) -> str:
+    """One line about the model, including what it cannot do (no segmenter, no encoder, no LPIPS)."""
+    b = pipe.bundle
+    parts = [f"**{html.escape(b.title)}** · {pipe.resolution} px · {len(b.classes)} part classes · {pipe.device}"]
+    if not pipe.can_segment:
+        parts.append("no segmentation branch: painting and learning edits are off")
+    if pipe.encoder is None:
+        parts.append("no encoder: embedding starts from the average face")
+    if pipe.lpips is None:
+        parts.append("LPIPS weights not installed: losses use L2 only")
+    return " · ".join(parts)
+
+
+def editor_component(pipe: EditGANPipeline, factor: int, **kwargs: Any) -> gr.ImageEditor:
+    """The label painter: a fixed palette of exactly the class colours, PNG so colours survive the trip."""
+    side = pipe.resolution * factor
+    colors = [c.hex for c in pipe.bundle.classes]
+    return gr.ImageEditor(
+        type="numpy", image_mode="RGBA", sources=(), transforms=(), format="png",
+        brush=gr.Brush(colors=colors, default_color=colors[min(1, len(colors) - 1)], color_mode="fixed",
+                       default_size=max(2, side // 20)),
+        eraser=gr.Eraser(default_size=max(4, side // 12)),
+        layers=gr.LayerOptions(allow_additional_layers=False, layers=["edits"]),
+        canvas_size=(side, side), fixed_canvas=True, **kwargs)
+
+
+def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_factor: int, init: View,
+               gallery_items: list[tuple[np.ndarray, str]], vector_names: list[str]) -> Page:
+    """Create every component inside the current ``gr.Blocks``; ``init`` is what a new session shows."""
+    p = Page()
+    examples = sorted(str(path) for path in EXAMPLES_DIR.glob("*.png"))
+    p.box = gr.State(SessionBox, delete_callback=close_box)
+    gr.Markdown(INTRO)
+    with gr.Row(equal_height=True):
+        p.model = gr.Dropdown(choices, value=pipe.bundle.id, label="Model", scale=1)
+        p.model_info = gr.Markdown(model_text(pipe), elem_id="model-info")
+
+    # 1 · image ---------------------------------------------------------------------------------------
+    gr.Markdown("## 1 · Image\nUpload a photo, pick an example, or sample a random face of the model.")
+    with gr.Row():
+        with gr.Column(scale=3):
+            # image_mode=None hands over the file as uploaded, EXIF orientation included, for prepare_image
+            p.upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                label="Photo (PNG, JPEG, WebP)", height=220, elem_id="upload")
+            if examples:
+                gr.Examples(examples, inputs=[p.upload], label="Examples", examples_per_page=8)
+            p.mode = gr.Radio([FAST, PRECISE], value=PRECISE, label="Embedding")
+            p.embed_steps = gr.Slider(10, 300, value=100, step=10, label="Optimisation steps (precise)")
+            with gr.Row():
+                p.embed_btn = gr.Button("Embed photo", variant="primary", elem_id="embed-btn")
+                p.embed_cancel = gr.Button("Cancel", variant="stop", size="md")
+        with gr.Column(scale=2):
+            p.seed = gr.Number(value=INITIAL_SEED, precision=0, minimum=0, label="Seed")
+            p.truncation = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation (lower = more typical)")
+            with gr.Row():
+                p.sample_btn = gr.Button("Sample face", elem_id="sample-btn")
+                p.lucky_btn = gr.Button("Random seed")
+        with gr.Column(scale=3):
+            with gr.Row():
+                p.source_img = gr.Image(label="Input as the model sees it", format="png", interactive=False,
+                                        elem_classes=PIXELS, height=220)
+                p.recon_img = gr.Image(init.image, label="In the model", format="png", interactive=False,
+                                       elem_classes=PIXELS, height=220, elem_id="recon")
+            p.embed_status = gr.Markdown(f"A random face of the model (seed {INITIAL_SEED}).", elem_id="embed-status")
+
+    # 2 · segmentation ----------------------------------------------------------------------------------
+    gr.Markdown("## 2 · Segmentation\nThe generator's own part segmentation of the current picture.")
+    with gr.Row():
+        p.seg_image = gr.Image(init.image, label="Current picture", format="png", interactive=False,
+                               elem_classes=PIXELS, height=240, elem_id="current")
+        p.seg_labels = gr.Image(init.label_picture, label="Label map", format="png", interactive=False,
+                                elem_classes=PIXELS, height=240)
+        p.seg_overlay = gr.Image(init.overlay, label="Overlay", format="png", interactive=False,
+                                 elem_classes=PIXELS, height=240)
+    with gr.Row(equal_height=True):
+        p.opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", scale=1)
+        p.legend = gr.HTML(legend_html(pipe))
+
+    # 3 · paint -----------------------------------------------------------------------------------------
+    gr.Markdown("## 3 · Paint\nPaint the parts as they should be. The brush colours are the classes "
+                "(legend on the right); the eraser removes strokes, the arrows undo them.")
+    with gr.Row():
+        p.editor = editor_component(pipe, editor_factor, value=init.editor, label="Label map to paint", height=420,
+                                    elem_id="painter", elem_classes=["pixelated"], scale=3)
+        with gr.Column(scale=2):
+            p.legend_paint = gr.HTML(legend_html(pipe))
+            p.paint_btn = gr.Button("Check painting")
+            p.target_img = gr.Image(label="Painted target (changed pixels bright)", format="png", interactive=False,
+                                    elem_classes=PIXELS, height=220)
+            p.paint_info = gr.Markdown("No change painted yet.", elem_id="paint-info")
+
+    # 4 · edit ------------------------------------------------------------------------------------------
+    gr.Markdown("## 4 · Edit\nLearn the editing vector that realises the painting, keeping the rest of the "
+                "picture as it is.")
+    with gr.Row(equal_height=True):
+        p.edit_steps = gr.Slider(5, 200, value=30, step=5, label="Optimisation steps", scale=3, elem_id="edit-steps")
+        p.edit_btn = gr.Button("Learn edit", variant="primary", elem_id="edit-btn", scale=1)
+        p.edit_cancel = gr.Button("Cancel", variant="stop", scale=1)
+    p.edit_status = gr.Markdown(elem_id="edit-status")
+    with gr.Row():
+        p.compare = gr.ImageSlider(label="Before / after", format="png", type="numpy", elem_id="compare",
+                                   elem_classes=PIXELS, max_height=320)
+        p.region_img = gr.Image(label="Edit region (outside dimmed)", format="png", interactive=False,
+                                elem_classes=PIXELS, height=320, elem_id="region")
+        p.figures = gr.JSON(label="Edit figures", elem_id="figures")
+    with gr.Row(equal_height=True):
+        p.vec_name = gr.Textbox(label="Vector name", placeholder="e.g. wide smile", scale=2)
+        p.vec_desc = gr.Textbox(label="Description", placeholder="what it does, how strong", scale=3)
+        p.save_btn = gr.Button("Save as vector", scale=1)
+    p.save_status = gr.Markdown()
+
+    # 5 · vectors ---------------------------------------------------------------------------------------
+    gr.Markdown("## 5 · Vector gallery\nEach picture shows a vector applied to the average face. Click one to "
+                f"add it (up to {MAX_ACTIVE} at once) and set its strength; refine adapts them to this picture.")
+    p.gallery = gr.Gallery(gallery_items, label="Vectors (click to add)", columns=8, height=230, format="png",
+                           allow_preview=False, object_fit="contain", fit_columns=False, elem_id="vector-gallery",
+                           elem_classes=["pixelated"])
+    with gr.Row():
+        with gr.Column(scale=3):
+            p.sliders, p.removes = [], []
+            for i in range(MAX_ACTIVE):
+                with gr.Row(equal_height=True):
+                    p.sliders.append(gr.Slider(-3, 3, value=1, step=0.05, label=f"vector {i + 1}", visible=False,
+                                               scale=5, elem_id=f"strength-{i}"))
+                    p.removes.append(gr.Button("Remove", visible=False, size="sm", scale=1, min_width=80))
+            p.no_active = gr.Markdown("*No active vectors — click one in the gallery.*")
+            with gr.Row(equal_height=True):
+                p.refine_steps = gr.Radio([0, 10, 30], value=10, label="Refinement steps", scale=2)
+                p.refine_btn = gr.Button("Refine", scale=1)
+                p.refine_cancel = gr.Button("Cancel", variant="stop", scale=1)
+            p.refine_status = gr.Markdown()
+        p.vec_image = gr.Image(init.image, label="Current picture", format="png", interactive=False,
+                               elem_classes=PIXELS, height=260, scale=2, elem_id="vector-result")
+    with gr.Accordion("Import / export vector files", open=False):
+        with gr.Row():
+            p.import_file = gr.File(label="Import (.safetensors of this app, .npy of official EditGAN)",
+                                    file_types=[".safetensors", ".npy"])
+            with gr.Column():
+                p.export_choice = gr.Dropdown(vector_names, label="Vector")
+                p.export_vec_btn = gr.Button("Export vector")
+                p.export_vec_file = gr.File(label="Vector file", interactive=False)
+        p.import_status = gr.Markdown()
+    # API-only: compose vectors by name (gallery clicks cannot be driven by a client)
+    p.api_names = gr.Textbox(visible=False, label="names")
+    p.api_scales = gr.Textbox(visible=False, label="scales")
+    p.api_apply = gr.Button(visible=False)
+
+    # 6 · history and export ----------------------------------------------------------------------------
+    gr.Markdown("## 6 · History & export")
+    p.history = gr.Gallery(init.history, label="History (click a step to go back to it)", columns=12, height=170,
+                           format="png", allow_preview=False, object_fit="contain", fit_columns=False,
+                           elem_classes=["pixelated"])
+    p.history_text = gr.Markdown(init.history_text, elem_id="history-text")
+    with gr.Row():
+        p.undo_btn = gr.Button("↶ Undo", interactive=False, elem_id="undo-btn")
+        p.redo_btn = gr.Button("↷ Redo", interactive=False)
+        p.reset_btn = gr.Button("Reset to original")
+        p.export_btn = gr.Button("Export", variant="primary")
+    p.export_files = gr.File(label="Downloads: picture, label map, latent, vector", file_count="multiple",
+                             interactive=False)
+    return p
+
+
+def no_model_page(problems: list[str]) -> None:
+    """What the page says when no bundle can be used."""
+    listed = "".join(f"\n- {html.escape(p, quote=False)}" for p in problems)
+    gr.Markdown(INTRO)
+    gr.Markdown(
+        "### No model bundle found\nThe studio needs a model bundle: a folder with `manifest.json` in "
+        "`checkpoints/` (the demo bundle is `checkpoints/faces64`), or one named with `--bundle PATH` or the "
+        "`EDITGAN_BUNDLE` environment variable. See the README for how to download or train one."
+        + (f"\n\nBundles that could not be read:{listed}" if listed else ""))

@@ -1,0 +1,60 @@
+"""Gallery pictures of what each vector does: a reference face with the vector applied.
+
+Rendering is cheap but not free on a CPU at higher resolutions, and every session shows the same
+presets, so pictures are cached server-wide by the vector's content, not its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from editgan_core.pipeline import EditGANPipeline
+from editgan_core.vectors import EditVector
+from webapp.labels import upscale
+
+THUMB_MIN_SIDE = 96  # small models are enlarged (crisply) so the gallery does not blur them
+CACHE_ITEMS = 512
+
+
+def vector_key(bundle_id: str, vec: EditVector, scale: float) -> str:
+    digest = hashlib.sha1(vec.delta.numpy().tobytes()).hexdigest()[:16]
+    return f"{bundle_id}:{digest}:{scale:.4f}"
+
+
+class ThumbnailCache:
+    """(bundle, vector content, scale) -> uint8 picture, least recently used dropped first."""
+
+    def __init__(self, limit: int = CACHE_ITEMS) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._references: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()
+
+    def reference(self, pipe: EditGANPipeline) -> torch.Tensor:
+        """The face every thumbnail starts from: the model's average face."""
+        key = pipe.bundle.id
+        with self._lock:
+            if key not in self._references:
+                self._references[key] = pipe.mean_latent()
+            return self._references[key]
+
+    def get(self, pipe: EditGANPipeline, vec: EditVector, scale: float | None = None) -> np.ndarray:
+        scale = vec.default_scale if scale is None else float(scale)
+        key = vector_key(pipe.bundle.id, vec, scale)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        latent = pipe.apply(self.reference(pipe), [(vec, scale)])
+        image = pipe.render(latent, with_labels=False).image
+        image = upscale(image, max(1, -(-THUMB_MIN_SIDE // image.shape[0])))
+        with self._lock:
+            self._items[key] = image
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+        return image

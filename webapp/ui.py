@@ -1,0 +1,62 @@
+"""Builds the studio: a model registry, the page (``webapp.layout``) and its events (``webapp.events``).
+
+``build_demo`` is what ``app.py`` (and the tests) call; the registry it creates loads each bundle
+once and is owned by that app, never a module-level global.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from editgan_core.bundle import BundleError, list_bundles, resolve_bundle_path
+from webapp.controller import Studio
+from webapp.events import wire
+from webapp.layout import CSS, build_page, no_model_page
+from webapp.registry import ModelRegistry
+
+MAX_UPLOAD = "10mb"
+QUEUE_SIZE = 32
+
+
+def bundle_paths(preferred: str | Path | None = None) -> list[Path]:
+    """The bundle to start with (``--bundle`` / ``EDITGAN_BUNDLE``) first, then every bundle in checkpoints/.
+
+    A preferred bundle that cannot be found stays in the list, so the page can say what is wrong with it.
+    """
+    paths: list[Path] = []
+    if preferred:
+        try:
+            paths.append(resolve_bundle_path(preferred))
+        except BundleError:
+            paths.append(Path(preferred))
+    paths += [p for p in list_bundles() if all(p.resolve() != q.resolve() for q in paths)]
+    return paths
+
+
+def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None = None) -> gr.Blocks:
+    """The whole app on ``bundles`` (default: ``bundle_paths()``); the first one is shown first."""
+    registry = ModelRegistry(bundle_paths(os.environ.get("EDITGAN_BUNDLE")) if bundles is None else bundles,
+                             device=device)
+    if not registry.ids:
+        with gr.Blocks(title="EditGAN studio") as demo:
+            no_model_page(registry.problems)
+        return demo
+    studio = Studio(registry)
+    pipe = registry.get(registry.default_id)  # load the default model now: the first click should be quick
+    init, gallery_items, vector_names = studio.initial_page()  # every new session starts here
+    with gr.Blocks(title="EditGAN studio") as demo:
+        page = build_page(pipe, registry.choices(), studio.editor_factor(pipe), init, gallery_items, vector_names)
+        wire(page, studio, init)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    demo.studio = studio  # for tests and tools that want the objects behind the page
+    return demo
+
+
+def launch_kwargs() -> dict[str, Any]:
+    """Settings every launch should use (the app, the tests)."""
+    return {"max_file_size": MAX_UPLOAD, "css": CSS, "theme": gr.themes.Soft()}
