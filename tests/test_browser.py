@@ -7,6 +7,7 @@ browser. Screenshots go to ``test-artifacts/`` (gitignored).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import time
@@ -31,7 +32,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwrig
 
 @pytest.fixture(scope="module")
 def url(pytestconfig, tmp_path_factory):
-    demo = build_demo([cached_tiny_bundle(pytestconfig, tmp_path_factory)], device="cpu")
+    # EDITGAN_BROWSER_BUNDLE=checkpoints/faces64 measures the timings on a real bundle instead.
+    bundle = os.environ.get("EDITGAN_BROWSER_BUNDLE") or cached_tiny_bundle(pytestconfig, tmp_path_factory)
+    demo = build_demo([bundle], device="cpu")
     _, address, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
     yield address
     demo.close()
