@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from editgan_core import __version__
-from editgan_core.models.checkpoint import CheckpointError, load_checked
+from editgan_core.models.checkpoint import CheckpointError, load_checked, load_generator
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.utils import atomic_write
 
@@ -112,13 +112,11 @@ class Bundle:
 
     # -- components ----------------------------------------------------------------------------
     def load_generator(self) -> Generator:
-        path = self._file("generator")
-        config = read_config(path) or self.manifest["generator"].get("config")
-        if not config:
-            raise BundleError(f"{path.name} carries no generator config")
-        generator = Generator(**generator_kwargs(config))
-        load_checked(generator, load_file(path), f"{self.id}/{path.name}")
-        return generator.eval().requires_grad_(False)
+        try:
+            generator, _ = load_generator(self._file("generator"))
+        except CheckpointError as exc:
+            raise BundleError(f"bundle '{self.id}': {exc}") from exc
+        return generator
 
     def load_segmenter(self):
         from editgan_core.models.segmenter import PixelEnsemble
@@ -138,13 +136,6 @@ def generator_kwargs(config: dict) -> dict:
     if config.get("channels"):
         kwargs["channels"] = {int(k): int(v) for k, v in config["channels"].items()}
     return kwargs
-
-
-def read_config(path: Path) -> dict | None:
-    """The JSON ``config`` stored in a safetensors file's metadata, if any."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return json.loads(meta["config"]) if "config" in meta else None
 
 
 def resolve_bundle_path(path: str | Path) -> Path:

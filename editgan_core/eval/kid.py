@@ -14,7 +14,6 @@ rendered faces: what a perfect generator would score with this N and these featu
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from editgan_core.models import checkpoint
 from editgan_core.models.attribute_net import AttributeNet
 from editgan_core.models.stylegan2 import Generator
 
@@ -84,42 +84,16 @@ class LoadedGenerator:
     source: str
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
-
-
-def _generator_from_files(weights: Path, config: dict | None) -> LoadedGenerator:
-    state, meta = _read_safetensors(weights)
-    if config is None:
-        if "config" not in meta:
-            raise FileNotFoundError(f"no generator config for {weights} (no JSON next to it, no 'config' metadata)")
-        config = json.loads(meta["config"])
-    config = dict(config)
-    if config.get("channels"):
-        config["channels"] = {int(k): int(v) for k, v in config["channels"].items()}
-    generator = Generator(**config)
-    generator.load_state_dict(state, strict=True)
-    seen = meta.get("images_seen")
-    return LoadedGenerator(generator.eval().requires_grad_(False), int(seen) if seen else None, str(weights))
-
-
 def load_generator(path: str | Path) -> LoadedGenerator:
-    """A training run folder (generator_ema.safetensors + generator_config.json), a bundle folder
-    (manifest.json + generator.safetensors, config in the manifest's "generator_config" or in the
-    weights' "config" metadata) or a .safetensors file with a "config" metadata entry."""
-    path = Path(path)
-    if path.is_file():
-        sibling = path.with_name("generator_config.json")
-        return _generator_from_files(path, json.loads(sibling.read_text()) if sibling.is_file() else None)
-    if (path / "generator_ema.safetensors").is_file():
-        config_path = path / "generator_config.json"
-        config = json.loads(config_path.read_text()) if config_path.is_file() else None
-        return _generator_from_files(path / "generator_ema.safetensors", config)
-    if (path / "manifest.json").is_file():
-        manifest = json.loads((path / "manifest.json").read_text())
-        return _generator_from_files(path / "generator.safetensors", manifest.get("generator_config"))
-    raise FileNotFoundError(f"{path}: neither a run folder (generator_ema.safetensors) nor a bundle (manifest.json)")
+    """A training run folder, a bundle folder or a generator file (see ``checkpoint.load_generator``),
+    with the number of images it was trained on when the file records it."""
+    generator, _ = checkpoint.load_generator(path)
+    weights = checkpoint.resolve_generator_file(path)
+    seen = None
+    if weights.suffix == ".safetensors":
+        with safe_open(str(weights), framework="pt", device="cpu") as f:
+            seen = (f.metadata() or {}).get("images_seen")
+    return LoadedGenerator(generator, int(seen) if seen else None, str(weights))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ PyTorch's wall of text.
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from collections.abc import Mapping
@@ -22,6 +23,13 @@ MAX_LISTED = 5
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used as asked; the message says why."""
+
+
+class GeneratorNotFoundError(CheckpointError, FileNotFoundError):
+    """No generator file where one was expected."""
+
+
+GENERATOR_FILES = ("generator_ema.safetensors", "generator.safetensors")
 
 
 def read_torch_file(path: str | Path) -> dict:
@@ -106,3 +114,54 @@ def load_rosinality_generator(source: str | Path | Mapping, *, key: str = "g_ema
     if latent_avg is not None:
         latent_avg = latent_avg.reshape(1, -1).float()
     return generator.eval(), latent_avg
+
+
+def resolve_generator_file(source: str | Path) -> Path:
+    """The generator file itself, or the one a run/bundle folder holds."""
+    path = Path(source)
+    if path.is_dir():
+        found = [path / name for name in GENERATOR_FILES if (path / name).is_file()]
+        if not found:
+            raise GeneratorNotFoundError(f"no {' or '.join(GENERATOR_FILES)} in {path}")
+        path = found[0]
+    if not path.is_file():
+        raise GeneratorNotFoundError(f"generator not found: {path}")
+    return path
+
+
+def load_generator(source: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, torch.Tensor | None]:
+    """A frozen, eval-mode generator and its stored average w (None if the file has none).
+
+    ``source`` may be a run or bundle folder holding ``generator_ema.safetensors`` or ``generator.safetensors``
+    (config from the file's "config" metadata, a ``generator_config.json`` beside it, or read off the
+    tensor shapes), such a safetensors file itself, or a rosinality ``.pt`` checkpoint.
+    """
+    path = resolve_generator_file(source)
+    if path.suffix == ".safetensors":
+        generator, latent_avg = _load_safetensors_generator(path)
+    else:
+        generator, latent_avg = load_rosinality_generator(path)
+    generator = generator.to(device).eval().requires_grad_(False)
+    return generator, None if latent_avg is None else latent_avg.to(device)
+
+
+def _load_safetensors_generator(path: Path) -> tuple[Generator, torch.Tensor | None]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    state = load_file(str(path))
+    latent_avg = state.pop("latent_avg", None)
+    if "config" in meta:
+        config = json.loads(meta["config"])
+    elif (path.parent / "generator_config.json").is_file():
+        config = json.loads((path.parent / "generator_config.json").read_text())
+    else:
+        config = infer_generator_config(state)
+    config = dict(config)
+    if config.get("channels"):
+        config["channels"] = {int(k): int(v) for k, v in config["channels"].items()}
+    generator = Generator(**config)
+    load_checked(generator, state, path.name)
+    return generator, None if latent_avg is None else latent_avg.reshape(1, -1).float()

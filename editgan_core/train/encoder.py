@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from editgan_core.losses import LPIPS, load_lpips, masked_l2, psnr
-from editgan_core.models.checkpoint import CheckpointError, infer_generator_config, load_rosinality_generator
+from editgan_core.models.checkpoint import load_generator
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.train.data import ImageFolder, infinite_batches, to_tensor
@@ -44,55 +44,9 @@ REAL_SEED_START = 200_000
 REAL_SEED_COUNT = 300_000
 EVAL_SEED_START = 0
 EVAL_Z_SEED = 20_211_129  # the held-out generator samples
-GENERATOR_FILES = ("generator_ema.safetensors", "generator.safetensors")
 
 
 # -- generator ---------------------------------------------------------------------------------
-
-
-def load_generator(source: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, torch.Tensor | None]:
-    """A frozen, eval-mode generator and its stored average w (None if the file has none).
-
-    ``source`` may be a run or bundle folder holding ``generator_ema.safetensors`` or ``generator.safetensors``
-    (config from the file's "config" metadata, a ``generator_config.json`` beside it, or read off the
-    tensor shapes), such a safetensors file itself, or a rosinality ``.pt`` checkpoint.
-    """
-    path = Path(source)
-    if path.is_dir():
-        found = [path / name for name in GENERATOR_FILES if (path / name).is_file()]
-        if not found:
-            raise CheckpointError(f"no {' or '.join(GENERATOR_FILES)} in {path}")
-        path = found[0]
-    if not path.is_file():
-        raise CheckpointError(f"generator not found: {path}")
-    if path.suffix == ".safetensors":
-        generator, latent_avg = _load_safetensors_generator(path)
-    else:
-        generator, latent_avg = load_rosinality_generator(path)
-    generator = generator.to(device).eval().requires_grad_(False)
-    return generator, None if latent_avg is None else latent_avg.to(device)
-
-
-def _load_safetensors_generator(path: Path) -> tuple[Generator, torch.Tensor | None]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    state = load_file(str(path))
-    latent_avg = state.pop("latent_avg", None)
-    if "config" in meta:
-        config = json.loads(meta["config"])
-    elif (path.parent / "generator_config.json").is_file():
-        config = json.loads((path.parent / "generator_config.json").read_text())
-    else:
-        config = infer_generator_config(state)
-    config = dict(config)
-    if config.get("channels"):
-        config["channels"] = {int(k): int(v) for k, v in config["channels"].items()}
-    generator = Generator(**config)
-    generator.load_state_dict(state, strict=True)
-    return generator, None if latent_avg is None else latent_avg.reshape(1, -1).float()
 
 
 @torch.no_grad()
