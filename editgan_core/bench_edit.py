@@ -26,13 +26,10 @@ from tqdm import tqdm
 from editgan_core.editing import edit_region, region_iou
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS
+from editgan_core.utils import to_tensor
 from editgan_core.vectors import VectorLibrary
 
 DEFAULT_JUDGE = Path(__file__).resolve().parents[1] / "checkpoints" / "attribute_net_faces64.safetensors"
-
-
-def to_batch(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(127.5).sub(1)
 
 
 def median_time(fn, repeats: int = 5) -> float:
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         latent = pipeline.embed(face.image, steps=args.embed_steps).latent
         before = pipeline.render(latent)
         with torch.no_grad():
-            score_before = judge.predict(to_batch(before.image))[spec.attribute].item()
+            score_before = judge.predict(to_tensor(before.image[None]))[spec.attribute].item()
         for steps in args.refine:
             start = time.perf_counter()
             if steps:
@@ -121,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                 after = pipeline.render(pipeline.apply(latent, [(vector, args.scale)]))
             rows[steps]["seconds"].append(time.perf_counter() - start)
             with torch.no_grad():
-                score = judge.predict(to_batch(after.image))[spec.attribute].item()
+                score = judge.predict(to_tensor(after.image[None]))[spec.attribute].item()
             moved = sign * (score - score_before) >= margin
             reached = abs(score - spec.value) <= margin
             rows[steps]["success"].append(moved or reached)

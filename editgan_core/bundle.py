@@ -158,7 +158,8 @@ def save_generator(generator: Generator, path: Path, config: dict, metadata: dic
 
 
 def write_manifest(root: Path, manifest: dict) -> Path:
-    manifest = {"format": FORMAT, **manifest}
+    # Bookkeeping keys are always rewritten, so a manifest read back from disk can be passed as is.
+    manifest = {"format": FORMAT, **{k: v for k, v in manifest.items() if k not in ("format", "updated")}}
     manifest.setdefault("versions", {})["editgan_core"] = __version__
     manifest["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return atomic_write(root / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))

@@ -29,7 +29,7 @@ from editgan_core.editing import (
 )
 from editgan_core.inversion import ReconstructionObjective
 from editgan_core.optim import StepInfo, optimise
-from editgan_core.utils import tensor_to_uint8
+from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
 
 # User seeds are offset so seed 0 does not replay the draws that initialised a seed-0 GAN's weights.
@@ -171,15 +171,15 @@ class EditGANPipeline:
 
     @torch.no_grad()
     def render(self, latent: torch.Tensor, with_labels: bool = True) -> Render:
+        with_labels = with_labels and self.segmenter is not None
         out = self.generator.synthesis(self.check_latent(latent), noise=self.noise, return_features=with_labels)
         labels = None
-        if with_labels and self.segmenter is not None:
+        if with_labels:
             labels = self.segmenter.predict(out.features)[0].to(torch.uint8).cpu().numpy()
         return Render(tensor_to_uint8(out.image)[0], labels)
 
     def _image_tensor(self, image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(
-            self.device)
+        return to_tensor(image[None]).to(self.device)
 
     # -- embedding -------------------------------------------------------------------------------
     @torch.no_grad()

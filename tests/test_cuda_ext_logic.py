@@ -193,9 +193,9 @@ def _r1_like_penalty_grads(upfirdn, act, x: torch.Tensor, bias: torch.Tensor) ->
     return torch.autograd.grad(grad_x.pow(2).sum(), (x, bias))
 
 
-def test_double_backward_through_both_ops_matches_native(emulated: None) -> None:
-    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+def _check_double_backward_matches_native(device: str) -> None:
+    bias = torch.randn(3, dtype=torch.float64, device=device, requires_grad=True)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, device=device, requires_grad=True)
     got = _r1_like_penalty_grads(cuda_ext.upfirdn2d, cuda_ext.fused_leaky_relu, x, bias)
 
     def native_act(t: torch.Tensor, b: torch.Tensor, slope: float, scale: float) -> torch.Tensor:
@@ -204,6 +204,10 @@ def test_double_backward_through_both_ops_matches_native(emulated: None) -> None
     expected = _r1_like_penalty_grads(upfirdn2d_native, native_act, x, bias)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e)
+
+
+def test_double_backward_through_both_ops_matches_native(emulated: None) -> None:
+    _check_double_backward_matches_native("cpu")
 
 
 # --- building and falling back ------------------------------------------------------------------------
@@ -354,13 +358,4 @@ def test_cuda_fused_leaky_relu_matches_native(shape: tuple[int, ...], with_bias:
 @needs_cuda
 def test_cuda_double_backward_matches_native() -> None:
     assert cuda_ext.available(strict=True)
-    bias = torch.randn(3, dtype=torch.float64, device="cuda", requires_grad=True)
-    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, device="cuda", requires_grad=True)
-    got = _r1_like_penalty_grads(cuda_ext.upfirdn2d, cuda_ext.fused_leaky_relu, x, bias)
-
-    def native_act(t: torch.Tensor, b: torch.Tensor, slope: float, scale: float) -> torch.Tensor:
-        return fused_leaky_relu_op(t, b, slope, scale, impl="native")
-
-    expected = _r1_like_penalty_grads(upfirdn2d_native, native_act, x, bias)
-    for g, e in zip(got, expected, strict=True):
-        torch.testing.assert_close(g, e)
+    _check_double_backward_matches_native("cuda")

@@ -10,14 +10,11 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from editgan_core.utils import to_tensor
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # Seeds below this are reserved for evaluation, presets and annotations, never trained on.
 TRAIN_SEED_BASE = 1_000_000
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
 class DomainStream(IterableDataset):

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     shutil.copyfile(args.encoder_run / "encoder.safetensors", args.out / "encoder.safetensors")
     manifest = dict(bundle_mod.Bundle.load(args.out).manifest)
     manifest["encoder"] = {"file": "encoder.safetensors", "kimg": args.encoder_kimg}
-    bundle_mod.write_manifest(args.out, {k: v for k, v in manifest.items() if k not in ("format", "updated")})
+    bundle_mod.write_manifest(args.out, manifest)
 
     print("[3/5] segmentation branch from 16 annotated renders")
     from editgan_core.train import segmenter as segmenter_train

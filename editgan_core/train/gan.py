@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from editgan_core.models.checkpoint import load_checked
 from editgan_core.models.stylegan2 import Discriminator, Generator
-from editgan_core.train.data import DomainStream, ImageFolder, infinite_batches
+from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream, ImageFolder, infinite_batches
 from editgan_core.utils import atomic_write, save_image_grid
 
 # Lean widths that make CPU training possible; the GPU presets are wider.
@@ -128,7 +128,7 @@ def make_loader(cfg: TrainConfig, rank: int, world: int):
         loader = DataLoader(dataset, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler,
                             num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
         return infinite_batches(loader)
-    stream = DomainStream(cfg.domain, cfg.size, cfg.batch, start_seed=1_000_000 + rank * 100_000_000)
+    stream = DomainStream(cfg.domain, cfg.size, cfg.batch, start_seed=TRAIN_SEED_BASE + rank * 100_000_000)
     return iter(DataLoader(stream, batch_size=None, num_workers=cfg.workers))
 
 

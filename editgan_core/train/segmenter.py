@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                                       range(EVAL_SEED_START, EVAL_SEED_START + args.eval), args.eval_embed_steps)
         manifest["segmenter"]["eval_miou"] = round(result["miou"], 4)
         report["eval"] = result
-    write_manifest(bundle.root, {k: v for k, v in manifest.items() if k not in ("format", "updated")})
+    write_manifest(bundle.root, manifest)
     print(json.dumps(report, indent=2))
 
 
