@@ -225,6 +225,9 @@ def test_edit_save_apply_refine_export(box, studio, tmp_path):
     n_steps = len(session.history.steps)
     studio.set_strengths(session, [0.0])  # only the strength changed: same history step
     assert len(session.history.steps) == n_steps and np.array_equal(session.current.image, before.image)
+    fast = studio.set_strengths(session, [1.5], with_labels=False)  # a drag: the picture now, labels later
+    assert fast.labels is None and studio.view(session, labels=False).label_picture is None
+    assert np.array_equal(studio.view(session).labels, step.labels) and session.current.labels is not None
     studio.add_vector(session, saved.name)
     assert [n for n, _ in studio.active(session)] == ["smile", "Bushy brows"]
     studio.remove_vector(session, 0)

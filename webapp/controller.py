@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -246,14 +246,27 @@ class Studio:
         """How much the paint canvas enlarges the label map (1 for models of 256 px and more)."""
         return max(1, EDITOR_SIDE // pipe.resolution)
 
-    def _step(self, pipe: EditGANPipeline, kind: str, label: str, latent: torch.Tensor, **extra: Any) -> Step:
-        render = pipe.render(latent)
+    def _step(self, pipe: EditGANPipeline, kind: str, label: str, latent: torch.Tensor, with_labels: bool = True,
+              **extra: Any) -> Step:
+        render = pipe.render(latent, with_labels=with_labels)
         return Step(kind, label, latent.detach().cpu(), render.image, render.labels, **extra)
 
     def _require_current(self, session: Session) -> Step:
         if session.current is None:
             raise InputError("no picture yet: sample a face, pick an example or upload a photo first (step 1)")
         return session.current
+
+    def current_with_labels(self, session: Session) -> Step | None:
+        """The current step, segmented now if a fast path (a strength drag) left its labels for later."""
+        current = session.current
+        pipe = self.pipeline(session)
+        if current is None or current.labels is not None or pipe.segmenter is None:
+            return current
+        return session.history.replace(current, replace(current, labels=pipe.render(current.latent).labels))
+
+    def _require_labelled(self, session: Session) -> Step:
+        self._require_current(session)
+        return self.current_with_labels(session)
 
     # -- 1 · image -----------------------------------------------------------------------------
     def sample(self, session: Session, seed: int, truncation: float = 0.7) -> Step:
@@ -298,7 +311,7 @@ class Studio:
     # -- 3 · paint -----------------------------------------------------------------------------
     def read_paint(self, session: Session, value: Mapping[str, object] | np.ndarray | None) -> lab.PaintResult:
         """The painted label map as class ids (snapped to the class colours)."""
-        current = self._require_current(session)
+        current = self._require_labelled(session)
         pipe = self.pipeline(session)
         if current.labels is None:
             raise InputError(f"model '{session.bundle_id}' has no segmentation branch, so there is nothing to paint")
@@ -308,7 +321,7 @@ class Studio:
 
     def describe_paint(self, session: Session, paint: lab.PaintResult) -> str:
         """'37 pixels: skin → lips 30, skin → mouth_interior 7' — what the edit will be asked to do."""
-        current = self._require_current(session)
+        current = self._require_labelled(session)
         if not paint.changed_pixels:
             return "No change painted yet."
         names = {c.id: c.name for c in self.pipeline(session).bundle.classes}
@@ -329,7 +342,7 @@ class Studio:
     def edit(self, session: Session, value: Mapping[str, object] | np.ndarray | None,
              steps: int = 30) -> Iterator[Progress | Notice | EditOutcome]:
         """Learn the editing vector that turns the current segmentation into the painted one."""
-        current = self._require_current(session)
+        current = self._require_labelled(session)
         pipe = self.pipeline(session)
         paint = self.read_paint(session, value)
         notice = self.paint_notice(session, paint)
@@ -392,8 +405,13 @@ class Studio:
         current = session.current
         return list(current.active) if current is not None and current.kind == "apply" else []
 
-    def apply_vectors(self, session: Session, items: Sequence[tuple[str, float | None]]) -> Step:
-        """Current picture = base + Σ strength·vector (instant). Changing only strengths amends the step."""
+    def apply_vectors(self, session: Session, items: Sequence[tuple[str, float | None]],
+                      with_labels: bool = True) -> Step:
+        """Current picture = base + Σ strength·vector (instant). Changing only strengths amends the step.
+
+        ``with_labels=False`` leaves the segmentation for later (``current_with_labels``): a strength
+        drag shows the picture first.
+        """
         current = self._require_current(session)
         pipe = self.pipeline(session)
         if len(items) > MAX_ACTIVE:
@@ -405,7 +423,7 @@ class Studio:
         base = current.base if current.kind == "apply" and current.base is not None else current.latent
         latent = pipe.apply(base, [(vec, s) for (vec, _), (_, s) in zip(vectors, resolved, strict=True)])
         label = "apply " + (" + ".join(f"{n}×{s:g}" for n, s in resolved) if resolved else "nothing")
-        step = self._step(pipe, "apply", label, latent, base=base, active=resolved)
+        step = self._step(pipe, "apply", label, latent, with_labels, base=base, active=resolved)
         same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
         if resolved:
             delta = (latent - base).reshape(pipe.latent_shape)
@@ -423,10 +441,11 @@ class Studio:
             raise InputError(f"at most {MAX_ACTIVE} vectors can be combined; remove one first")
         return self.apply_vectors(session, [*items, (name, None)])
 
-    def set_strengths(self, session: Session, strengths: Sequence[float]) -> Step:
+    def set_strengths(self, session: Session, strengths: Sequence[float], with_labels: bool = True) -> Step:
         """New strengths for the active vectors (one per slot, in order)."""
         items = self.active(session)
-        return self.apply_vectors(session, [(n, float(s)) for (n, _), s in zip(items, strengths, strict=False)])
+        return self.apply_vectors(session, [(n, float(s)) for (n, _), s in zip(items, strengths, strict=False)],
+                                  with_labels)
 
     def remove_vector(self, session: Session, slot: int) -> Step:
         items = self.active(session)
@@ -501,7 +520,7 @@ class Studio:
 
     def export(self, session: Session) -> list[Path]:
         """Current picture and label map (PNG), its latent and the latest vector (safetensors)."""
-        current = self._require_current(session)
+        current = self._require_labelled(session)
         pipe = self.pipeline(session)
         folder = self._export_dir(session)
         stem = f"{session.bundle_id}-step{session.history.index + 1}"
@@ -523,10 +542,11 @@ class Studio:
         """Index of the first step in the history strip: the last ``HISTORY_STRIP`` steps around the current one."""
         return max(0, session.history.index - HISTORY_STRIP + 2)
 
-    def view(self, session: Session, opacity: float = 0.5) -> View:
+    def view(self, session: Session, opacity: float = 0.5, labels: bool = True) -> View:
+        """What the page shows; ``labels=False`` skips segmenting a step whose labels were left for later."""
         pipe = self.pipeline(session)
         palette = pipe.bundle.palette
-        current = session.current
+        current = self.current_with_labels(session) if labels else session.current
         history = session.history
         start = self.history_start(session)
         strip = []
@@ -549,7 +569,7 @@ class Studio:
                     can_undo=history.can_undo, can_redo=history.can_redo, history_start=start, **pictures)
 
     def overlay(self, session: Session, opacity: float) -> np.ndarray | None:
-        current = session.current
+        current = self.current_with_labels(session)
         if current is None or current.labels is None:
             return None
         return lab.overlay(current.image, current.labels, self.pipeline(session).bundle.palette, opacity)

@@ -207,17 +207,23 @@ def wire(p: Page, studio: Studio, init: View) -> None:
 
     then_editor(p.gallery.select(on_gallery_select, [box, opacity], view_outputs, **PRIVATE, **LIGHT))
 
-    # a strength change only touches the pictures (the slots stay as the user left them), and the canvas and
-    # history strip catch up once the slider has been still for a moment: redrawing them for every move
-    # would hold up the next one
-    strength_outputs = [p.seg_image, p.seg_labels, p.seg_overlay, p.vec_image, p.history_text, p.undo_btn,
-                        p.redo_btn]
+    # a strength change shows the new picture first; its segmentation follows in a chained event, and the
+    # canvas and history strip catch up once the slider has been still for a moment: redrawing them for
+    # every move would hold up the next one (the slots stay as the user left them)
+    strength_outputs = [p.seg_image, p.vec_image, p.history_text, p.undo_btn, p.redo_btn]
 
     @user_errors
-    def on_strengths(b: SessionBox, opacity_value: float, *values: float):
-        studio.set_strengths(studio.session(b), values)
-        view = dict(zip(view_outputs, show(b, opacity_value), strict=True))
-        return [view[c] for c in strength_outputs]
+    def on_strengths(b: SessionBox, *values: float):
+        session = studio.session(b)
+        studio.set_strengths(session, values, with_labels=False)
+        view = studio.view(session, labels=False)
+        return [view.image, view.image, view.history_text, gr.Button(interactive=view.can_undo),
+                gr.Button(interactive=view.can_redo)]
+
+    @user_errors
+    def on_strength_labels(b: SessionBox, opacity_value: float):
+        view = studio.view(studio.session(b), opacity_value)
+        return view.label_picture, view.overlay
 
     @user_errors
     def on_strengths_settled(b: SessionBox):
@@ -229,7 +235,8 @@ def wire(p: Page, studio: Studio, init: View) -> None:
         return editor_update(b), studio.view(session).history
 
     for slider in p.sliders:  # a render of one picture: straight to the server, not through the job queue
-        slider.release(on_strengths, [box, opacity, *p.sliders], strength_outputs, queue=False, **QUIET).success(
+        slider.release(on_strengths, [box, *p.sliders], strength_outputs, queue=False, **QUIET).success(
+            on_strength_labels, [box, opacity], [p.seg_labels, p.seg_overlay], queue=False, **QUIET).success(
             on_strengths_settled, [box], [p.editor, p.history], **QUIET, **LIGHT)
     for i, button in enumerate(p.removes):
         then_editor(button.click(session_action(lambda s, i=i: studio.remove_vector(s, i)), [box, opacity],

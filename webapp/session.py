@@ -75,6 +75,13 @@ class History:
             self.steps[self.index] = step
             return step
 
+    def replace(self, old: Step, new: Step) -> Step | None:
+        """Swap ``old`` for ``new`` if it is still the current step (filled in later, e.g. its labels)."""
+        with self._lock:
+            if self.steps and self.steps[self.index] is old:
+                self.steps[self.index] = new
+            return self.current
+
     def undo(self) -> Step | None:
         with self._lock:
             if self.can_undo:
