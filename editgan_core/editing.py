@@ -73,17 +73,25 @@ def edit_region(original: np.ndarray, edited: np.ndarray, class_ids: Sequence[in
 
 @dataclass
 class EditTarget:
-    """Everything the edit objective compares against, on the model's device."""
+    """Everything the edit objective compares against, on the model's device.
 
-    labels: torch.Tensor  # (H, W) int64 target segmentation
-    region: torch.Tensor  # (H, W) bool
-    image: torch.Tensor  # (1, 3, H, W) appearance to keep outside the region
-    pixels: torch.Tensor = field(init=False)  # flat indices of region pixels
-    outside: torch.Tensor = field(init=False)  # (1, 1, H, W) float mask of 1 - r
+    One image, or a batch of B images that share one δw+ (a preset learned on several faces).
+    """
+
+    labels: torch.Tensor  # (H, W) or (B, H, W) int64 target segmentation
+    region: torch.Tensor  # (H, W) or (B, H, W) bool
+    image: torch.Tensor  # (B, 3, H, W) appearance to keep outside the region
+    pixels: torch.Tensor = field(init=False)  # flat indices of region pixels into (B, H, W)
+    outside: torch.Tensor = field(init=False)  # (B, 1, H, W) float mask of 1 - r
 
     def __post_init__(self) -> None:
+        if self.region.ndim == 2:
+            self.labels, self.region = self.labels[None], self.region[None]
+        if not self.labels.shape == self.region.shape == (self.image.shape[0], *self.image.shape[-2:]):
+            raise ValueError(f"target labels {tuple(self.labels.shape)}, region {tuple(self.region.shape)} and "
+                             f"image {tuple(self.image.shape)} disagree")
         self.pixels = self.region.flatten().nonzero().squeeze(1)
-        self.outside = (~self.region).float()[None, None]
+        self.outside = (~self.region).float()[:, None]
 
 
 class EditObjective:
@@ -118,9 +126,13 @@ class EditObjective:
 def optimise_edit(objective: EditObjective, latent: torch.Tensor, init_delta: torch.Tensor | None, steps: int,
                   lr: float = 0.02, callback: Callable[[StepInfo], None] | None = None,
                   should_stop: Callable[[], bool] | None = None) -> OptimResult:
-    """Optimise δw+ so that ``latent + δ`` meets the objective; ``best`` is the δ."""
+    """Optimise δw+ so that ``latent + δ`` meets the objective; ``best`` is the δ.
+
+    With a batch of latents (B, n_latent, style_dim) one δ (1, n_latent, style_dim) is shared by all.
+    """
     base = latent.detach()
-    init = torch.zeros_like(base) if init_delta is None else init_delta.detach().to(base).reshape(base.shape)
+    shape = (1, *base.shape[1:])
+    init = torch.zeros(shape).to(base) if init_delta is None else init_delta.detach().to(base).reshape(shape)
     return optimise(init, lambda delta: objective(base + delta), steps, lr, "constant", callback, should_stop)
 
 

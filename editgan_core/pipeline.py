@@ -70,6 +70,30 @@ class EditResult:
     stopped: bool = False
 
 
+@dataclass
+class SharedEditResult:
+    """One δw+ learned on several images (``learn_shared_edit``), with their mean figures."""
+
+    delta: torch.Tensor  # (n_latent, style_dim)
+    class_ids: list[int]
+    metrics: dict[str, float] = field(default_factory=dict)
+    steps_done: int = 0
+    stopped: bool = False
+
+
+def edit_metrics(before: Render, after: Render, region: np.ndarray, target_labels: np.ndarray,
+                 class_ids: Sequence[int]) -> dict[str, float]:
+    """Region IoU with the target labels and mean pixel change (0..1) outside and inside the region."""
+    diff = np.abs(after.image.astype(np.float32) - before.image.astype(np.float32)).mean(axis=2) / 255.0
+    outside = ~region
+    return {
+        "region_iou": region_iou(after.labels, target_labels, region, class_ids),
+        "change_outside": float(diff[outside].mean()) if outside.any() else 0.0,
+        "change_inside": float(diff[region].mean()) if region.any() else 0.0,
+        "region_fraction": float(region.mean()),
+    }
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -235,6 +259,42 @@ class EditGANPipeline:
                             self._image_tensor(before.image))
         return self._run_edit(latent, target, None, steps, lr, weights, list(class_ids), before, callback, should_stop)
 
+    def learn_shared_edit(self, latents: Sequence[torch.Tensor], edited_labels: Sequence[np.ndarray],
+                          class_ids: Sequence[int], steps: int = 100, lr: float = 0.02,
+                          weights: EditWeights | None = None, callback: Callable[[StepInfo], None] | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> SharedEditResult:
+        """One δw+ that makes each image's painted change at once: a vector meant for reuse (presets).
+
+        Averaging vectors learned one image at a time keeps what they share but shrinks it; optimising
+        a single δ on all images keeps its strength where the edit is common to them.
+        """
+        self._require_segmenter()
+        if not latents or len(latents) != len(edited_labels):
+            raise InputError(f"need one painted label map per latent, got {len(latents)} and {len(edited_labels)}")
+        latent = torch.cat([self.check_latent(w) for w in latents])
+        befores = [self.render(w) for w in latent.split(1)]
+        regions, targets = [], []
+        for before, painted in zip(befores, edited_labels, strict=True):
+            edited = self.check_labels(painted)
+            if not (edited != before.labels).any():
+                raise InputError("a painted label map is identical to its image's segmentation: nothing to learn")
+            regions.append(edit_region(before.labels.astype(np.int64), edited, class_ids))
+            targets.append(edited)
+        target = EditTarget(torch.from_numpy(np.stack(targets)).to(self.device),
+                            torch.from_numpy(np.stack(regions)).to(self.device),
+                            torch.cat([self._image_tensor(b.image) for b in befores]))
+        objective = EditObjective(self.generator, self.segmenter, target, weights or EditWeights(), self.lpips,
+                                  self.encoder, self.noise)
+        result = optimise_edit(objective, latent, None, steps, lr, callback, should_stop)
+        delta = result.best.cpu()
+        pairs = zip(befores, latent.cpu().split(1), regions, targets, strict=True)
+        per_image = [edit_metrics(before, self.render(w + delta), region, labels, class_ids)
+                     for before, w, region, labels in pairs]
+        metrics = {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
+        metrics.update(loss_start=result.history[0]["loss"] if result.history else result.best_loss,
+                       loss_best=result.best_loss)
+        return SharedEditResult(delta[0], list(class_ids), metrics, result.steps_done, result.stopped)
+
     def apply(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]]
               ) -> torch.Tensor:
         """w+ + Σ sᵢ·δᵢ (instant); a ``None`` scale means the vector's default scale."""
@@ -275,15 +335,8 @@ class EditGANPipeline:
         delta = result.best.cpu()
         new_latent = latent.cpu() + delta
         after = self.render(new_latent)
-        region = target.region.cpu().numpy()
-        outside = ~region
-        diff = np.abs(after.image.astype(np.float32) - before.image.astype(np.float32)).mean(axis=2) / 255.0
-        metrics = {
-            "region_iou": region_iou(after.labels, target.labels.cpu().numpy(), region, class_ids),
-            "change_outside": float(diff[outside].mean()) if outside.any() else 0.0,
-            "change_inside": float(diff[region].mean()) if region.any() else 0.0,
-            "region_fraction": float(region.mean()),
-            "loss_start": result.history[0]["loss"] if result.history else result.best_loss,
-            "loss_best": result.best_loss,
-        }
+        region = target.region[0].cpu().numpy()
+        metrics = edit_metrics(before, after, region, target.labels[0].cpu().numpy(), class_ids)
+        metrics.update(loss_start=result.history[0]["loss"] if result.history else result.best_loss,
+                       loss_best=result.best_loss)
         return EditResult(delta[0], new_latent, after, region, class_ids, metrics, result.steps_done, result.stopped)

@@ -83,6 +83,28 @@ def test_learn_edit_reaches_painted_labels(pipe):
     assert result.metrics["change_inside"] > result.metrics["change_outside"]
 
 
+def test_learn_shared_edit_finds_one_vector_for_several_images(pipe):
+    box = (slice(8, 16), slice(8, 20))
+    latents, painted = [], []
+    for seed in (6, 7):
+        latent = pipe.sample_latent(seed)
+        labels = pipe.render(latent).labels.astype(np.int64)
+        target = labels.copy()
+        target[box] = 2
+        latents.append(latent)
+        painted.append(target)
+    result = pipe.learn_shared_edit(latents, painted, [2], steps=40, lr=0.1, weights=EditWeights(l2=10, encoder=0.1))
+    assert result.delta.shape == pipe.latent_shape and result.steps_done == 40 and result.class_ids == [2]
+    assert result.metrics["loss_best"] < 0.8 * result.metrics["loss_start"]
+    for latent in latents:  # the one δ moves both images towards their target
+        before, after = pipe.render(latent).labels, pipe.render(pipe.apply(latent, [(result.delta, 1.0)])).labels
+        assert (after[box] == 2).mean() > (before[box] == 2).mean()
+    with pytest.raises(InputError, match="identical"):
+        pipe.learn_shared_edit(latents, [pipe.render(latents[0]).labels, painted[1]], [2], steps=1)
+    with pytest.raises(InputError, match="one painted label map per latent"):
+        pipe.learn_shared_edit(latents, painted[:1], [2], steps=1)
+
+
 def test_learn_edit_refuses_bad_labels(pipe):
     latent = pipe.sample_latent(5)
     labels = pipe.render(latent).labels

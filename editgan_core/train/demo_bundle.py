@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--encoder-run", type=Path, required=True, help="encoder run folder (resumed if present)")
     p.add_argument("--encoder-kimg", type=float, default=10.0, help="total encoder kimg for this run folder")
     p.add_argument("--segmenter-steps", type=int, default=1500)
-    p.add_argument("--preset-faces", type=int, default=4)
+    p.add_argument("--preset-faces", type=int, default=8)
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)

@@ -15,11 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from editgan_core.pipeline import EditGANPipeline, InputError
+from editgan_core.pipeline import EditGANPipeline
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
 PRESET_SEEDS = range(1000, 100_000)  # held out from GAN training (>= 1e6), annotations and evaluation (0..999)
@@ -62,34 +61,32 @@ def scripted_edit(pipeline: EditGANPipeline, domain, seed: int, spec: PresetSpec
 
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
                  seeds=PRESET_SEEDS) -> EditVector:
-    deltas, metrics, used = [], [], []
+    latents, painted, used = [], [], []
     for seed in seeds:
         if len(used) == faces:
             break
         if not spec.accept(domain.sample_attributes(seed)):
             continue
-        latent, painted, classes = scripted_edit(pipeline, domain, seed, spec, embed_steps)
-        try:
-            result = pipeline.learn_edit(latent, painted, steps=steps, class_ids=classes)
-        except InputError:
+        latent, target, classes = scripted_edit(pipeline, domain, seed, spec, embed_steps)
+        if (target == pipeline.render(latent).labels).all():
             continue  # the change is invisible at this resolution or already predicted: no edit to learn
-        deltas.append(result.delta)
-        metrics.append(result.metrics)
+        latents.append(latent)
+        painted.append(target)
         used.append(seed)
-    if not deltas:
+    if not latents:
         raise RuntimeError(f"no face in the seed range suits preset {spec.name}")
-    mean = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
-    return EditVector(delta=torch.stack(deltas).mean(0), name=spec.name, description=spec.description,
+    result = pipeline.learn_shared_edit(latents, painted, classes, steps=steps)
+    return EditVector(delta=result.delta, name=spec.name, description=spec.description,
                       bundle_id=pipeline.bundle.id, class_ids=list(domain.EDIT_CLASSES[spec.attribute]),
                       default_scale=spec.default_scale, created=utc_now(), source="preset",
-                      extra={"seeds": used, "steps": steps, "embed_steps": embed_steps, **mean})
+                      extra={"seeds": used, "steps": steps, "embed_steps": embed_steps, **result.metrics})
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", required=True)
     p.add_argument("--only", nargs="+", choices=[s.name for s in PRESETS], help="learn only these presets")
-    p.add_argument("--faces", type=int, default=4, help="faces averaged per preset")
+    p.add_argument("--faces", type=int, default=8, help="faces a preset is learned on (together)")
     p.add_argument("--steps", type=int, default=100, help="learn_edit steps per face")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--threads", type=int)
