@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 
 from editgan_core.bundle import Bundle, BundleError
-from editgan_core.editing import EditWeights, edit_region, infer_edit_classes
+from editgan_core.editing import EditObjective, EditTarget, EditWeights, edit_region, infer_edit_classes
 from editgan_core.optim import lr_at, optimise
 from editgan_core.pipeline import EditGANPipeline, InputError, prepare_image
 from editgan_core.testing import make_tiny_bundle
+from editgan_core.utils import to_tensor
 from editgan_core.vectors import EditVector
 
 
@@ -103,6 +104,41 @@ def test_learn_shared_edit_finds_one_vector_for_several_images(pipe):
         pipe.learn_shared_edit(latents, [pipe.render(latents[0]).labels, painted[1]], [2], steps=1)
     with pytest.raises(InputError, match="one painted label map per latent"):
         pipe.learn_shared_edit(latents, painted[:1], [2], steps=1)
+
+
+def test_lazy_encoder_regulariser_weighs_in_every_kth_step(pipe):
+    latent = pipe.sample_latent(8)
+    labels = pipe.render(latent).labels.astype(np.int64)
+    painted = labels.copy()
+    painted[8:16, 8:20] = 2
+    region = edit_region(labels, painted, [2])
+    target = EditTarget(torch.from_numpy(painted), torch.from_numpy(region), to_tensor(pipe.render(latent).image[None]))
+    calls = []
+
+    def counting_encoder(image):
+        calls.append(1)
+        return pipe.encoder(image)
+
+    def loss_and_grad(objective):
+        w = latent.clone().requires_grad_(True)
+        loss, terms = objective(w)
+        loss.backward()
+        return loss.item(), w.grad, terms
+
+    lazy = EditObjective(pipe.generator, pipe.segmenter, target, EditWeights(encoder_every=4), None,
+                         counting_encoder, pipe.noise)
+    plain = EditObjective(pipe.generator, pipe.segmenter, target, EditWeights(encoder=0), None, None, pipe.noise)
+    every = EditObjective(pipe.generator, pipe.segmenter, target, EditWeights(encoder_every=1), None,
+                          pipe.encoder, pipe.noise)
+    (lazy_loss, lazy_grad, terms), (plain_loss, plain_grad, _), (loss, grad, _) = (
+        loss_and_grad(lazy), loss_and_grad(plain), loss_and_grad(every))
+    assert lazy_loss == pytest.approx(loss) and terms["encoder"] > 0  # the reported loss is the true one
+    torch.testing.assert_close(lazy_grad - plain_grad, 4 * (grad - plain_grad), rtol=1e-4, atol=1e-6)
+    for _ in range(7):
+        step_loss, step_grad, _ = loss_and_grad(lazy)
+    assert len(calls) == 2  # steps 0 and 4 of 8
+    torch.testing.assert_close(step_grad, plain_grad)  # step 7: no encoder gradient, its last value reported
+    assert step_loss == pytest.approx(plain_loss + terms["encoder"])
 
 
 def test_learn_edit_refuses_bad_labels(pipe):

@@ -111,6 +111,18 @@ def test_fast_path_matches_reference(generator, features, mode, out_size):
     assert (ref - official).abs().max() < 1e-12
 
 
+def test_frozen_weight_caches_follow_weight_changes(generator, features):
+    """Stacked first layers and folded heads are reused for frozen weights, and rebuilt after any change."""
+    ens = make_ensemble(generator).requires_grad_(False)
+    with torch.no_grad():
+        ens(features)
+        ens.members[1].layers[2].running_mean.add_(0.5)  # in place, as load_state_dict does
+        ens.members[0].first.weight.mul_(1.5)
+        assert (ens(features) - ens.forward_reference(features)).abs().max() < TOL
+    ens.train()  # batch statistics: the member-by-member heads
+    assert (ens(features) - ens.forward_reference(features)).abs().max() < TOL
+
+
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
 def test_pixel_subset_equals_full_image(generator, features, mode, monkeypatch):
     ens = make_ensemble(generator, upsample=mode)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -224,7 +225,8 @@ class ProjectedRows:
 
     def project(self, s0: int, s1: int) -> torch.Tensor:
         slab = torch.cat([f[:, :, s0:s1] for f in self.maps], 1).to(self.weight.dtype)
-        return slab.permute(0, 2, 3, 1) @ self.weight
+        B, c, rows, w = slab.shape
+        return (slab.permute(0, 2, 3, 1).reshape(-1, c) @ self.weight).view(B, rows, w, -1)
 
     def __call__(self, s0: int, s1: int) -> torch.Tensor:
         if self.rows is None or not (self.start <= s0 and s1 <= self.stop):
@@ -264,6 +266,7 @@ class PixelEnsemble(nn.Module):
         self.upsample = upsample
         self.members = nn.ModuleList(PixelMLP(self.dim, num_classes, self.hidden) for _ in range(members))
         self.chunk_bytes = CHUNK_BYTES
+        self._frozen_cache: dict[str, tuple] = {}
 
     @property
     def config(self) -> dict:
@@ -297,15 +300,56 @@ class PixelEnsemble(nn.Module):
         bias = torch.cat([m.first.bias for m in self.members], 0)
         return list(weight.split(self.feature_channels, dim=1)), bias
 
-    # -- first layer, the memory-light way ----------------------------------------------------
-    def _groups(self, features: Features, budget_bytes: int) -> list[ProjectedRows]:
-        """Maps of one resolution share their interpolation: project them together."""
-        weights, _ = self.first_weights()
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for j, f in enumerate(features):
-            by_size.setdefault(tuple(f.shape[-2:]), []).append(j)
-        return [ProjectedRows([features[j] for j in maps], torch.cat([weights[j] for j in maps], 1).t(), budget_bytes)
-                for maps in by_size.values()]
+    def _frozen(self, name: str, tensors: Sequence[torch.Tensor], extra: tuple, build: Callable[[], Any]) -> Any:
+        """``build()``, reused while ``tensors`` are frozen and unchanged (a weight update or reload
+        changes their versions and rebuilds it); never cached while gradients flow to them."""
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return build()
+        key = (extra, tuple((t.data_ptr(), t._version) for t in tensors))
+        cached = self._frozen_cache.get(name)
+        if cached is None or cached[0] != key:
+            cached = self._frozen_cache[name] = (key, build())
+        return cached[1]
+
+    def _projections(self, sizes: Sequence[Size]) -> tuple[dict[Size, tuple[list[int], torch.Tensor]], torch.Tensor]:
+        """Per map resolution: its maps and their stacked first layers (c_group, N*h1); and the bias.
+
+        Stacked once for frozen weights (inference, edits): restacking cost as much as the projection
+        itself for an edit region of a few dozen pixels.
+        """
+        def build():
+            weights, bias = self.first_weights()
+            by_size: dict[Size, list[int]] = {}
+            for j, size in enumerate(sizes):
+                by_size.setdefault(size, []).append(j)
+            return ({size: (maps, torch.cat([weights[j] for j in maps], 1).t().contiguous())
+                     for size, maps in by_size.items()}, bias)
+
+        params = [t for m in self.members for t in (m.first.weight, m.first.bias)]
+        return self._frozen("projections", params, tuple(sizes), build)
+
+    def _folded_heads(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eval-mode heads of all members as two batched affine maps, each BatchNorm folded into the
+        Linear after it: (N, h1, h2), (N, 1, h2), (N, h2, C), (N, 1, C). Exact, and a handful of ops
+        instead of sixty per call."""
+        def fold(bn: nn.BatchNorm1d, linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            shift = bn.bias - bn.running_mean * scale
+            return (linear.weight * scale).t(), (linear.weight @ shift + linear.bias)[None]
+
+        def build():
+            first = [fold(m.layers[2], m.layers[3]) for m in self.members]
+            second = [fold(m.layers[5], m.layers[6]) for m in self.members]
+            return tuple(torch.stack(t) for t in (*zip(*first, strict=True), *zip(*second, strict=True)))
+
+        tensors = [t for m in self.members for layer in m.layers[2:] for t in (*layer.parameters(), *layer.buffers())]
+        return self._frozen("heads", tensors, (), build)
+
+    def _groups(self, features: Features, budget_bytes: int) -> tuple[list[ProjectedRows], torch.Tensor]:
+        """Maps of one resolution share their interpolation: project them together. Also returns the bias."""
+        groups, bias = self._projections([tuple(f.shape[-2:]) for f in features])
+        return [ProjectedRows([features[j] for j in maps], weight, budget_bytes)
+                for maps, weight in groups.values()], bias
 
     def _hidden_rows(self, features: Features, out_size: Size) -> Iterator[torch.Tensor]:
         """First-layer pre-activations (B, rows, W, N*h1) for successive blocks of output rows.
@@ -313,10 +357,9 @@ class PixelEnsemble(nn.Module):
         Each resolution's projection is interpolated to the block: rows from the projected source
         rows the block needs, then columns.
         """
-        _, bias = self.first_weights()
         H, W = out_size
+        groups, bias = self._groups(features, self.chunk_bytes)
         mode, batch, width = self.upsample, features[0].shape[0], bias.shape[0]
-        groups = self._groups(features, self.chunk_bytes)
         tables = [interp_table(H, g.h, mode, bias.dtype, bias.device) for g in groups]
         step = max(1, self.chunk_bytes // (batch * W * width * bias.element_size()))
         for y0 in range(0, H, step):
@@ -340,14 +383,14 @@ class PixelEnsemble(nn.Module):
         Per resolution the cheaper order is taken: project the source rows the block touches and
         gather from them (low-res maps: few rows), or gather the features and project (high-res).
         """
-        _, bias = self.first_weights()
+        _, bias = self._projections([tuple(f.shape[-2:]) for f in features])
         step = max(1, self.chunk_bytes // (bias.shape[0] * bias.element_size()))
         b, y, x = unflatten_pixels(pixels, out_size)
         images = b.unique_consecutive().tolist() if len(pixels) else [0]
         for image in images:
             inside = (b == image).nonzero().squeeze(1) if len(images) > 1 else slice(None)
             ys_b, xs_b = y[inside], x[inside]
-            groups = self._groups([f[image:image + 1] for f in features], self.chunk_bytes)
+            groups, _ = self._groups([f[image:image + 1] for f in features], self.chunk_bytes)
             for p0 in range(0, max(len(ys_b), 1), step):
                 by, bx = ys_b[p0:p0 + step], xs_b[p0:p0 + step]
                 hidden = bias.expand(len(by), -1)
@@ -366,7 +409,11 @@ class PixelEnsemble(nn.Module):
     def _members(self, hidden: torch.Tensor) -> list[torch.Tensor]:
         """Each member's logits (P, C) from the stacked first-layer pre-activations (P, N*h1)."""
         h1 = self.hidden[0]
-        return [m.head(hidden[:, i * h1:(i + 1) * h1]) for i, m in enumerate(self.members)]
+        if self.training:  # BatchNorm on batch statistics: member by member
+            return [m.head(hidden[:, i * h1:(i + 1) * h1]) for i, m in enumerate(self.members)]
+        w2, b2, w3, b3 = self._folded_heads()
+        x = hidden.view(len(hidden), len(self.members), h1).transpose(0, 1).relu()
+        return list(torch.baddbmm(b3, torch.baddbmm(b2, x, w2).relu_(), w3).unbind(0))
 
     def _map(self, features: Features, pixels: torch.Tensor | None, out_size: int | Size | None,
              reduce: Callable[[list[torch.Tensor]], torch.Tensor]) -> torch.Tensor:

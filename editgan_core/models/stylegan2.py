@@ -148,12 +148,17 @@ class ModulatedConv2d(nn.Module):
         return (f"{self.in_channel}, {self.out_channel}, {self.kernel_size}, "
                 f"upsample={self.upsample}, downsample={self.downsample}")
 
-    def _use_fused(self, x: torch.Tensor) -> bool:
+    def _use_fused(self, x: torch.Tensor, style: torch.Tensor) -> bool:
         if self.fused is not None:
             return self.fused
         if x.device.type != "cpu":
             return True
-        # On CPU, modulate whichever is smaller: the weights (fused) or the activations.
+        # On CPU, modulate whichever is smaller: the weights (fused) or the activations. With frozen
+        # weights under autograd (embedding, edits) the fused path would still differentiate its
+        # per-sample weights, a second convolution as costly as the forward one; modulating the
+        # activations needs only the input gradient.
+        if torch.is_grad_enabled() and (x.requires_grad or style.requires_grad) and not self.weight.requires_grad:
+            return False
         return x.shape[0] == 1 and self.weight.numel() < 2 * x.numel()
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -161,7 +166,7 @@ class ModulatedConv2d(nn.Module):
         style = self.modulation(style)  # (B, in)
         if self.kernel_size == 1 and not (self.upsample or self.downsample):
             return self._forward_1x1(x, style)
-        if self._use_fused(x):
+        if self._use_fused(x, style):
             return self._forward_fused(x, style)
         weight = self.weight[0] * self.scale  # (out, in, k, k)
         x = x * style.view(batch, -1, 1, 1)
