@@ -180,6 +180,23 @@ def test_training_batches_read_the_stack(features):
     assert (sample_features(channels_last, flat, (32, 32)) - rows).abs().max() < 1e-12
 
 
+def test_class_balanced_batches(features):
+    """α = 1 draws every present class about equally often, with features matching their pixels."""
+    per_image = [[f[k:k + 1] for f in features] for k in range(2)]
+    labels = torch.zeros(2, 32, 32, dtype=torch.long)
+    labels[0, :2, :3] = 1  # 6 pixels of class 1 among 2048; class 2 absent
+    with pytest.raises(ValueError, match="class_balance"):
+        PixelBank(iter(per_image), list(labels), 3, class_balance=1.5)
+    uniform = PixelBank(iter(per_image), list(labels), 3)
+    balanced = PixelBank(iter(per_image), list(labels), 3, class_balance=1.0)
+    _, y_uniform = uniform.sample(4000, torch.Generator().manual_seed(5))
+    x, y = balanced.sample(4000, torch.Generator().manual_seed(5))
+    assert (y_uniform == 1).float().mean() < 0.02 and 0.45 < (y == 1).float().mean() < 0.55 and not (y == 2).any()
+    rows = stack(features, (32, 32)).permute(0, 2, 3, 1).reshape(-1, 96)
+    ones = rows[labels.flatten() == 1]
+    assert (torch.cdist(x[y == 1], ones).min(1).values < 1e-5).all()  # each sample is one of the 6 pixels
+
+
 def test_region_gradients_match_reference(generator, features):
     """The edit loop back-propagates CE on region pixels into the features: same gradient as the stack."""
     ens = make_ensemble(generator).requires_grad_(False)

@@ -606,6 +606,7 @@ def train_ensemble(features_list: Iterable[Features], labels_list: Sequence[torc
                    feature_channels: Sequence[int], members: int = 10, steps: int = 1000,
                    pixels_per_step: int = 2048, lr: float = 1e-3, seed: int = 0,
                    hidden: Sequence[int] | None = None, upsample: str = "bilinear",
+                   class_balance: float = 0.0,
                    progress: Callable[[TrainProgress], None] | None = None) -> PixelEnsemble:
     """Train each member (seed ``seed + m``) on random pixels of the K annotated images.
 
@@ -614,12 +615,15 @@ def train_ensemble(features_list: Iterable[Features], labels_list: Sequence[torc
     ``PixelBank``; a generator that synthesises each image's maps on demand avoids holding them
     twice. Every step reads ``pixels_per_step`` random pixels of random images with the pixel-subset
     path's interpolation, so a step costs (pixels x d), not K x d x H x W. Cross-entropy, Adam.
-    Raise from ``progress`` to cancel.
+    ``class_balance`` α draws a class with probability ∝ (its pixel count)^(1-α), then one of its
+    pixels: 0 is DatasetGAN's uniform pixels, 1 every class equally often (small parts such as pupils
+    are a few pixels of thousands). Raise from ``progress`` to cancel.
     """
     if pixels_per_step < 2:
         raise ValueError("pixels_per_step must be at least 2 (BatchNorm needs a batch)")
     ensemble = PixelEnsemble(feature_channels, num_classes, members, hidden, upsample)
-    bank = PixelBank(features_list, labels_list, num_classes, upsample, check=ensemble.check_features)
+    bank = PixelBank(features_list, labels_list, num_classes, upsample, check=ensemble.check_features,
+                     class_balance=class_balance)
     ensemble.to(bank.device)
     for m, member in enumerate(ensemble.members):
         rng = torch.Generator().manual_seed(seed + m)
@@ -648,8 +652,11 @@ class PixelBank:
     """
 
     def __init__(self, features_list: Iterable[Features], labels_list: Sequence[torch.Tensor], num_classes: int,
-                 upsample: str = "bilinear", check: Callable[[Features], None] | None = None) -> None:
-        self.upsample = upsample
+                 upsample: str = "bilinear", check: Callable[[Features], None] | None = None,
+                 class_balance: float = 0.0) -> None:
+        if not 0.0 <= class_balance <= 1.0:
+            raise ValueError(f"class_balance must lie in [0, 1], got {class_balance}")
+        self.upsample, self.class_balance = upsample, class_balance
         count = len(labels_list)
         self.runs: list[tuple[int, int, torch.Tensor]] = []  # (h, w, (K*h*w, c_run)) in feature order
         seen = 0
@@ -681,6 +688,14 @@ class PixelBank:
                 raise ValueError(f"image {k}: labels must lie in [0, {num_classes}), found {int(y.min())}.."
                                  f"{int(y.max())}")
         self.labels = torch.stack(labels).flatten(1)  # (K, H*W)
+        # pixels grouped by class (flat into K*H*W), for class-balanced draws
+        flat = self.labels.flatten().cpu()
+        self.by_class = flat.argsort(stable=True)
+        counts = torch.bincount(flat, minlength=num_classes)
+        self.class_start = torch.cumsum(counts, 0) - counts
+        self.class_count = counts
+        present = counts > 0
+        self.class_prob = torch.where(present, counts.double().clamp_min(1) ** (1 - class_balance), 0.0)
 
     @staticmethod
     def _run_maps(features: Features) -> list[list[torch.Tensor]]:
@@ -700,10 +715,16 @@ class PixelBank:
             self.runs.append((h, w, f.new_empty(count * h * w, channels)))
 
     def sample(self, count: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (count, d) and labels (count,) of pixels drawn uniformly over all images."""
+        """Features (count, d) and labels (count,) of random pixels (uniform, or class-balanced)."""
         H, W = self.size
-        image = torch.randint(len(self.labels), (count,), generator=rng).to(self.device)
-        pixels = torch.randint(H * W, (count,), generator=rng).to(self.device)
+        if self.class_balance > 0:
+            classes = torch.multinomial(self.class_prob, count, replacement=True, generator=rng)
+            offset = (torch.rand(count, generator=rng, dtype=torch.float64) * self.class_count[classes]).long()
+            flat = self.by_class[self.class_start[classes] + offset].to(self.device)
+            image, pixels = flat.div(H * W, rounding_mode="floor"), flat.remainder(H * W)
+        else:
+            image = torch.randint(len(self.labels), (count,), generator=rng).to(self.device)
+            pixels = torch.randint(H * W, (count,), generator=rng).to(self.device)
         y, x = pixels.div(W, rounding_mode="floor"), pixels.remainder(W)
         columns = []
         for h, w, bank in self.runs:

@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=1500, help="Adam steps per ensemble member")
     p.add_argument("--pixels", type=int, default=4096, help="pixels per step")
     p.add_argument("--hidden", type=int, nargs=2, help="MLP hidden widths (default: the official ones)")
+    p.add_argument("--class-balance", type=float, default=0.0,
+                   help="0 = uniform pixels (DatasetGAN); up to 1 = every class drawn equally often")
     p.add_argument("--eval", type=int, default=0, help="report mIoU on this many held-out rendered faces")
     p.add_argument("--eval-embed-steps", type=int, default=50)
     p.add_argument("--threads", type=int)
@@ -101,14 +103,15 @@ def main(argv: list[str] | None = None) -> None:
 
     ensemble = train_ensemble(features, labels, len(bundle.classes), pipeline.generator.feature_channels(),
                               members=args.members, steps=args.steps, pixels_per_step=args.pixels,
-                              hidden=args.hidden, progress=progress)
+                              hidden=args.hidden, class_balance=args.class_balance, progress=progress)
     bar.close()
     ensemble.save(bundle.root / "segmenter.safetensors")
     train_time = time.perf_counter() - start
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     manifest = dict(bundle.manifest)
     manifest["segmenter"] = {"file": "segmenter.safetensors", "annotations": len(pairs),
-                             "embed_psnr": round(float(np.mean(psnrs)), 2), "members": args.members}
+                             "embed_psnr": round(float(np.mean(psnrs)), 2), "members": args.members,
+                             "class_balance": args.class_balance}
     report = {"annotations": len(pairs), "train_seconds": round(train_time, 1), "peak_rss_gib": round(peak_gib, 2),
               "annotation_psnr": round(float(np.mean(psnrs)), 2)}
     if args.eval:
