@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--domain", default="faces")
     p.add_argument("--encoder-run", type=Path, required=True, help="encoder run folder (resumed if present)")
     p.add_argument("--encoder-kimg", type=float, default=10.0, help="total encoder kimg for this run folder")
+    p.add_argument("--segmenter-class-balance", type=float, default=0.5,
+                   help="class-balanced pixel draws (0.5: +0.01 mIoU, eyebrows 0.06 -> 0.13 in a 3-member test)")
     p.add_argument("--segmenter-steps", type=int, default=1500)
     p.add_argument("--preset-faces", type=int, default=8)
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     from editgan_core.train import segmenter as segmenter_train
 
     segmenter_train.main(["--bundle", str(args.out), "--steps", str(args.segmenter_steps), "--eval", str(args.eval),
-                          *threads])
+                          "--class-balance", str(args.segmenter_class_balance), *threads])
 
     print("[4/5] preset editing vectors")
     from editgan_core.train import presets
