@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -54,9 +55,11 @@ def scripted_edit(pipeline: EditGANPipeline, domain, seed: int, spec: PresetSpec
     after = domain.render({**attrs, spec.attribute: spec.value}, pipeline.resolution)
     latent = pipeline.embed(before.image, steps=embed_steps).latent
     painted = pipeline.render(latent).labels.copy()
-    changed = before.labels != after.labels
-    painted[changed] = after.labels[changed]
-    return latent, painted, list(domain.EDIT_CLASSES[spec.attribute])
+    classes = list(domain.EDIT_CLASSES[spec.attribute])
+    # the edited parts as a whole, as a user paints them: the new shape, the old one painted over
+    edit = (before.labels != after.labels) | np.isin(before.labels, classes) | np.isin(after.labels, classes)
+    painted[edit] = after.labels[edit]
+    return latent, painted, classes
 
 
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
