@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from editgan_core.bundle import BundleError
 from editgan_core.editing import edit_region, region_iou
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS
@@ -84,7 +85,6 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from editgan_core.domains import get_domain
     from editgan_core.models.attribute_net import AttributeNet
 
     pipeline = EditGANPipeline.from_pretrained(args.bundle)
@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, value in timing_report(pipeline, vector).items():
             print(f"{name:>24}: {value:9.2f} x" if "over" in name else f"{name:>24}: {value * 1e3:9.1f} ms")
         return
-    domain = get_domain(pipeline.bundle.domain)
+    try:
+        domain = pipeline.bundle.domain_module()
+    except BundleError as exc:
+        p.error(f"{exc}: the benchmark renders faces of a procedural domain")
     judge = AttributeNet.load(args.judge).eval()
     spec = next(s for s in PRESETS if s.name == args.vector)
     low, high = domain.ATTRIBUTE_RANGES[spec.attribute]

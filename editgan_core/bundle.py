@@ -13,6 +13,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -67,6 +68,14 @@ class Bundle:
     @property
     def domain(self) -> str | None:
         return self.manifest.get("domain")
+
+    def domain_module(self) -> ModuleType:
+        """The procedural domain this bundle was trained on (its renders are ground truth for benchmarks)."""
+        if not self.domain:
+            raise BundleError(f"bundle '{self.id}' names no procedural domain in its manifest")
+        from editgan_core.domains import get_domain
+
+        return get_domain(self.domain)
 
     @property
     def palette(self) -> np.ndarray:

@@ -41,6 +41,11 @@ def test_bundle_errors_are_clear(tmp_path, bundle_dir):
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="missing"):
         Bundle.load(broken).load_generator()
+    assert Bundle.load(bundle_dir).domain_module().__name__ == "editgan_core.domains.faces"
+    manifest.pop("domain")
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="no procedural domain"):
+        Bundle.load(broken).domain_module()
 
 
 def test_sample_render_and_shapes(pipe):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from editgan_core.bundle import BundleError
 from editgan_core.eval.segmentation import confusion, iou_per_class
 from editgan_core.pipeline import EditGANPipeline
 
@@ -43,7 +44,7 @@ def evaluate_embedding(pipeline: EditGANPipeline, domain, seeds: range, step_cou
         ious = iou_per_class(r["conf"]) if r["conf"].any() else np.full(num_classes, np.nan)
         report[steps] = {"psnr": float(np.mean(r["psnr"])), "seconds": float(np.mean(r["seconds"])),
                          "miou": float(np.nanmean(ious)) if r["conf"].any() else float("nan"),
-                         "per_class": dict(zip(names, ious.round(4).tolist(), strict=True))}
+                         "per_class": dict(zip(names, ious.tolist(), strict=True))}
     return report
 
 
@@ -57,12 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from editgan_core.domains import get_domain
-
     pipeline = EditGANPipeline.from_pretrained(args.bundle)
-    if not pipeline.bundle.domain:
-        p.error("this benchmark renders faces of a procedural domain; the bundle has none")
-    report = evaluate_embedding(pipeline, get_domain(pipeline.bundle.domain), range(args.n), args.steps)
+    try:
+        domain = pipeline.bundle.domain_module()
+    except BundleError as exc:
+        p.error(f"{exc}: this benchmark renders faces of a procedural domain")
+    report = evaluate_embedding(pipeline, domain, range(args.n), args.steps)
     print(f"bundle={pipeline.bundle.id} faces={args.n} device={pipeline.device} threads={torch.get_num_threads()} "
           f"lpips={'yes' if pipeline.lpips is not None else 'no (L2 only)'}")
     print(f"{'steps':>6} {'PSNR dB':>8} {'s/image':>8} {'mIoU':>6}")

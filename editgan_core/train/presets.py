@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from editgan_core.bundle import BundleError
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
@@ -49,17 +50,19 @@ PRESETS = (
 
 
 def scripted_edit(pipeline: EditGANPipeline, domain, seed: int, spec: PresetSpec, embed_steps: int):
-    """(latent, painted label map, class ids) for one face: what a user would have painted."""
+    """(latent, painted label map, class ids, whether the painting changes the predicted labels) for one
+    face: what a user would have painted."""
     attrs = domain.sample_attributes(seed)
     before = domain.render(attrs, pipeline.resolution)
     after = domain.render({**attrs, spec.attribute: spec.value}, pipeline.resolution)
     latent = pipeline.embed(before.image, steps=embed_steps).latent
-    painted = pipeline.render(latent).labels.copy()
+    predicted = pipeline.render(latent).labels
     classes = list(domain.EDIT_CLASSES[spec.attribute])
     # the edited parts as a whole, as a user paints them: the new shape, the old one painted over
     edit = (before.labels != after.labels) | np.isin(before.labels, classes) | np.isin(after.labels, classes)
+    painted = predicted.copy()
     painted[edit] = after.labels[edit]
-    return latent, painted, classes
+    return latent, painted, classes, bool((painted != predicted).any())
 
 
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
@@ -70,8 +73,8 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
             break
         if not spec.accept(domain.sample_attributes(seed)):
             continue
-        latent, target, classes = scripted_edit(pipeline, domain, seed, spec, embed_steps)
-        if (target == pipeline.render(latent).labels).all():
+        latent, target, classes, changed = scripted_edit(pipeline, domain, seed, spec, embed_steps)
+        if not changed:
             continue  # the change is invisible at this resolution or already predicted: no edit to learn
         latents.append(latent)
         painted.append(target)
@@ -80,7 +83,7 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
         raise RuntimeError(f"no face in the seed range suits preset {spec.name}")
     result = pipeline.learn_shared_edit(latents, painted, classes, steps=steps)
     return EditVector(delta=result.delta, name=spec.name, description=spec.description,
-                      bundle_id=pipeline.bundle.id, class_ids=list(domain.EDIT_CLASSES[spec.attribute]),
+                      bundle_id=pipeline.bundle.id, class_ids=result.class_ids,
                       default_scale=spec.default_scale, created=utc_now(), source="preset",
                       extra={"seeds": used, "steps": steps, "embed_steps": embed_steps, **result.metrics})
 
@@ -96,12 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from editgan_core.domains import get_domain
-
     pipeline = EditGANPipeline.from_pretrained(args.bundle)
-    if not pipeline.bundle.domain:
-        p.error("presets are scripted on a procedural domain; this bundle has none")
-    domain = get_domain(pipeline.bundle.domain)
+    try:
+        domain = pipeline.bundle.domain_module()
+    except BundleError as exc:
+        p.error(f"{exc}: presets are scripted on a procedural domain")
     specs = [s for s in PRESETS if not args.only or s.name in args.only]
     for spec in tqdm(specs, desc="presets", unit="preset"):
         start = time.perf_counter()

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from editgan_core.bundle import Bundle, write_manifest
+from editgan_core.bundle import Bundle, BundleError, write_manifest
 from editgan_core.models.segmenter import TrainProgress, train_ensemble
 from editgan_core.pipeline import EditGANPipeline, prepare_image
 
@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     bundle = Bundle.load(args.bundle)
     pipeline = EditGANPipeline.from_pretrained(bundle.root)
+    if args.eval:  # checked before the long work: held-out faces come from the bundle's domain
+        try:
+            eval_domain = bundle.domain_module()
+        except BundleError as exc:
+            p.error(f"{exc}: --eval renders held-out faces of a procedural domain")
     if args.annotations:
         pairs = read_annotations(args.annotations, pipeline.resolution)
     elif bundle.domain:
@@ -115,14 +120,15 @@ def main(argv: list[str] | None = None) -> None:
     report = {"annotations": len(pairs), "train_seconds": round(train_time, 1), "peak_rss_gib": round(peak_gib, 2),
               "annotation_psnr": round(float(np.mean(psnrs)), 2)}
     if args.eval:
-        from editgan_core.domains import get_domain
-        from editgan_core.eval.segmentation import evaluate_domain_miou
+        from editgan_core.eval.embedding import evaluate_embedding
 
         pipeline.segmenter = ensemble.to(pipeline.device)
-        result = evaluate_domain_miou(pipeline, get_domain(bundle.domain),
-                                      range(EVAL_SEED_START, EVAL_SEED_START + args.eval), args.eval_embed_steps)
+        steps = args.eval_embed_steps
+        result = evaluate_embedding(pipeline, eval_domain, range(EVAL_SEED_START, EVAL_SEED_START + args.eval),
+                                    [steps])[steps]
         manifest["segmenter"]["eval_miou"] = round(result["miou"], 4)
-        report["eval"] = result
+        report["eval"] = {"miou": result["miou"], "per_class": result["per_class"], "images": args.eval,
+                          "embed_steps": steps, "psnr": result["psnr"]}
     write_manifest(bundle.root, manifest)
     print(json.dumps(report, indent=2))
 
