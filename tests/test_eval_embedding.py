@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from editgan_core.domains import faces
 from editgan_core.eval.embedding import evaluate_embedding, main
+from editgan_core.eval.segmentation import shifted_miou
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.testing import make_tiny_bundle
 
@@ -30,5 +32,16 @@ def test_more_steps_reconstruct_better(bundle_dir):
 def test_cli_prints_a_table(bundle_dir, capsys):
     main(["--bundle", str(bundle_dir), "--n", "1", "--steps", "0", "2"])
     out = capsys.readouterr().out
-    assert "PSNR dB" in out and "per-class IoU at 2 steps" in out
+    assert "PSNR dB" in out and "per-class IoU at 2 steps" in out and "moved by one pixel" in out
     assert [line.split()[0] for line in out.splitlines()[2:4]] == ["0", "2"]
+
+
+def test_one_pixel_shift_yardstick():
+    flat = np.zeros((8, 8), np.int64)
+    assert shifted_miou([flat], 2)[0] == 1.0  # nothing to misplace; class 1 absent -> NaN, ignored
+    block = flat.copy()
+    block[2:4, 2:4] = 1  # a 2x2 part moved by one pixel keeps half of itself: IoU 2/6
+    miou, ious = shifted_miou([block], 2)
+    assert ious[1] == pytest.approx(2 / 6) and 0 < miou < 1
+    face = faces.render_face(0, 64).labels
+    assert 0.3 < shifted_miou([face], faces.NUM_CLASSES)[0] < 0.8

@@ -11,6 +11,7 @@ from PIL import Image
 
 from editgan_core.bundle import Bundle, BundleError
 from editgan_core.editing import EditObjective, EditTarget, EditWeights, edit_region, infer_edit_classes
+from editgan_core.inversion import ReconstructionObjective
 from editgan_core.optim import lr_at, optimise
 from editgan_core.pipeline import EditGANPipeline, InputError, prepare_image
 from editgan_core.testing import make_tiny_bundle
@@ -144,6 +145,39 @@ def test_lazy_encoder_regulariser_weighs_in_every_kth_step(pipe):
     assert len(calls) == 2  # steps 0 and 4 of 8
     torch.testing.assert_close(step_grad, plain_grad)  # step 7: no encoder gradient, its last value reported
     assert step_loss == pytest.approx(plain_loss + terms["encoder"])
+
+
+def test_lazy_encoder_regulariser_in_the_embedding(pipe):
+    latent = pipe.sample_latent(9)
+    image = to_tensor(pipe.render(pipe.sample_latent(10)).image[None])
+    calls = []
+
+    def counting_encoder(x):
+        calls.append(1)
+        return pipe.encoder(x)
+
+    def loss_and_grad(objective):
+        w = latent.clone().requires_grad_(True)
+        loss, terms = objective(w)
+        loss.backward()
+        return loss.item(), w.grad, terms
+
+    def objective(encoder, weight, every):
+        return ReconstructionObjective(pipe.generator, image, None, encoder, encoder_weight=weight,
+                                       encoder_every=every, noise=pipe.noise)
+
+    (lazy_loss, lazy_grad, terms), (plain_loss, plain_grad, _), (loss, grad, _) = (
+        loss_and_grad(objective(counting_encoder, 0.5, 3)), loss_and_grad(objective(None, 0.5, 1)),
+        loss_and_grad(objective(pipe.encoder, 0.5, 1)))
+    assert lazy_loss == pytest.approx(loss) and terms["encoder"] > 0
+    torch.testing.assert_close(lazy_grad - plain_grad, 3 * (grad - plain_grad), rtol=1e-4, atol=1e-6)
+    lazy = objective(counting_encoder, 0.5, 3)
+    calls.clear()
+    for _ in range(5):
+        step_loss, step_grad, _ = loss_and_grad(lazy)
+    assert len(calls) == 2  # calls 0 and 3 of 5
+    torch.testing.assert_close(step_grad, plain_grad)  # call 4: its last value only
+    assert step_loss == pytest.approx(plain_loss + 0.5 * terms["encoder"])
 
 
 def test_learn_edit_refuses_bad_labels(pipe):
