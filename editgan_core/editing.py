@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from editgan_core.losses import masked_cross_entropy, masked_l2
+from editgan_core.losses import LazyTerm, masked_cross_entropy, masked_l2
 from editgan_core.optim import OptimResult, StepInfo, optimise
 
 
@@ -26,9 +26,7 @@ class EditWeights:
     l2: float = 75.0
     lpips: float = 150.0
     encoder: float = 1.0
-    # Lazy regulariser (as StyleGAN2's lazy R1): the encoder term, a third of a step's cost at 64 px,
-    # is evaluated every k-th step with weight k. Between those steps its last value stands in the
-    # reported loss, so the best-step choice compares like with like.
+    # The encoder term is a third of a step's cost at 64 px: computed lazily (``LazyTerm``), every k-th step.
     encoder_every: int = 8
 
 
@@ -107,7 +105,7 @@ class EditObjective:
         self.weights, self.lpips, self.encoder = weights, lpips, encoder
         self.noise = noise if noise is not None else generator.stored_noise()
         self.target_labels = target.labels.flatten()[target.pixels]
-        self.calls, self.last_encoder = 0, 0.0
+        self.encoder_term = LazyTerm(weights.encoder_every)
 
     def __call__(self, latent: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         w, t = self.weights, self.target
@@ -122,15 +120,8 @@ class EditObjective:
             loss = loss + w.lpips * lp
             terms["lpips"] = lp.item()
         if self.encoder is not None and w.encoder > 0:
-            every = max(1, w.encoder_every)
-            if self.calls % every == 0:
-                reg = F.mse_loss(self.encoder(out.image), latent)
-                self.last_encoder = reg.item()
-                loss = loss + w.encoder * (every * reg - (every - 1) * reg.detach())
-            else:
-                loss = loss + w.encoder * self.last_encoder
-            terms["encoder"] = self.last_encoder
-        self.calls += 1
+            loss = loss + w.encoder * self.encoder_term(lambda: F.mse_loss(self.encoder(out.image), latent))
+            terms["encoder"] = self.encoder_term.last
         return loss, terms
 
 

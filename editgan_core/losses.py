@@ -364,6 +364,26 @@ def load_lpips(allow_download: bool = False, search_dirs: Iterable[str | Path] |
 # --- the other losses -----------------------------------------------------------------------------
 
 
+class LazyTerm:
+    """A costly loss term computed every ``every``-th call with weight × k (StyleGAN2's lazy R1).
+
+    Between those calls ``last`` (its latest value, without gradient) stands in, so an objective's
+    reported loss stays comparable from step to step and the best-step choice is fair.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every, self.calls, self.last = max(1, every), 0, 0.0
+
+    def __call__(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor | float:
+        due = self.calls % self.every == 0
+        self.calls += 1
+        if not due:
+            return self.last
+        term = compute()
+        self.last = term.item()
+        return self.every * term - (self.every - 1) * term.detach()
+
+
 def masked_l2(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample mean squared error (N,), over the mask's support when given.
 

@@ -112,6 +112,34 @@ def test_learn_shared_edit_finds_one_vector_for_several_images(pipe):
         pipe.learn_shared_edit(latents, painted[:1], [2], steps=1)
 
 
+def assert_lazy_encoder_term(make, latent, encoder, every: int, weight: float) -> None:
+    """``make(encoder, every)`` builds an objective (encoder None: without the term): the lazy term
+    must report the true loss, give the gradient k times on its steps and none in between."""
+    calls = []
+
+    def counting_encoder(image):
+        calls.append(1)
+        return encoder(image)
+
+    def loss_and_grad(objective):
+        w = latent.clone().requires_grad_(True)
+        loss, terms = objective(w)
+        loss.backward()
+        return loss.item(), w.grad, terms
+
+    (lazy_loss, lazy_grad, terms), (plain_loss, plain_grad, _), (loss, grad, _) = (
+        loss_and_grad(make(counting_encoder, every)), loss_and_grad(make(None, 1)), loss_and_grad(make(encoder, 1)))
+    assert lazy_loss == pytest.approx(loss) and terms["encoder"] > 0  # the reported loss is the true one
+    torch.testing.assert_close(lazy_grad - plain_grad, every * (grad - plain_grad), rtol=1e-4, atol=1e-6)
+    lazy = make(counting_encoder, every)
+    calls.clear()
+    for _ in range(2 * every - 1):
+        step_loss, step_grad, _ = loss_and_grad(lazy)
+    assert len(calls) == 2  # calls 0 and k of 2k - 1
+    torch.testing.assert_close(step_grad, plain_grad)  # the last call: no encoder gradient, its last value reported
+    assert step_loss == pytest.approx(plain_loss + weight * terms["encoder"])
+
+
 def test_lazy_encoder_regulariser_weighs_in_every_kth_step(pipe):
     latent = pipe.sample_latent(8)
     labels = pipe.render(latent).labels.astype(np.int64)
@@ -119,65 +147,18 @@ def test_lazy_encoder_regulariser_weighs_in_every_kth_step(pipe):
     painted[8:16, 8:20] = 2
     region = edit_region(labels, painted, [2])
     target = EditTarget(torch.from_numpy(painted), torch.from_numpy(region), to_tensor(pipe.render(latent).image[None]))
-    calls = []
-
-    def counting_encoder(image):
-        calls.append(1)
-        return pipe.encoder(image)
-
-    def loss_and_grad(objective):
-        w = latent.clone().requires_grad_(True)
-        loss, terms = objective(w)
-        loss.backward()
-        return loss.item(), w.grad, terms
-
-    lazy = EditObjective(pipe.generator, pipe.segmenter, target, EditWeights(encoder_every=4), None,
-                         counting_encoder, pipe.noise)
-    plain = EditObjective(pipe.generator, pipe.segmenter, target, EditWeights(encoder=0), None, None, pipe.noise)
-    every = EditObjective(pipe.generator, pipe.segmenter, target, EditWeights(encoder_every=1), None,
-                          pipe.encoder, pipe.noise)
-    (lazy_loss, lazy_grad, terms), (plain_loss, plain_grad, _), (loss, grad, _) = (
-        loss_and_grad(lazy), loss_and_grad(plain), loss_and_grad(every))
-    assert lazy_loss == pytest.approx(loss) and terms["encoder"] > 0  # the reported loss is the true one
-    torch.testing.assert_close(lazy_grad - plain_grad, 4 * (grad - plain_grad), rtol=1e-4, atol=1e-6)
-    for _ in range(7):
-        step_loss, step_grad, _ = loss_and_grad(lazy)
-    assert len(calls) == 2  # steps 0 and 4 of 8
-    torch.testing.assert_close(step_grad, plain_grad)  # step 7: no encoder gradient, its last value reported
-    assert step_loss == pytest.approx(plain_loss + terms["encoder"])
+    assert_lazy_encoder_term(
+        lambda encoder, every: EditObjective(pipe.generator, pipe.segmenter, target, EditWeights(encoder_every=every),
+                                             None, encoder, pipe.noise),
+        latent, pipe.encoder, 4, EditWeights().encoder)
 
 
 def test_lazy_encoder_regulariser_in_the_embedding(pipe):
-    latent = pipe.sample_latent(9)
     image = to_tensor(pipe.render(pipe.sample_latent(10)).image[None])
-    calls = []
-
-    def counting_encoder(x):
-        calls.append(1)
-        return pipe.encoder(x)
-
-    def loss_and_grad(objective):
-        w = latent.clone().requires_grad_(True)
-        loss, terms = objective(w)
-        loss.backward()
-        return loss.item(), w.grad, terms
-
-    def objective(encoder, weight, every):
-        return ReconstructionObjective(pipe.generator, image, None, encoder, encoder_weight=weight,
-                                       encoder_every=every, noise=pipe.noise)
-
-    (lazy_loss, lazy_grad, terms), (plain_loss, plain_grad, _), (loss, grad, _) = (
-        loss_and_grad(objective(counting_encoder, 0.5, 3)), loss_and_grad(objective(None, 0.5, 1)),
-        loss_and_grad(objective(pipe.encoder, 0.5, 1)))
-    assert lazy_loss == pytest.approx(loss) and terms["encoder"] > 0
-    torch.testing.assert_close(lazy_grad - plain_grad, 3 * (grad - plain_grad), rtol=1e-4, atol=1e-6)
-    lazy = objective(counting_encoder, 0.5, 3)
-    calls.clear()
-    for _ in range(5):
-        step_loss, step_grad, _ = loss_and_grad(lazy)
-    assert len(calls) == 2  # calls 0 and 3 of 5
-    torch.testing.assert_close(step_grad, plain_grad)  # call 4: its last value only
-    assert step_loss == pytest.approx(plain_loss + 0.5 * terms["encoder"])
+    assert_lazy_encoder_term(
+        lambda encoder, every: ReconstructionObjective(pipe.generator, image, None, encoder, encoder_weight=0.5,
+                                                       encoder_every=every, noise=pipe.noise),
+        pipe.sample_latent(9), pipe.encoder, 3, 0.5)
 
 
 def test_learn_edit_refuses_bad_labels(pipe):
