@@ -159,6 +159,32 @@ def test_pixel_subset_equals_full_image(generator, features, mode, monkeypatch):
         assert empty.shape == (0, CLASSES)
 
 
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_region_taps_equal_full_image_and_follow_the_pixels(generator, features, mode, monkeypatch):
+    """Small pixel sets go through taps worked out once per pixel tensor; they must track its changes."""
+    ens = make_ensemble(generator, upsample=mode)
+    built, real = [], segmenter.PixelTaps
+    monkeypatch.setattr(segmenter, "PixelTaps", lambda *a: built.append(a) or real(*a))
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        full = ens(features, out_size=(32, 24)).permute(0, 2, 3, 1)
+        pixels = torch.randint(2 * 32 * 24, (173,), generator=g)  # both images, unsorted, with repeats
+        for _ in range(2):
+            picked = ens(features, pixels=pixels, out_size=(32, 24))
+            assert (picked - full.reshape(-1, CLASSES)[pixels]).abs().max() < TOL
+        assert len(built) == 1  # the second call reused the taps
+        pixels[:50] = torch.randint(2 * 32 * 24, (50,), generator=g)  # moved in place: new taps
+        assert (ens(features, pixels=pixels, out_size=(32, 24)) - full.reshape(-1, CLASSES)[pixels]).abs().max() < TOL
+        box = torch.zeros(2, 32, 24, dtype=torch.bool)
+        box[0, 2:9, 1:6] = True
+        assert (ens(features, pixels=box, out_size=(32, 24)) - full[box]).abs().max() < TOL
+        single = [f[1:] for f in features]
+        whole = ens(single, out_size=(32, 24)).permute(0, 2, 3, 1).reshape(-1, CLASSES)
+        assert (ens(single, pixels=torch.ones(32, 24, dtype=torch.bool), out_size=(32, 24)) - whole).abs().max() < TOL
+        assert len(built) == 4
+        assert ens(features, pixels=torch.zeros(0, dtype=torch.long)).shape == (0, CLASSES)
+
+
 def test_sample_features_are_the_stack_rows(features):
     pixels = torch.randint(2 * 32 * 32, (50,), generator=torch.Generator().manual_seed(2))
     rows = stack(features, (32, 32)).permute(0, 2, 3, 1).reshape(-1, 96)[pixels]
@@ -214,6 +240,10 @@ def test_region_gradients_match_reference(generator, features):
         f.grad = None
     ens.chunk_bytes = 2 * 32 * 3 * ens.hidden[0] * 8  # two rows per block
     F.cross_entropy(ens(one).permute(0, 2, 3, 1)[mask], target).backward()  # the row-chunked path too
+    for a, f in zip(fast, one, strict=True):
+        assert (a - f.grad).abs().max() < TOL
+        f.grad = None
+    F.cross_entropy(ens(one, pixels=mask), target).backward()  # too many pixels for one block of taps
     for a, f in zip(fast, one, strict=True):
         assert (a - f.grad).abs().max() < TOL
 

@@ -239,6 +239,55 @@ class ProjectedRows:
         return self.rows[:, s0 - self.start:s1 - self.start]
 
 
+@dataclass(frozen=True)
+class MapTaps:
+    """Where every requested pixel reads the maps of one resolution."""
+
+    size: Size
+    maps: tuple[int, ...]  # feature indices of this resolution
+    index: torch.Tensor  # (T * P,) flat into (B * h * w)
+    weight: torch.Tensor | None  # (T, P, 1) bilinear weights; None for one tap of weight 1
+    project_first: bool  # fewer map pixels than requested pixels: project the maps, then gather
+
+
+class PixelTaps:
+    """The taps of a fixed set of output pixels into each map resolution, worked out once.
+
+    An edit asks for the same region's pixels at every step; at 64 px rebuilding the taps and
+    walking the maps block by block cost more than the arithmetic itself.
+    """
+
+    def __init__(self, pixels: torch.Tensor, batch: int, out_size: Size, map_sizes: Sequence[Size], mode: str,
+                 dtype: torch.dtype) -> None:
+        self.count = len(pixels)
+        b, y, x = unflatten_pixels(pixels, out_size)
+        by_size: dict[Size, list[int]] = {}
+        for j, size in enumerate(map_sizes):
+            by_size.setdefault(size, []).append(j)
+        self.groups = []
+        for (h, w), maps in by_size.items():
+            ys, xs, weight = pixel_taps(y, x, (h, w), out_size, mode, dtype)
+            exact = len(ys) == 1 and bool((weight == 1).all())
+            self.groups.append(MapTaps((h, w), tuple(maps), (b * (h * w) + ys * w + xs).flatten(),
+                                       None if exact else weight, batch * h * w < self.count))
+
+
+def gather_taps(rows: torch.Tensor, taps: MapTaps) -> torch.Tensor:
+    """sum_t weight[t, p] * rows[index[t, p]]: (P, K) from (N, K) rows."""
+    picked = rows.index_select(0, taps.index)
+    if taps.weight is None:
+        return picked
+    return (picked.view(*taps.weight.shape, -1) * taps.weight[..., None]).sum(0)
+
+
+def gather_tap_columns(columns: torch.Tensor, taps: MapTaps) -> torch.Tensor:
+    """sum_t weight[t, p] * columns[:, index[t, p]]: (c, P) from (c, N); a (B, c, h, w) map is such a view."""
+    picked = columns.index_select(1, taps.index)
+    if taps.weight is None:
+        return picked
+    return (picked.view(len(columns), *taps.weight.shape) * taps.weight).sum(1)
+
+
 # -- the ensemble ----------------------------------------------------------------------------------
 class PixelEnsemble(nn.Module):
     """N pixel MLPs over the generator's feature maps; logits = mean of the members' logits.
@@ -267,6 +316,7 @@ class PixelEnsemble(nn.Module):
         self.members = nn.ModuleList(PixelMLP(self.dim, num_classes, self.hidden) for _ in range(members))
         self.chunk_bytes = CHUNK_BYTES
         self._frozen_cache: dict[str, tuple] = {}
+        self._taps_cache: tuple | None = None
 
     @property
     def config(self) -> dict:
@@ -406,6 +456,47 @@ class PixelEnsemble(nn.Module):
                         hidden = hidden + sampled @ group.weight
                 yield hidden
 
+    def _taps(self, pixels: torch.Tensor, batch: int, out_size: Size, features: Features,
+              dtype: torch.dtype) -> PixelTaps:
+        """``PixelTaps`` of ``pixels``, reused while the same unchanged tensor is asked for again.
+
+        The cache holds the tensor itself, so its storage cannot be reused by another one.
+        """
+        device = features[0].device
+        map_sizes = tuple(tuple(f.shape[-2:]) for f in features)
+        key = (pixels.data_ptr(), pixels._version, tuple(pixels.shape), pixels.dtype, device, batch, out_size,
+               map_sizes, self.upsample, dtype)
+        if self._taps_cache is None or self._taps_cache[0] != key or self._taps_cache[1] is not pixels:
+            flat = flat_pixels(pixels.to(device), batch, out_size)
+            self._taps_cache = (key, pixels, PixelTaps(flat, batch, out_size, map_sizes, self.upsample, dtype))
+        return self._taps_cache[2]
+
+    def _hidden_taps(self, features: Features, taps: PixelTaps) -> torch.Tensor:
+        """First-layer pre-activations (P, N*h1) of all the pixels at once.
+
+        Per resolution: gather the features at the taps (one matrix product for all such maps
+        afterwards), or, for maps with fewer pixels than requested, project the map and gather.
+        """
+        sizes = [tuple(f.shape[-2:]) for f in features]
+        groups, bias = self._projections(sizes)
+        hidden, sampled, gathered = bias, [], []
+        for t in taps.groups:
+            weight = groups[t.size][1]
+            fmap = torch.cat([features[j] for j in t.maps], 1) if len(t.maps) > 1 else features[t.maps[0]]
+            fmap = fmap.to(weight.dtype)
+            if t.project_first:
+                rows = fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1]) @ weight
+                hidden = hidden + gather_taps(rows, t)
+            else:
+                sampled.append(gather_tap_columns(fmap.transpose(0, 1).reshape(fmap.shape[1], -1), t))
+                gathered.append(t.size)
+        if not sampled:
+            return hidden.expand(taps.count, -1) if hidden.ndim == 1 else hidden
+        params = [t for m in self.members for t in (m.first.weight, m.first.bias)]
+        stacked = self._frozen("gathered", params, (tuple(sizes), tuple(gathered)),
+                               lambda: torch.cat([groups[size][1] for size in gathered]))
+        return torch.addmm(hidden, torch.cat(sampled).t(), stacked)
+
     def _members(self, hidden: torch.Tensor) -> list[torch.Tensor]:
         """Each member's logits (P, C) from the stacked first-layer pre-activations (P, N*h1)."""
         h1 = self.hidden[0]
@@ -422,6 +513,11 @@ class PixelEnsemble(nn.Module):
         size = self.default_size(features, out_size)
         batch = features[0].shape[0]
         if pixels is not None:
+            dtype = self.members[0].first.weight.dtype
+            taps = self._taps(pixels, batch, size, features, dtype)
+            width = len(self.members) * self.hidden[0]
+            if taps.count * width * torch.finfo(dtype).bits // 8 <= self.chunk_bytes:
+                return reduce(self._members(self._hidden_taps(features, taps)))
             pixels = flat_pixels(pixels.to(features[0].device), batch, size)
             pixels, order = pixels.sort()  # row order: each block touches few source rows
             out = torch.cat([reduce(self._members(h)) for h in self._hidden_pixels(features, pixels, size)], 0)
