@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from editgan_core.domains import faces
-from editgan_core.eval.embedding import evaluate_embedding, main
+from editgan_core.eval.embedding import evaluate_embedding, evaluate_range, main
 from editgan_core.eval.segmentation import shifted_miou
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.testing import make_tiny_bundle
@@ -34,6 +34,16 @@ def test_cli_prints_a_table(bundle_dir, capsys):
     out = capsys.readouterr().out
     assert "PSNR dB" in out and "per-class IoU at 2 steps" in out and "moved by one pixel" in out
     assert [line.split()[0] for line in out.splitlines()[2:4]] == ["0", "2"]
+
+
+def test_range_check_recovers_generator_samples(bundle_dir, capsys):
+    """A face the generator drew itself comes back far better than the encoder alone gets it."""
+    pipe = EditGANPipeline.from_pretrained(bundle_dir, device="cpu", lpips=False)
+    coarse = evaluate_range(pipe, range(10**6, 10**6 + 2), 0, progress=False)
+    fine = evaluate_range(pipe, range(10**6, 10**6 + 2), 40, progress=False)
+    assert fine["psnr"] > coarse["psnr"] + 3 and 0 <= fine["miou"] <= 1
+    main(["--bundle", str(bundle_dir), "--n", "1", "--steps", "3", "--range-check", "1"])
+    assert "range check, 1 generator samples embedded with 3 steps" in capsys.readouterr().out
 
 
 def test_one_pixel_shift_yardstick():
