@@ -28,6 +28,8 @@ from editgan_core.utils import atomic_write
 FORMAT = "editgan-bundle/1"
 MANIFEST = "manifest.json"
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+# The StyleGAN2 projector's initial learning rate; a bundle may name its own (manifest "embedding").
+DEFAULT_EMBED_LR = 0.1
 
 
 class BundleError(ValueError):
@@ -86,6 +88,15 @@ class Bundle:
         return {k: list(v) for k, v in self.manifest.get("edit_groups", {}).items()}
 
     @property
+    def embed_lr(self) -> float:
+        """Peak Adam learning rate for embedding photos into this bundle's W+."""
+        entry = self.manifest.get("embedding") or {}
+        lr = entry.get("lr", DEFAULT_EMBED_LR) if isinstance(entry, dict) else entry
+        if not isinstance(lr, int | float) or isinstance(lr, bool) or not 0 < lr < 10:
+            raise BundleError(f"bundle '{self.id}': embedding lr must be a number in (0, 10), got {lr!r}")
+        return float(lr)
+
+    @property
     def vectors_dir(self) -> Path:
         return self.root / self.manifest.get("vectors_dir", "vectors")
 
@@ -117,7 +128,9 @@ class Bundle:
                    for c in manifest["classes"]]
         if [c.id for c in classes] != list(range(len(classes))):
             raise BundleError("bundle classes must have ids 0..C-1 in order")
-        return cls(root=root, manifest=manifest, classes=classes)
+        bundle = cls(root=root, manifest=manifest, classes=classes)
+        bundle.embed_lr  # noqa: B018 -- a bad value is reported when the bundle is opened, not at the first embedding
+        return bundle
 
     # -- components ----------------------------------------------------------------------------
     def load_generator(self) -> Generator:

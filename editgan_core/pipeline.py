@@ -213,13 +213,18 @@ class EditGANPipeline:
             return self.mean_latent()
         return self.encoder(self._image_tensor(prepare_image(image, self.resolution))).cpu()
 
-    def embed(self, image, steps: int = 100, lr: float = 0.1, callback: Callable[[StepInfo], None] | None = None,
+    def embed(self, image, steps: int = 100, lr: float | None = None,
+              callback: Callable[[StepInfo], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> EmbedResult:
-        """Encoder init, then ``steps`` Adam steps on W+ (warm-up/cosine lr); returns the best latent."""
+        """Encoder init, then ``steps`` Adam steps on W+ (warm-up/cosine lr); returns the best latent.
+
+        ``lr`` defaults to the bundle's own (``Bundle.embed_lr``).
+        """
         pixels = prepare_image(image, self.resolution)
         target = self._image_tensor(pixels)
         init = self.encode(pixels).to(self.device)
         objective = ReconstructionObjective(self.generator, target, self.lpips, self.encoder, noise=self.noise)
+        lr = self.bundle.embed_lr if lr is None else lr
         result = optimise(init, objective, steps, lr, "rampcos", callback, should_stop)
         latent = result.best.cpu()
         render = self.render(latent)

@@ -66,6 +66,28 @@ def test_embed_improves_on_the_encoder(pipe):
     assert result.psnr > start.psnr
 
 
+def test_embed_uses_the_bundle_learning_rate(tmp_path, monkeypatch):
+    from editgan_core import pipeline as pipeline_mod
+    from editgan_core.bundle import write_manifest
+
+    root = make_tiny_bundle(tmp_path / "tiny")
+    seen = []
+    real = pipeline_mod.optimise
+    monkeypatch.setattr(pipeline_mod, "optimise", lambda init, obj, steps, lr, *a: seen.append(lr) or real(
+        init, obj, steps, lr, *a))
+    image = np.zeros((32, 32, 3), np.uint8)
+    EditGANPipeline.from_pretrained(root, device="cpu", lpips=False).embed(image, steps=1)
+    manifest = json.loads((root / "manifest.json").read_text())
+    write_manifest(root, {**manifest, "embedding": {"lr": 0.25}})
+    pipe = EditGANPipeline.from_pretrained(root, device="cpu", lpips=False)
+    pipe.embed(image, steps=1)
+    pipe.embed(image, steps=1, lr=0.05)
+    assert seen == [0.1, 0.25, 0.05]
+    write_manifest(root, {**manifest, "embedding": {"lr": "fast"}})
+    with pytest.raises(BundleError, match="embedding lr"):
+        EditGANPipeline.from_pretrained(root, device="cpu", lpips=False)
+
+
 def test_embed_cancels(pipe):
     calls = []
     result = pipe.embed(pipe.render(pipe.sample_latent(3)).image, steps=50, callback=calls.append,

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--segmenter-class-balance", type=float, default=0.5,
                    help="class-balanced pixel draws (0.5: +0.01 mIoU, eyebrows 0.06 -> 0.13 in a 3-member test)")
     p.add_argument("--segmenter-steps", type=int, default=1500)
+    p.add_argument("--embed-lr", type=float, default=0.2,
+                   help="the bundle's embedding learning rate (0.2: +0.3 dB and a more faithful smile than 0.1 "
+                        "at 100 steps on the demo model), used by every later stage")
     p.add_argument("--preset-faces", type=int, default=8)
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
     p.add_argument("--threads", type=int)
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     groups = {k: list(v) for k, v in domain.EDIT_CLASSES.items()}
     print(f"[1/5] generator from {args.run}")
     bundle_mod.build_from_run(args.run, args.out, args.id, args.title, args.domain, classes, groups)
+    manifest = dict(bundle_mod.Bundle.load(args.out).manifest)
+    manifest["embedding"] = {"lr": args.embed_lr}
+    bundle_mod.write_manifest(args.out, manifest)
 
     print(f"[2/5] encoder ({args.encoder_kimg} kimg in {args.encoder_run})")
     from editgan_core.train import encoder as encoder_train
