@@ -246,7 +246,7 @@ class MapTaps:
     size: Size
     maps: tuple[int, ...]  # feature indices of this resolution
     index: torch.Tensor  # (T * P,) flat into (B * h * w)
-    weight: torch.Tensor | None  # (T, P, 1) bilinear weights; None for one tap of weight 1
+    weight: torch.Tensor | None  # (T, P) bilinear weights; None for one tap of weight 1
     project_first: bool  # fewer map pixels than requested pixels: project the maps, then gather
 
 
@@ -514,9 +514,9 @@ class PixelEnsemble(nn.Module):
         batch = features[0].shape[0]
         if pixels is not None:
             dtype = self.members[0].first.weight.dtype
-            taps = self._taps(pixels, batch, size, features, dtype)
-            width = len(self.members) * self.hidden[0]
-            if taps.count * width * torch.finfo(dtype).bits // 8 <= self.chunk_bytes:
+            count = int(pixels.sum()) if pixels.dtype == torch.bool else pixels.numel()
+            if count * len(self.members) * self.hidden[0] * torch.finfo(dtype).bits // 8 <= self.chunk_bytes:
+                taps = self._taps(pixels, batch, size, features, dtype)  # one block: all pixels at once
                 return reduce(self._members(self._hidden_taps(features, taps)))
             pixels = flat_pixels(pixels.to(features[0].device), batch, size)
             pixels, order = pixels.sort()  # row order: each block touches few source rows
