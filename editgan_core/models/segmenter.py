@@ -245,8 +245,8 @@ class MapTaps:
 
     size: Size
     maps: tuple[int, ...]  # feature indices of this resolution
-    index: torch.Tensor  # (T * P,) flat into (B * h * w)
-    weight: torch.Tensor | None  # (T, P) bilinear weights; None for one tap of weight 1
+    index: torch.Tensor  # (T, P) flat into (B, h, w)
+    weight: torch.Tensor  # (T, P) interpolation weights
     project_first: bool  # fewer map pixels than requested pixels: project the maps, then gather
 
 
@@ -267,25 +267,8 @@ class PixelTaps:
         self.groups = []
         for (h, w), maps in by_size.items():
             ys, xs, weight = pixel_taps(y, x, (h, w), out_size, mode, dtype)
-            exact = len(ys) == 1 and bool((weight == 1).all())
-            self.groups.append(MapTaps((h, w), tuple(maps), (b * (h * w) + ys * w + xs).flatten(),
-                                       None if exact else weight, batch * h * w < self.count))
-
-
-def gather_taps(rows: torch.Tensor, taps: MapTaps) -> torch.Tensor:
-    """sum_t weight[t, p] * rows[index[t, p]]: (P, K) from (N, K) rows."""
-    picked = rows.index_select(0, taps.index)
-    if taps.weight is None:
-        return picked
-    return (picked.view(*taps.weight.shape, -1) * taps.weight[..., None]).sum(0)
-
-
-def gather_tap_columns(columns: torch.Tensor, taps: MapTaps) -> torch.Tensor:
-    """sum_t weight[t, p] * columns[:, index[t, p]]: (c, P) from (c, N); a (B, c, h, w) map is such a view."""
-    picked = columns.index_select(1, taps.index)
-    if taps.weight is None:
-        return picked
-    return (picked.view(len(columns), *taps.weight.shape) * taps.weight).sum(1)
+            self.groups.append(MapTaps((h, w), tuple(maps), b * (h * w) + ys * w + xs, weight,
+                                       batch * h * w < self.count))
 
 
 # -- the ensemble ----------------------------------------------------------------------------------
@@ -464,8 +447,8 @@ class PixelEnsemble(nn.Module):
         """
         device = features[0].device
         map_sizes = tuple(tuple(f.shape[-2:]) for f in features)
-        key = (pixels.data_ptr(), pixels._version, tuple(pixels.shape), pixels.dtype, device, batch, out_size,
-               map_sizes, self.upsample, dtype)
+        key = (pixels._version, tuple(pixels.shape), pixels.dtype, device, batch, out_size, map_sizes, self.upsample,
+               dtype)
         if self._taps_cache is None or self._taps_cache[0] != key or self._taps_cache[1] is not pixels:
             flat = flat_pixels(pixels.to(device), batch, out_size)
             self._taps_cache = (key, pixels, PixelTaps(flat, batch, out_size, map_sizes, self.upsample, dtype))
@@ -479,23 +462,23 @@ class PixelEnsemble(nn.Module):
         """
         sizes = [tuple(f.shape[-2:]) for f in features]
         groups, bias = self._projections(sizes)
-        hidden, sampled, gathered = bias, [], []
+        hidden, sampled, gathered = bias, [], []  # sampled: (P, c) per gathered resolution
         for t in taps.groups:
             weight = groups[t.size][1]
             fmap = torch.cat([features[j] for j in t.maps], 1) if len(t.maps) > 1 else features[t.maps[0]]
             fmap = fmap.to(weight.dtype)
             if t.project_first:
                 rows = fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1]) @ weight
-                hidden = hidden + gather_taps(rows, t)
+                hidden = hidden + gather_rows(rows, t.index, t.weight)
             else:
-                sampled.append(gather_tap_columns(fmap.transpose(0, 1).reshape(fmap.shape[1], -1), t))
+                sampled.append(sample_map(fmap, t.index, t.weight))
                 gathered.append(t.size)
         if not sampled:
             return hidden.expand(taps.count, -1) if hidden.ndim == 1 else hidden
         params = [t for m in self.members for t in (m.first.weight, m.first.bias)]
         stacked = self._frozen("gathered", params, (tuple(sizes), tuple(gathered)),
                                lambda: torch.cat([groups[size][1] for size in gathered]))
-        return torch.addmm(hidden, torch.cat(sampled).t(), stacked)
+        return torch.addmm(hidden, torch.cat(sampled, 1), stacked)
 
     def _members(self, hidden: torch.Tensor) -> list[torch.Tensor]:
         """Each member's logits (P, C) from the stacked first-layer pre-activations (P, N*h1)."""
