@@ -47,27 +47,3 @@ def test_init_continues_from_an_exported_model(tmp_path):
     run(second, 0.016, "--init", str(first))
     state = torch.load(second / "checkpoint.pt", weights_only=True)
     assert state["images_seen"] == 16 and state["step"] == 2  # 8 inherited images + 2 new steps of 4
-
-
-def test_part_discriminators_train_and_resume(tmp_path):
-    out = tmp_path / "parts"
-    run(out, 0.008, "--part", "mouth", "--part", "brow=0.3,0.2,0.2,0.6", "--r1", "0.1")
-    state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert {key.split(".")[0] for key in state["parts"]["ds"]} == {"mouth", "brow"}
-    before = {k: v.clone() for k, v in state["parts"]["ds"].items()}
-    run(out, 0.016, "--part", "mouth", "--part", "brow=0.3,0.2,0.2,0.6")
-    after = torch.load(out / "checkpoint.pt", weights_only=True)["parts"]["ds"]
-    assert after.keys() == before.keys() and any(not torch.equal(before[k], after[k]) for k in after)
-
-
-def test_crop_part_takes_the_window():
-    images = torch.arange(64.0).view(1, 1, 8, 8).expand(2, 3, 8, 8)
-    crop = gan.crop_part(images, (0.25, 0.5, 0.5, 0.25), size=2)  # rows 2..5 halved, columns 4..5
-    assert crop.shape == (2, 3, 2, 2)
-    assert torch.allclose(crop[0, 0], torch.tensor([[24.0, 25.0], [40.0, 41.0]]))
-
-
-@pytest.mark.parametrize("part", ["nose", "mouth=0.5,0.5,0.6,0.1", "mouth=a,b,c,d", "mouth=0.1,0.1"])
-def test_rejects_bad_part_boxes(tmp_path, part):
-    with pytest.raises(SystemExit):
-        gan.parse_args(["--size", "32", "--preset", "tiny32", "--out", str(tmp_path), "--part", part])

@@ -146,15 +146,6 @@ ATTRIBUTE_RANGES: dict[str, tuple[float, float]] = {
     s.name: (float(s.low), float(s.high)) for s in ATTRIBUTE_SPECS if s.editable
 }
 
-# Fixed windows (top, left, height, width as fractions of the image) that hold a part on every face, for the
-# GAN's part discriminators (``train.gan --part``): the 1st-99th percentile boxes of the part's labels on 400
-# faces at 64 px, with a few pixels' margin. Small details such as the mouth's curvature are a few pixels of the
-# whole image, too little of the main discriminator's signal for the generator to learn their full range.
-PART_BOXES: dict[str, tuple[float, float, float, float]] = {
-    "mouth": (0.5625, 0.3750, 0.2500, 0.2500),
-    "eyes": (0.3750, 0.2500, 0.2500, 0.5000),
-}
-
 # Part classes each editable attribute redraws (an edit group): pixels of these classes, in the picture before
 # or after the change, slightly dilated, contain every pixel the attribute changes.
 EDIT_CLASSES: dict[str, tuple[int, ...]] = {

@@ -4,11 +4,6 @@
     python -m editgan_core.train.gan --data ~/my_photos --size 128 --out runs/mine
     torchrun --nproc_per_node 4 -m editgan_core.train.gan --domain faces --size 128 --out runs/f128
 
-``--part mouth --part eyes`` adds part discriminators (as GFPGAN's facial-component ones): each judges
-one fixed window of the image, zoomed to ``PART_SIZE`` px, so that details a few pixels large weigh as
-much as the whole face does for the main discriminator. Windows come from the domain's ``PART_BOXES``
-or are given as ``NAME=TOP,LEFT,HEIGHT,WIDTH`` (fractions of the image, e.g. for aligned photos).
-
 Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator is
 also written as ``generator_ema.safetensors`` + ``generator_config.json`` at every checkpoint, and
 sample grids (fixed latents) go to ``samples/``.
@@ -48,9 +43,6 @@ PRESETS: dict[str, dict] = {
                     channels={4: 256, 8: 256, 16: 256, 32: 128, 64: 64, 128: 32}),
     "config-f": dict(style_dim=512, n_mlp=8, channels=None),
 }
-PART_SIZE = 32
-PART_CHANNELS = {4: 64, 8: 64, 16: 64, 32: 32}
-Box = tuple[float, float, float, float]
 
 
 @dataclass
@@ -81,8 +73,6 @@ class TrainConfig:
     threads: int | None = None
     seed: int = 0
     init: str | None = None
-    parts: dict[str, Box] = field(default_factory=dict)
-    part_weight: float = 1.0
 
 
 def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Discriminator, Generator]:
@@ -97,36 +87,6 @@ def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Dis
 def generator_config(cfg: TrainConfig) -> dict:
     return {"size": cfg.size, "style_dim": cfg.style_dim, "n_mlp": cfg.n_mlp,
             "channels": {str(k): v for k, v in (cfg.channels or {}).items()}, "lr_mlp": 0.01}
-
-
-def crop_part(images: torch.Tensor, box: Box, size: int = PART_SIZE) -> torch.Tensor:
-    """The window ``box`` (fractions top, left, height, width) of every image, resized to ``size`` px."""
-    height, width = images.shape[-2:]
-    top, left = round(box[0] * height), round(box[1] * width)
-    bottom, right = top + max(1, round(box[2] * height)), left + max(1, round(box[3] * width))
-    window = images[..., top:bottom, left:right]
-    return F.interpolate(window, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-
-
-def parse_part(text: str, domain: str | None) -> tuple[str, Box]:
-    """``NAME`` (a box of the domain's ``PART_BOXES``) or ``NAME=TOP,LEFT,HEIGHT,WIDTH`` in fractions."""
-    name, _, spec = text.partition("=")
-    if not spec:
-        from editgan_core.domains import get_domain
-
-        boxes = getattr(get_domain(domain), "PART_BOXES", {}) if domain else {}
-        if name not in boxes:
-            known = ", ".join(sorted(boxes)) or "none"
-            raise ValueError(f"no part box {name!r} for domain {domain!r} (known: {known}); "
-                             "give one as NAME=TOP,LEFT,HEIGHT,WIDTH")
-        return name, tuple(boxes[name])
-    try:
-        box = tuple(float(v) for v in spec.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4 or min(box) < 0 or box[2] <= 0 or box[3] <= 0 or box[0] + box[2] > 1 or box[1] + box[3] > 1:
-        raise ValueError(f"part {name!r}: expected TOP,LEFT,HEIGHT,WIDTH fractions inside the image, got {spec!r}")
-    return name, box
 
 
 def mixing_noise(batch: int, dim: int, prob: float, device: torch.device) -> list[torch.Tensor]:
@@ -191,15 +151,11 @@ class Trainer:
         self.out = Path(cfg.out)
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
         self.generator, self.discriminator, self.g_ema = build_models(cfg, self.device)
-        self.part_ds = torch.nn.ModuleDict(
-            {name: Discriminator(PART_SIZE, channels=PART_CHANNELS) for name in cfg.parts}).to(self.device)
         g_ratio = cfg.path_every / (cfg.path_every + 1) if cfg.path_reg > 0 else 1.0
         d_ratio = cfg.r1_every / (cfg.r1_every + 1)
         self.g_optim = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
         self.d_optim = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr * d_ratio,
                                         betas=(0.0, 0.99**d_ratio))
-        self.part_optim = torch.optim.Adam(self.part_ds.parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99**d_ratio)) \
-            if cfg.parts else None
         self.step = 0
         self.images_seen = 0
         self.mean_path_length = torch.zeros((), device=self.device)
@@ -208,11 +164,8 @@ class Trainer:
         if self.world > 1:
             self.g_ddp = DistributedDataParallel(self.generator, device_ids=self._ids(), broadcast_buffers=False)
             self.d_ddp = DistributedDataParallel(self.discriminator, device_ids=self._ids(), broadcast_buffers=False)
-            self.part_ddp = {name: DistributedDataParallel(d, device_ids=self._ids(), broadcast_buffers=False)
-                             for name, d in self.part_ds.items()}
         else:
             self.g_ddp, self.d_ddp = self.generator, self.discriminator
-            self.part_ddp = dict(self.part_ds.items())
 
     def _ids(self):
         return [self.device.index] if self.device.type == "cuda" else None
@@ -241,12 +194,6 @@ class Trainer:
         self.d_optim.load_state_dict(state["d_optim"])
         self.step, self.images_seen = state["step"], state["images_seen"]
         self.mean_path_length.fill_(float(state.get("mean_path_length", 0.0)))
-        parts = state.get("parts", {})
-        if self.cfg.parts and {key.split(".")[0] for key in parts.get("ds", {})} == set(self.cfg.parts):
-            self.part_ds.load_state_dict(parts["ds"])
-            self.part_optim.load_state_dict(parts["optim"])
-        elif self.cfg.parts and self.rank == 0:
-            print(f"part discriminators {', '.join(self.cfg.parts)} start fresh (not in the checkpoint)")
         if self.rank == 0:
             print(f"resumed from {self.ckpt_path} at step {self.step} ({self.images_seen / 1000:.1f} kimg)")
 
@@ -278,8 +225,6 @@ class Trainer:
             "images_seen": self.images_seen, "mean_path_length": float(self.mean_path_length),
             "config": json.dumps(asdict(self.cfg)),
         }
-        if self.cfg.parts:
-            state["parts"] = {"ds": self.part_ds.state_dict(), "optim": self.part_optim.state_dict()}
         atomic_write(self.ckpt_path, lambda p: torch.save(state, p))
         ema = {k: v.detach().cpu().contiguous() for k, v in self.g_ema.state_dict().items()}
         meta = {"images_seen": str(self.images_seen), "step": str(self.step)}
@@ -301,25 +246,15 @@ class Trainer:
         cfg, batch = self.cfg, real.shape[0]
         self.generator.requires_grad_(False)
         self.discriminator.requires_grad_(True)
-        self.part_ds.requires_grad_(True)
         with self.autocast():
             fake, _ = self.g_ddp(mixing_noise(batch, cfg.style_dim, cfg.mixing, self.device))
             fake_pred = self.d_ddp(fake)
             real_pred = self.d_ddp(real)
-            part_losses = [F.softplus(d(crop_part(fake, cfg.parts[name])).float()).mean()
-                           + F.softplus(-d(crop_part(real, cfg.parts[name])).float()).mean()
-                           for name, d in self.part_ddp.items()]
         d_loss = F.softplus(fake_pred.float()).mean() + F.softplus(-real_pred.float()).mean()
-        part_loss = sum(part_losses, torch.zeros((), device=self.device))
         self.d_optim.zero_grad(set_to_none=True)
-        if self.part_optim:
-            self.part_optim.zero_grad(set_to_none=True)
-        (d_loss + cfg.part_weight * part_loss).backward()
+        d_loss.backward()
         self.d_optim.step()
         logs = {"d": d_loss.item(), "real": real_pred.mean().item(), "fake": fake_pred.mean().item()}
-        if self.part_optim:
-            self.part_optim.step()
-            logs["d_parts"] = part_loss.item()
         if cfg.r1 > 0 and self.step % cfg.r1_every == 0:
             real.requires_grad_(True)
             real_pred = self.d_ddp(real)
@@ -328,42 +263,20 @@ class Trainer:
             (cfg.r1 / 2 * r1 * cfg.r1_every + 0 * real_pred[0]).sum().backward()
             self.d_optim.step()
             logs["r1"] = r1.item()
-            real.requires_grad_(False)
-            self.part_r1(real)
         return logs
-
-    def part_r1(self, real: torch.Tensor) -> None:
-        """Lazy R1 of each part discriminator on its real crops, with gamma scaled to the crop size."""
-        if not self.part_optim:
-            return
-        gamma = 0.0002 * PART_SIZE**2 / real.shape[0]
-        total = torch.zeros((), device=self.device)
-        for name, d in self.part_ddp.items():
-            crops = crop_part(real, self.cfg.parts[name]).detach().requires_grad_(True)
-            pred = d(crops)
-            total = total + d_r1_penalty(pred, crops) + 0 * pred[0].sum()
-        self.part_optim.zero_grad(set_to_none=True)
-        (gamma / 2 * total * self.cfg.r1_every).backward()
-        self.part_optim.step()
 
     def g_step(self, batch: int) -> dict[str, float]:
         cfg = self.cfg
         self.generator.requires_grad_(True)
         self.discriminator.requires_grad_(False)
-        self.part_ds.requires_grad_(False)
         with self.autocast():
             fake, _ = self.g_ddp(mixing_noise(batch, cfg.style_dim, cfg.mixing, self.device))
             fake_pred = self.d_ddp(fake)
-            part_losses = [F.softplus(-d(crop_part(fake, cfg.parts[name])).float()).mean()
-                           for name, d in self.part_ddp.items()]
         g_loss = F.softplus(-fake_pred.float()).mean()
-        part_loss = sum(part_losses, torch.zeros((), device=self.device))
         self.g_optim.zero_grad(set_to_none=True)
-        (g_loss + cfg.part_weight * part_loss).backward()
+        g_loss.backward()
         self.g_optim.step()
         logs = {"g": g_loss.item()}
-        if cfg.parts:
-            logs["g_parts"] = part_loss.item()
         if cfg.path_reg > 0 and self.step % cfg.path_every == 0:
             path_batch = max(1, batch // cfg.path_batch_shrink)
             fake, latents = self.g_ddp(mixing_noise(path_batch, cfg.style_dim, cfg.mixing, self.device),
@@ -399,8 +312,7 @@ class Trainer:
             seen_before = self.images_seen
             self.images_seen += real.shape[0] * self.world
             bar.update(real.shape[0] * self.world)
-            shown = ("d", "g", "r1", "path", "d_parts", "g_parts")
-            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in shown}, refresh=False)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("d", "g", "r1", "path")}, refresh=False)
             if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > 600:
                 self.save()
                 last_save = time.monotonic()
@@ -435,14 +347,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator")
-    p.add_argument("--part", action="append", default=[], metavar="NAME[=TOP,LEFT,HEIGHT,WIDTH]",
-                   help="add a part discriminator on a fixed window (repeatable; NAME alone: the domain's box)")
-    p.add_argument("--part-weight", type=float, default=1.0, help="weight of the part discriminators' losses")
     a = p.parse_args(argv)
-    try:
-        parts = dict(parse_part(text, None if a.data else a.domain) for text in a.part)
-    except ValueError as exc:
-        p.error(str(exc))
     preset_name = a.preset or {64: "demo64", 128: "demo128"}.get(a.size, "config-f")
     preset = {k: v for k, v in PRESETS[preset_name].items() if k != "size"}
     if "size" in PRESETS[preset_name] and PRESETS[preset_name]["size"] != a.size:
@@ -451,7 +356,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         out=a.out, size=a.size, domain=None if a.data else a.domain, data=a.data, preset=preset_name,
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
-        seed=a.seed, init=a.init, parts=parts, part_weight=a.part_weight, **preset,
+        seed=a.seed, init=a.init, **preset,
     )
 
 
