@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from editgan_core.bundle import generator_kwargs
+from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.train import gan
 
@@ -47,3 +48,32 @@ def test_init_continues_from_an_exported_model(tmp_path):
     run(second, 0.016, "--init", str(first))
     state = torch.load(second / "checkpoint.pt", weights_only=True)
     assert state["images_seen"] == 16 and state["step"] == 2  # 8 inherited images + 2 new steps of 4
+
+
+def tiny_encoder(path, n_latent=8, style_dim=32):
+    encoder = Encoder(32, n_latent, style_dim, channels={32: 8, 16: 8, 8: 8, 4: 8}, head_width=8)
+    encoder.save(path)
+    return encoder
+
+
+def test_recon_trains_the_encoder_alongside_and_resumes_it(tmp_path):
+    start = tiny_encoder(tmp_path / "encoder.safetensors")
+    out = tmp_path / "run"
+    run(out, 0.008, "--recon", "10", "--encoder", str(tmp_path))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and set(state["encoder"]) == set(start.state_dict())
+    trained = Encoder.load(out / "encoder.safetensors")
+    assert any(not torch.equal(v, trained.state_dict()[k]) for k, v in start.state_dict().items())
+    run(out, 0.016, "--recon", "10", "--encoder", str(tmp_path))
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert resumed["step"] == 4 and resumed["e_optim"]["state"]
+
+
+def test_recon_refuses_a_missing_or_mismatched_encoder(tmp_path):
+    with pytest.raises(SystemExit):
+        run(tmp_path / "a", 0.004, "--recon", "10")
+    with pytest.raises(FileNotFoundError, match="no encoder"):
+        run(tmp_path / "b", 0.004, "--recon", "10", "--encoder", str(tmp_path))
+    tiny_encoder(tmp_path / "wrong.safetensors", n_latent=6)
+    with pytest.raises(ValueError, match="W\\+ 6x32"):
+        run(tmp_path / "c", 0.004, "--recon", "10", "--encoder", str(tmp_path / "wrong.safetensors"))

@@ -4,6 +4,13 @@
     python -m editgan_core.train.gan --data ~/my_photos --size 128 --out runs/mine
     torchrun --nproc_per_node 4 -m editgan_core.train.gan --domain faces --size 128 --out runs/f128
 
+``--recon W --encoder checkpoints/faces64`` adds the mode-regularising term of Che et al. (2017, "Mode
+regularized GANs"): real images are encoded to W+ and the generator is also trained to redraw them
+(L2 weighted by W, plus the adversarial loss on the redrawn images), with the encoder trained alongside.
+An adversarial loss alone lets a generator drop the tails of the data (on the demo faces: broad smiles,
+strong gazes), which nothing in EditGAN can edit back; the reconstruction term charges for every real
+image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``.
+
 Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator is
 also written as ``generator_ema.safetensors`` + ``generator_config.json`` at every checkpoint, and
 sample grids (fixed latents) go to ``samples/``.
@@ -31,6 +38,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from editgan_core.models.checkpoint import load_checked
+from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream, ImageFolder, infinite_batches
 from editgan_core.utils import atomic_write, save_image_grid
@@ -73,6 +81,10 @@ class TrainConfig:
     threads: int | None = None
     seed: int = 0
     init: str | None = None
+    recon: float = 0.0  # weight of the L2 reconstruction of encoded real images; 0: plain StyleGAN2
+    recon_adv: float = 1.0  # weight of the adversarial loss on those reconstructions
+    recon_batch: int | None = None  # real images reconstructed per step (default batch // 2)
+    encoder: str | None = None  # encoder file, or a bundle/run folder with encoder.safetensors
 
 
 def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Discriminator, Generator]:
@@ -156,6 +168,7 @@ class Trainer:
         self.g_optim = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
         self.d_optim = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr * d_ratio,
                                         betas=(0.0, 0.99**d_ratio))
+        self.encoder, self.e_optim = self._build_encoder() if cfg.recon > 0 else (None, None)
         self.step = 0
         self.images_seen = 0
         self.mean_path_length = torch.zeros((), device=self.device)
@@ -166,9 +179,26 @@ class Trainer:
             self.d_ddp = DistributedDataParallel(self.discriminator, device_ids=self._ids(), broadcast_buffers=False)
         else:
             self.g_ddp, self.d_ddp = self.generator, self.discriminator
+        self.e_ddp = self.encoder
+        if self.encoder is not None and self.world > 1:
+            self.e_ddp = DistributedDataParallel(self.encoder, device_ids=self._ids(), broadcast_buffers=False)
 
     def _ids(self):
         return [self.device.index] if self.device.type == "cuda" else None
+
+    def _build_encoder(self) -> tuple[Encoder, torch.optim.Optimizer]:
+        """The encoder that maps real images into W+ for the reconstruction term, and its optimiser."""
+        if not self.cfg.encoder:
+            raise ValueError("--recon needs --encoder (an encoder.safetensors, or a folder holding one)")
+        path = Path(self.cfg.encoder)
+        path = path / "encoder.safetensors" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"no encoder at {path}; train one with python -m editgan_core.train.encoder")
+        encoder = Encoder.load(path, self.device)
+        if (encoder.n_latent, encoder.style_dim) != (self.generator.n_latent, self.generator.style_dim):
+            raise ValueError(f"encoder {path} predicts W+ {encoder.n_latent}x{encoder.style_dim}, the generator "
+                             f"takes {self.generator.n_latent}x{self.generator.style_dim}")
+        return encoder.train(), torch.optim.Adam(encoder.parameters(), lr=self.cfg.lr * 0.5, betas=(0.9, 0.99))
 
     def autocast(self):
         """bfloat16 autocast for the adversarial passes; regularisers always run in float32."""
@@ -194,6 +224,9 @@ class Trainer:
         self.d_optim.load_state_dict(state["d_optim"])
         self.step, self.images_seen = state["step"], state["images_seen"]
         self.mean_path_length.fill_(float(state.get("mean_path_length", 0.0)))
+        if self.encoder is not None and "encoder" in state:
+            self.encoder.load_state_dict(state["encoder"])
+            self.e_optim.load_state_dict(state["e_optim"])
         if self.rank == 0:
             print(f"resumed from {self.ckpt_path} at step {self.step} ({self.images_seen / 1000:.1f} kimg)")
 
@@ -225,6 +258,8 @@ class Trainer:
             "images_seen": self.images_seen, "mean_path_length": float(self.mean_path_length),
             "config": json.dumps(asdict(self.cfg)),
         }
+        if self.encoder is not None:
+            state.update(encoder=self.encoder.state_dict(), e_optim=self.e_optim.state_dict())
         atomic_write(self.ckpt_path, lambda p: torch.save(state, p))
         ema = {k: v.detach().cpu().contiguous() for k, v in self.g_ema.state_dict().items()}
         meta = {"images_seen": str(self.images_seen), "step": str(self.step)}
@@ -233,6 +268,8 @@ class Trainer:
         atomic_write(self.out / "discriminator.safetensors", lambda p: save_file(disc, str(p), metadata=meta))
         atomic_write(self.out / "generator_config.json",
                      lambda p: Path(p).write_text(json.dumps(generator_config(self.cfg), indent=2)))
+        if self.encoder is not None:
+            self.encoder.save(self.out / "encoder.safetensors", metadata=meta)
 
     @torch.no_grad()
     def write_samples(self) -> None:
@@ -265,18 +302,25 @@ class Trainer:
             logs["r1"] = r1.item()
         return logs
 
-    def g_step(self, batch: int) -> dict[str, float]:
-        cfg = self.cfg
+    def g_step(self, real: torch.Tensor) -> dict[str, float]:
+        cfg, batch = self.cfg, real.shape[0]
         self.generator.requires_grad_(True)
         self.discriminator.requires_grad_(False)
         with self.autocast():
             fake, _ = self.g_ddp(mixing_noise(batch, cfg.style_dim, cfg.mixing, self.device))
             fake_pred = self.d_ddp(fake)
         g_loss = F.softplus(-fake_pred.float()).mean()
+        logs = {"g": g_loss.item()}
+        if self.encoder is not None:
+            recon_loss, recon_logs = self.recon_loss(real[: cfg.recon_batch or max(1, batch // 2)])
+            g_loss = g_loss + recon_loss
+            logs.update(recon_logs)
+            self.e_optim.zero_grad(set_to_none=True)
         self.g_optim.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_optim.step()
-        logs = {"g": g_loss.item()}
+        if self.encoder is not None:
+            self.e_optim.step()
         if cfg.path_reg > 0 and self.step % cfg.path_every == 0:
             path_batch = max(1, batch // cfg.path_batch_shrink)
             fake, latents = self.g_ddp(mixing_noise(path_batch, cfg.style_dim, cfg.mixing, self.device),
@@ -287,6 +331,24 @@ class Trainer:
             self.g_optim.step()
             logs["path"] = path_loss.item()
         return logs
+
+    def recon_loss(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mode-regularising term: redraw encoded real images, in L2 and for the discriminator.
+
+        The generator's stored noise is used, as the embedding and the encoder training use it.
+        """
+        cfg = self.cfg
+        real = real.detach()
+        with self.autocast():
+            wplus = self.e_ddp(real)
+            recon, _ = self.g_ddp([wplus], input_is_latent=True, noise=self.generator.stored_noise())
+            recon_pred = self.d_ddp(recon) if cfg.recon_adv > 0 else None
+        l2 = (recon.float() - real).pow(2).mean()
+        loss = cfg.recon * l2
+        if recon_pred is not None:
+            loss = loss + cfg.recon_adv * F.softplus(-recon_pred.float()).mean()
+        psnr = 10 * math.log10(4 / max(l2.item(), 1e-12))  # images span [-1, 1]
+        return loss, {"recon_psnr": psnr}
 
     def ema_beta(self, batch: int) -> float:
         ema_nimg = self.cfg.ema_kimg * 1000
@@ -306,13 +368,14 @@ class Trainer:
         while self.images_seen < total:
             real = next(batches).to(self.device, non_blocking=True)
             logs = self.d_step(real)
-            logs.update(self.g_step(real.shape[0]))
+            logs.update(self.g_step(real))
             accumulate(self.g_ema, self.generator, self.ema_beta(real.shape[0]))
             self.step += 1
             seen_before = self.images_seen
             self.images_seen += real.shape[0] * self.world
             bar.update(real.shape[0] * self.world)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("d", "g", "r1", "path")}, refresh=False)
+            shown = ("d", "g", "r1", "path", "recon_psnr")
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in shown}, refresh=False)
             if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > 600:
                 self.save()
                 last_save = time.monotonic()
@@ -347,7 +410,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator")
+    p.add_argument("--recon", type=float, default=0.0,
+                   help="weight of the mode-regularising reconstruction of encoded real images (0: off)")
+    p.add_argument("--recon-adv", type=float, default=1.0, help="adversarial weight on those reconstructions")
+    p.add_argument("--recon-batch", type=int, help="real images reconstructed per step (default batch // 2)")
+    p.add_argument("--encoder", help="encoder for --recon: an encoder.safetensors or a folder holding one")
     a = p.parse_args(argv)
+    if a.recon > 0 and not a.encoder:
+        p.error("--recon needs --encoder (an encoder.safetensors, or a bundle/run folder holding one)")
     preset_name = a.preset or {64: "demo64", 128: "demo128"}.get(a.size, "config-f")
     preset = {k: v for k, v in PRESETS[preset_name].items() if k != "size"}
     if "size" in PRESETS[preset_name] and PRESETS[preset_name]["size"] != a.size:
@@ -356,7 +426,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         out=a.out, size=a.size, domain=None if a.data else a.domain, data=a.data, preset=preset_name,
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
-        seed=a.seed, init=a.init, **preset,
+        seed=a.seed, init=a.init, recon=a.recon, recon_adv=a.recon_adv, recon_batch=a.recon_batch,
+        encoder=a.encoder, **preset,
     )
 
 
