@@ -12,6 +12,7 @@ from editgan_core.bundle import generator_kwargs
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.train import gan
+from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream
 
 
 def run(out, kimg, *extra):
@@ -77,3 +78,31 @@ def test_recon_refuses_a_missing_or_mismatched_encoder(tmp_path):
     tiny_encoder(tmp_path / "wrong.safetensors", n_latent=6)
     with pytest.raises(ValueError, match="W\\+ 6x32"):
         run(tmp_path / "c", 0.004, "--recon", "10", "--encoder", str(tmp_path / "wrong.safetensors"))
+
+
+def test_extremes_push_editable_attributes_to_the_ends_of_their_ranges():
+    from editgan_core.domains import faces
+
+    plain, pushed = DomainStream("faces", 32, 4), DomainStream("faces", 32, 4, extremes=0.5)
+    seeds = range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + 200)
+    at_end = {name: 0 for name in faces.ATTRIBUTE_RANGES}
+    for seed in seeds:
+        before, after = plain.attributes(seed), pushed.attributes(seed)
+        assert before == faces.sample_attributes(seed)
+        assert {k for k in after if after[k] != before[k]} <= set(faces.ATTRIBUTE_RANGES)  # identity kept
+        for name, ends in faces.ATTRIBUTE_RANGES.items():
+            at_end[name] += after[name] in ends
+    assert min(at_end.values()) >= 70, at_end  # about half of 200 (more where the range has a point mass at an end)
+    assert 70 <= at_end["smile"] <= 130, at_end  # a continuous attribute: only the pushed half
+    assert pushed.attributes(TRAIN_SEED_BASE) == pushed.attributes(TRAIN_SEED_BASE)  # the seed decides
+    batch = next(iter(pushed))
+    assert batch.shape == (4, 3, 32, 32)
+    with pytest.raises(ValueError, match="probability"):
+        DomainStream("faces", 32, 4, extremes=1.5)
+
+
+def test_extremes_is_refused_for_image_folders(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        gan.main(["--data", str(tmp_path), "--size", "32", "--preset", "tiny32", "--out", str(tmp_path / "run"),
+                  "--extremes", "0.1"])
+    assert "rendered --domain" in capsys.readouterr().err

@@ -85,6 +85,7 @@ class TrainConfig:
     recon_adv: float = 1.0  # weight of the adversarial loss on those reconstructions
     recon_batch: int | None = None  # real images reconstructed per step (default batch // 2)
     encoder: str | None = None  # encoder file, or a bundle/run folder with encoder.safetensors
+    extremes: float = 0.0  # rate at which a rendered face's editable attributes sit at an end of their range
 
 
 def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Discriminator, Generator]:
@@ -140,7 +141,8 @@ def make_loader(cfg: TrainConfig, rank: int, world: int):
         loader = DataLoader(dataset, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler,
                             num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
         return infinite_batches(loader)
-    stream = DomainStream(cfg.domain, cfg.size, cfg.batch, start_seed=TRAIN_SEED_BASE + rank * 100_000_000)
+    stream = DomainStream(cfg.domain, cfg.size, cfg.batch, start_seed=TRAIN_SEED_BASE + rank * 100_000_000,
+                          extremes=cfg.extremes)
     return iter(DataLoader(stream, batch_size=None, num_workers=cfg.workers))
 
 
@@ -415,7 +417,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--recon-adv", type=float, default=1.0, help="adversarial weight on those reconstructions")
     p.add_argument("--recon-batch", type=int, help="real images reconstructed per step (default batch // 2)")
     p.add_argument("--encoder", help="encoder for --recon: an encoder.safetensors or a folder holding one")
+    p.add_argument("--extremes", type=float, default=0.0,
+                   help="--domain only: probability that each editable attribute of a face is at an end of its range")
     a = p.parse_args(argv)
+    if a.data and a.extremes:
+        p.error("--extremes applies to a rendered --domain, not to --data folders")
+    if not 0.0 <= a.extremes <= 1.0:
+        p.error(f"--extremes is a probability, got {a.extremes}")
     if a.recon > 0 and not a.encoder:
         p.error("--recon needs --encoder (an encoder.safetensors, or a bundle/run folder holding one)")
     preset_name = a.preset or {64: "demo64", 128: "demo128"}.get(a.size, "config-f")
@@ -427,7 +435,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
         seed=a.seed, init=a.init, recon=a.recon, recon_adv=a.recon_adv, recon_batch=a.recon_batch,
-        encoder=a.encoder, **preset,
+        encoder=a.encoder, extremes=a.extremes, **preset,
     )
 
 
