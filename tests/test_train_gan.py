@@ -106,3 +106,14 @@ def test_extremes_is_refused_for_image_folders(tmp_path, capsys):
         gan.main(["--data", str(tmp_path), "--size", "32", "--preset", "tiny32", "--out", str(tmp_path / "run"),
                   "--extremes", "0.1"])
     assert "rendered --domain" in capsys.readouterr().err
+
+
+def test_demo_bundle_needs_a_co_trained_encoder_for_encoder_from_run(tmp_path, capsys):
+    from editgan_core.train import demo_bundle
+
+    with pytest.raises(SystemExit):
+        demo_bundle.main(["--run", str(tmp_path), "--out", str(tmp_path / "bundle"), "--encoder-from-run"])
+    assert "no encoder.safetensors" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one encoder source, not both
+        demo_bundle.main(["--run", str(tmp_path), "--out", str(tmp_path / "bundle"), "--encoder-from-run",
+                          "--encoder-run", str(tmp_path / "enc")])

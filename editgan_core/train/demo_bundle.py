@@ -4,7 +4,9 @@
         --encoder-run runs/enc64 --encoder-kimg 10 --eval 100
 
 Each stage is the project's own training command, run in order against the bundle being built;
-the encoder run is resumed when it exists (warm start after more GAN training).
+the encoder run is resumed when it exists (warm start after more GAN training). A GAN run trained
+with ``--recon`` already holds an encoder trained alongside its generator: ``--encoder-from-run``
+ships that one instead of training another.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--id", default="faces64-demo")
     p.add_argument("--title", default="Demo faces (64 px, procedural domain)")
     p.add_argument("--domain", default="faces")
-    p.add_argument("--encoder-run", type=Path, required=True, help="encoder run folder (resumed if present)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--encoder-run", type=Path, help="encoder run folder (resumed if present)")
+    source.add_argument("--encoder-from-run", action="store_true",
+                        help="ship the encoder the GAN run trained alongside its generator (train.gan --recon)")
     p.add_argument("--encoder-kimg", type=float, default=10.0, help="total encoder kimg for this run folder")
     p.add_argument("--segmenter-class-balance", type=float, default=0.5,
                    help="class-balanced pixel draws (0.5: +0.01 mIoU, eyebrows 0.06 -> 0.13 in a 3-member test)")
@@ -51,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
+    co_trained = args.run / "encoder.safetensors"
+    if args.encoder_from_run and not co_trained.is_file():
+        p.error(f"{args.run} has no encoder.safetensors: train the GAN with --recon, or give --encoder-run")
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = ["--threads", str(args.threads)] if args.threads else []
@@ -63,14 +71,19 @@ def main(argv: list[str] | None = None) -> None:
     manifest["embedding"] = {"lr": args.embed_lr}
     bundle_mod.write_manifest(args.out, manifest)
 
-    print(f"[2/5] encoder ({args.encoder_kimg} kimg in {args.encoder_run})")
-    from editgan_core.train import encoder as encoder_train
-
-    encoder_train.main(["--generator", str(args.out), "--out", str(args.encoder_run), "--real-domain", args.domain,
-                        "--kimg", str(args.encoder_kimg), *threads])
-    shutil.copyfile(args.encoder_run / "encoder.safetensors", args.out / "encoder.safetensors")
     manifest = dict(bundle_mod.Bundle.load(args.out).manifest)
-    manifest["encoder"] = {"file": "encoder.safetensors", "kimg": args.encoder_kimg}
+    if args.encoder_from_run:
+        print(f"[2/5] encoder trained alongside the generator ({co_trained})")
+        shutil.copyfile(co_trained, args.out / "encoder.safetensors")
+        manifest["encoder"] = {"file": "encoder.safetensors", "trained": "with the generator (train.gan --recon)"}
+    else:
+        print(f"[2/5] encoder ({args.encoder_kimg} kimg in {args.encoder_run})")
+        from editgan_core.train import encoder as encoder_train
+
+        encoder_train.main(["--generator", str(args.out), "--out", str(args.encoder_run), "--real-domain",
+                            args.domain, "--kimg", str(args.encoder_kimg), *threads])
+        shutil.copyfile(args.encoder_run / "encoder.safetensors", args.out / "encoder.safetensors")
+        manifest["encoder"] = {"file": "encoder.safetensors", "kimg": args.encoder_kimg}
     bundle_mod.write_manifest(args.out, manifest)
 
     print("[3/5] segmentation branch from 16 annotated renders")
