@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--embed-lr", type=float, default=0.2,
                    help="the bundle's embedding learning rate (0.2: +0.3 dB and a more faithful smile than 0.1 "
                         "at 100 steps on the demo model), used by every later stage")
-    p.add_argument("--preset-faces", type=int, default=8)
+    p.add_argument("--preset-faces", type=int, default=16,
+                   help="faces each preset is learned on together (16: smile success 64 -> 78 %% over 8 on the demo)")
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", required=True)
     p.add_argument("--only", nargs="+", choices=[s.name for s in PRESETS], help="learn only these presets")
-    p.add_argument("--faces", type=int, default=8, help="faces a preset is learned on (together)")
+    p.add_argument("--faces", type=int, default=16, help="faces a preset is learned on (together)")
     p.add_argument("--steps", type=int, default=100, help="learn_edit steps per face")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--threads", type=int)
