@@ -75,16 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     manifest = dict(bundle_mod.Bundle.load(args.out).manifest)
     if args.encoder_from_run:
         print(f"[2/5] encoder trained alongside the generator ({co_trained})")
-        shutil.copyfile(co_trained, args.out / "encoder.safetensors")
-        manifest["encoder"] = {"file": "encoder.safetensors", "trained": "with the generator (train.gan --recon)"}
+        encoder_file, provenance = co_trained, {"trained": "with the generator (train.gan --recon)"}
     else:
         print(f"[2/5] encoder ({args.encoder_kimg} kimg in {args.encoder_run})")
         from editgan_core.train import encoder as encoder_train
 
         encoder_train.main(["--generator", str(args.out), "--out", str(args.encoder_run), "--real-domain",
                             args.domain, "--kimg", str(args.encoder_kimg), *threads])
-        shutil.copyfile(args.encoder_run / "encoder.safetensors", args.out / "encoder.safetensors")
-        manifest["encoder"] = {"file": "encoder.safetensors", "kimg": args.encoder_kimg}
+        encoder_file, provenance = args.encoder_run / "encoder.safetensors", {"kimg": args.encoder_kimg}
+    shutil.copyfile(encoder_file, args.out / "encoder.safetensors")
+    manifest["encoder"] = {"file": "encoder.safetensors", **provenance}
     bundle_mod.write_manifest(args.out, manifest)
 
     print("[3/5] segmentation branch from 16 annotated renders")

@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from editgan_core.losses import masked_l2, psnr
 from editgan_core.models.checkpoint import load_checked
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Discriminator, Generator
@@ -345,12 +346,11 @@ class Trainer:
             wplus = self.e_ddp(real)
             recon, _ = self.g_ddp([wplus], input_is_latent=True, noise=self.generator.stored_noise())
             recon_pred = self.d_ddp(recon) if cfg.recon_adv > 0 else None
-        l2 = (recon.float() - real).pow(2).mean()
-        loss = cfg.recon * l2
+        recon = recon.float()
+        loss = cfg.recon * masked_l2(recon, real).mean()
         if recon_pred is not None:
             loss = loss + cfg.recon_adv * F.softplus(-recon_pred.float()).mean()
-        psnr = 10 * math.log10(4 / max(l2.item(), 1e-12))  # images span [-1, 1]
-        return loss, {"recon_psnr": psnr}
+        return loss, {"recon_psnr": psnr(recon.detach(), real).mean().item()}
 
     def ema_beta(self, batch: int) -> float:
         ema_nimg = self.cfg.ema_kimg * 1000
