@@ -96,7 +96,7 @@ ATTRIBUTE_SPECS: tuple[AttributeSpec, ...] = (
                   p_low=0.45),
     AttributeSpec("eye_open", 0, 1, "upper-lid position: 0 closed (lash line only), 1 wide open", True,
                   dist="high"),
-    AttributeSpec("pupil_size", 0, 1, "pupil radius: 0 = 0.28, 1 = 0.72 of the iris radius", True),
+    AttributeSpec("pupil_size", 0, 1, "pupil radius: 0 = 0.22, 1 = 0.78 of the iris radius", True),
     AttributeSpec("gaze_x", -1, 1, "iris position: -1 looks to the image's left, 1 to its right", True,
                   dist="centred"),
     AttributeSpec("gaze_y", -1, 1, "iris position: -1 looks up, 1 looks down", True, dist="centred"),

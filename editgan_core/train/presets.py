@@ -1,11 +1,11 @@
 """Learn the demo bundle's preset editing vectors from scripted mask edits on rendered faces.
 
-    python -m editgan_core.train.presets --bundle checkpoints/faces64 [--faces 4] [--steps 100]
+    python -m editgan_core.train.presets --bundle checkpoints/faces64 [--faces 32] [--steps 200]
 
 For each preset, faces are rendered twice: as drawn and with one attribute changed (a bigger
 smile, eyes looking left, ...). The first is embedded into W+, its predicted segmentation gets the
-second render's labels on the changed pixels (what a user would paint), ``learn_edit`` finds δw+,
-and the δ's of several faces are averaged into one preset vector stored in the bundle.
+second render's labels on the changed pixels (what a user would paint), and ``learn_shared_edit``
+finds one δw+ that makes the painted change on all the faces at once: the preset stored in the bundle.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", required=True)
     p.add_argument("--only", nargs="+", choices=[s.name for s in PRESETS], help="learn only these presets")
-    p.add_argument("--faces", type=int, default=16, help="faces a preset is learned on (together)")
-    p.add_argument("--steps", type=int, default=100, help="learn_edit steps per face")
+    p.add_argument("--faces", type=int, default=32, help="faces a preset is learned on (together)")
+    p.add_argument("--steps", type=int, default=200, help="steps of the shared optimisation")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
