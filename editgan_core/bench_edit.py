@@ -37,6 +37,7 @@ from editgan_core.utils import to_tensor
 from editgan_core.vectors import VectorLibrary
 
 SPREAD_SEED = 10**6  # latent seeds of the spread's generator samples
+SPREAD_N = 200  # generator samples and renders the spread is taken over
 DEFAULT_JUDGE = Path(__file__).resolve().parents[1] / "checkpoints" / "attribute_net_faces64.safetensors"
 
 
@@ -90,7 +91,8 @@ def read_attribute(judge, image: np.ndarray, attribute: str) -> float:
         return judge.predict(to_tensor(image[None]))[attribute].item()
 
 
-def attribute_spread(pipeline: EditGANPipeline, judge, domain, attribute: str, n: int = 200) -> tuple[float, float]:
+def attribute_spread(pipeline: EditGANPipeline, judge, domain, attribute: str,
+                     n: int = SPREAD_N) -> tuple[float, float]:
     """Std of the judge's ``attribute`` over ``n`` generator samples (truncation 1) and ``n`` held-out renders."""
     samples = [read_attribute(judge, pipeline.render(pipeline.sample_latent(SPREAD_SEED + s, truncation=1.0),
                                                      with_labels=False).image, attribute)
@@ -201,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.ceiling:
         spread, render_spread = attribute_spread(pipeline, judge, domain, spec.attribute)
         print(f"ceiling: embedded target faces pass on {100 * np.mean(target_success):.1f} %; judge spread of "
-              f"{spec.attribute}: {spread:.2f} over generator samples, {render_spread:.2f} over renders (200 each)")
+              f"{spec.attribute}: {spread:.2f} over generator samples, {render_spread:.2f} over renders "
+              f"({SPREAD_N} each)")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,6 @@ def test_success_needs_the_margin_towards_the_target_or_to_be_near_it():
 
 def test_attribute_spread_reads_samples_and_renders(tmp_path):
     import numpy as np
-    import torch
 
     from editgan_core.domains import faces
 
@@ -61,4 +60,4 @@ def test_attribute_spread_reads_samples_and_renders(tmp_path):
     brightness = [faces.render(faces.sample_attributes(s), pipe.resolution).image.astype(np.float32).mean()
                   for s in range(6)]
     assert abs(render_spread - np.std(np.array(brightness) / 127.5)) < 1e-3  # images read in [-1, 1]
-    assert spread > 0 and torch.isfinite(torch.tensor(spread))
+    assert spread > 0 and np.isfinite(spread)

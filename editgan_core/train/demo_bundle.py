@@ -20,6 +20,7 @@ import torch
 
 from editgan_core import bundle as bundle_mod
 from editgan_core.domains import get_domain
+from editgan_core.train import presets
 from editgan_core.utils import save_image_grid
 
 
@@ -52,10 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--embed-lr", type=float, default=0.2,
                    help="the bundle's embedding learning rate (0.2: +0.3 dB and a more faithful smile than 0.1 "
                         "at 100 steps on the demo model), used by every later stage")
-    p.add_argument("--preset-faces", type=int, default=32,
+    p.add_argument("--preset-faces", type=int, default=presets.DEFAULT_FACES,
                    help="faces each preset is learned on together (more carry over better: 8 -> 16 took the "
                         "552-kimg demo's smile success from 64 to 78 %%)")
-    p.add_argument("--preset-steps", type=int, default=200, help="steps of the shared optimisation per preset")
+    p.add_argument("--preset-steps", type=int, default=presets.DEFAULT_STEPS,
+                   help="steps of the shared optimisation per preset")
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
@@ -96,8 +98,6 @@ def main(argv: list[str] | None = None) -> None:
                           "--class-balance", str(args.segmenter_class_balance), *threads])
 
     print("[4/5] preset editing vectors")
-    from editgan_core.train import presets
-
     presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), "--steps", str(args.preset_steps),
                   *threads])
 

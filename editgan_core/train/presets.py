@@ -24,6 +24,8 @@ from editgan_core.pipeline import EditGANPipeline
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
 PRESET_SEEDS = range(1000, 100_000)  # held out from GAN training (>= 1e6), annotations and evaluation (0..999)
+DEFAULT_FACES = 32  # faces a preset is learned on together
+DEFAULT_STEPS = 200  # steps of the shared optimisation
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", required=True)
     p.add_argument("--only", nargs="+", choices=[s.name for s in PRESETS], help="learn only these presets")
-    p.add_argument("--faces", type=int, default=32, help="faces a preset is learned on (together)")
-    p.add_argument("--steps", type=int, default=200, help="steps of the shared optimisation")
+    p.add_argument("--faces", type=int, default=DEFAULT_FACES, help="faces a preset is learned on (together)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="steps of the shared optimisation")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
