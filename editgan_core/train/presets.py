@@ -45,7 +45,7 @@ PRESETS = (
     PresetSpec("open_eyes", "Open the eyes wide", "eye_open", 1.0, lambda a: a["eye_open"] < 0.55),
     PresetSpec("look_left", "Look to the image's left", "gaze_x", -1.0, lambda a: abs(a["gaze_x"]) < 0.25),
     PresetSpec("look_right", "Look to the image's right", "gaze_x", 1.0, lambda a: abs(a["gaze_x"]) < 0.25),
-    PresetSpec("bigger_pupils", "Dilate the pupils", "pupil_size", 1.0, lambda a: a["pupil_size"] < 0.4),
+    PresetSpec("fuller_hair", "Fuller hair around the head", "hair_volume", 1.0, lambda a: a["hair_volume"] < 0.4),
     PresetSpec("add_fringe", "Add a fringe (bangs)", "fringe", 1.0, lambda a: a["fringe"] < 0.05),
     PresetSpec("raise_eyebrows", "Raise the eyebrows", "eyebrow_height", 1.0, lambda a: a["eyebrow_height"] < 0.4),
 )
