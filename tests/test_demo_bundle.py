@@ -67,7 +67,7 @@ def test_smile_preset_smiles_inside_its_region(demo, library, embedded):
     smile = library.get("smile")
     rises = []
     for _, result in embedded:
-        before = demo.render(result.latent)
+        before = result.render  # the embedding's own render, labels included
         after = demo.render(demo.apply(result.latent, [(smile, 1.0)]))
         rises.append(read_attribute(judge, after.image, "smile") - read_attribute(judge, before.image, "smile"))
         region = edit_region(before.labels, after.labels, smile.class_ids)
