@@ -1,0 +1,148 @@
+"""What the page adds to the core: edit, embed and refine through the app's HTTP API vs the same core call.
+
+    python -m webapp.bench_overhead --bundle checkpoints/faces64 [--repeats 5] [--threads N] [--busy 1]
+
+Launches the studio in this process, drives it with ``gradio_client`` (request sent -> last streamed
+output received) and times the same ``EditGANPipeline`` call in process on the same latent, painting
+and vector, interleaved with the app runs. Prints the medians and the app's overhead in percent.
+``--busy N`` starts N processes that spin on a core, as another program on a shared machine would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from editgan_core.pipeline import EditGANPipeline, prepare_image
+from webapp import labels as lab
+from webapp.layout import EXAMPLES_DIR, PRECISE
+from webapp.session import Session, SessionBox
+from webapp.ui import build_demo, launch_kwargs
+
+
+def spin() -> None:
+    while True:
+        pass
+
+
+def painted_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """The current label map with a block of another class under the middle: a change to learn."""
+    h, w = labels.shape
+    edited = labels.copy()
+    edited[int(0.55 * h): int(0.65 * h), int(0.35 * w): int(0.65 * w)] = min(3, n_classes - 1)
+    return edited
+
+
+def median_s(run: Callable[[], object], repeats: int, before: Callable[[], object] | None = None,
+             after: Callable[[], object] | None = None) -> float:
+    """Median seconds of ``run`` over ``repeats`` runs after one warm-up; ``before``/``after`` are not timed."""
+    times = []
+    for i in range(repeats + 1):  # the warm-up pays first-call allocations and caches, not what a user waits for
+        if before is not None:
+            before()
+        started = time.perf_counter()
+        run()
+        if i:
+            times.append(time.perf_counter() - started)
+        if after is not None:
+            after()
+    return statistics.median(times)
+
+
+class Bench:
+    """One served app and one API client on its own session; the same work done through both."""
+
+    def __init__(self, bundle: str, device: str | None, workdir: Path) -> None:
+        started = time.perf_counter()
+        self.demo = build_demo([bundle], device=device)
+        self.startup_s = time.perf_counter() - started
+        _, url, _ = self.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
+                                     **launch_kwargs())
+        self.client = Client(url, verbose=False, download_files=False)
+        studio = self.demo.studio
+        self.pipe: EditGANPipeline = studio.registry.get(studio.registry.default_id)
+        self.box = SessionBox()
+        self.session: Session = studio.session(self.box)  # starts on the face every new session starts on
+        self.latent = self.session.current.latent
+        palette = self.pipe.bundle.palette
+        self.painted = painted_labels(self.session.current.labels, len(palette))
+        for name, ids in (("labels", self.session.current.labels), ("painted", self.painted)):
+            Image.fromarray(lab.colorize(ids, palette)).save(workdir / f"{name}.png")
+        self.paint_value = {"background": handle_file(str(workdir / "labels.png")), "layers": [],
+                            "composite": handle_file(str(workdir / "painted.png"))}
+        self.photo = sorted(EXAMPLES_DIR.glob("*.png"))[0]
+        self.pixels = prepare_image(self.photo, self.pipe.resolution)
+        self.vector = self.session.library.list()[0]
+
+    def close(self) -> None:
+        self.box.close()
+        self.demo.close()
+
+    def api(self, *args: object, api_name: str) -> None:
+        self.client.submit(*args, api_name=api_name).result()
+
+    def timings(self, action: str, steps: int, repeats: int) -> tuple[float, float]:
+        """(app seconds, core seconds), medians of ``repeats`` runs each."""
+        self.api(0, 0.7, api_name="/sample")  # the client's session on the same face as ``self.latent``
+        pipe, undo = self.pipe, lambda: self.api(0.5, api_name="/undo")
+        if action == "edit":  # after each run, back to the same picture
+            app = median_s(lambda: self.api(self.paint_value, steps, 0.5, api_name="/edit"), repeats, after=undo)
+            core = median_s(lambda: pipe.learn_edit(self.latent, self.painted, steps=steps), repeats)
+        elif action == "embed":
+            app = median_s(lambda: self.api(handle_file(str(self.photo)), PRECISE, steps, 0.5, api_name="/embed"),
+                           repeats)
+            core = median_s(lambda: pipe.embed(self.pixels, steps=steps), repeats)
+        else:
+            apply = lambda: self.api(self.vector.name, "1.0", 0.5, api_name="/apply_vectors")  # noqa: E731
+            app = median_s(lambda: self.api(steps, 0.5, api_name="/refine"), repeats, before=apply, after=undo)
+            core = median_s(lambda: pipe.refine(self.latent, [(self.vector, 1.0)], steps=steps), repeats)
+        return app, core
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", default="checkpoints/faces64")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as the app sets them)")
+    parser.add_argument("--busy", type=int, default=0, help="processes spinning on a core meanwhile")
+    parser.add_argument("--edit-steps", type=int, default=30)
+    parser.add_argument("--embed-steps", type=int, default=100)
+    parser.add_argument("--refine-steps", type=int, default=10)
+    parser.add_argument("--only", choices=["edit", "embed", "refine"], action="append")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spinners = [mp.Process(target=spin, daemon=True) for _ in range(args.busy)]
+    for p in spinners:
+        p.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(args.bundle, args.device, Path(tmp))
+        try:
+            print(f"bundle {bench.pipe.bundle.id} · device {bench.pipe.device} · torch threads "
+                  f"{torch.get_num_threads()} · busy processes {args.busy} · repeats {args.repeats} · "
+                  f"start-up {bench.startup_s:.2f} s")
+            print(f"{'action':<18}{'app s':>8}{'core s':>8}{'overhead':>10}")
+            steps = {"edit": args.edit_steps, "embed": args.embed_steps, "refine": args.refine_steps}
+            for action in args.only or ["edit", "embed", "refine"]:
+                app, core = bench.timings(action, steps[action], args.repeats)
+                label = f"{action} {steps[action]} steps"
+                print(f"{label:<18}{app:8.3f}{core:8.3f}{100 * (app - core) / core:9.0f}%", flush=True)
+        finally:
+            bench.close()
+            for p in spinners:
+                p.terminate()
+
+
+if __name__ == "__main__":
+    main()
