@@ -43,20 +43,26 @@ def painted_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return edited
 
 
-def median_s(run: Callable[[], object], repeats: int, before: Callable[[], object] | None = None,
-             after: Callable[[], object] | None = None) -> float:
-    """Median seconds of ``run`` over ``repeats`` runs after one warm-up; ``before``/``after`` are not timed."""
-    times = []
+def paired_s(app: Callable[[], object], core: Callable[[], object], repeats: int,
+             before: Callable[[], object] | None = None, after: Callable[[], object] | None = None
+             ) -> tuple[list[float], list[float]]:
+    """Seconds of ``app`` and ``core``, run in turn ``repeats`` times after one warm-up of each.
+
+    Taking them in pairs lets a shared machine's load hit both alike; ``before``/``after`` (setting
+    the app's session up and back) are not timed.
+    """
+    times: tuple[list[float], list[float]] = ([], [])
     for i in range(repeats + 1):  # the warm-up pays first-call allocations and caches, not what a user waits for
-        if before is not None:
-            before()
-        started = time.perf_counter()
-        run()
-        if i:
-            times.append(time.perf_counter() - started)
-        if after is not None:
-            after()
-    return statistics.median(times)
+        for fn, out, is_app in ((app, times[0], True), (core, times[1], False)):
+            if is_app and before is not None:
+                before()
+            started = time.perf_counter()
+            fn()
+            if i:
+                out.append(time.perf_counter() - started)
+            if is_app and after is not None:
+                after()
+    return times
 
 
 class Bench:
@@ -91,22 +97,25 @@ class Bench:
     def api(self, *args: object, api_name: str) -> None:
         self.client.submit(*args, api_name=api_name).result()
 
-    def timings(self, action: str, steps: int, repeats: int) -> tuple[float, float]:
-        """(app seconds, core seconds), medians of ``repeats`` runs each."""
+    def timings(self, action: str, steps: int, repeats: int) -> tuple[list[float], list[float]]:
+        """Seconds of ``repeats`` runs through the app and in process, in pairs."""
         self.api(0, 0.7, api_name="/sample")  # the client's session on the same face as ``self.latent``
         pipe, undo = self.pipe, lambda: self.api(0.5, api_name="/undo")
         if action == "edit":  # after each run, back to the same picture
-            app = median_s(lambda: self.api(self.paint_value, steps, 0.5, api_name="/edit"), repeats, after=undo)
-            core = median_s(lambda: pipe.learn_edit(self.latent, self.painted, steps=steps), repeats)
-        elif action == "embed":
-            app = median_s(lambda: self.api(handle_file(str(self.photo)), PRECISE, steps, 0.5, api_name="/embed"),
-                           repeats)
-            core = median_s(lambda: pipe.embed(self.pixels, steps=steps), repeats)
-        else:
-            apply = lambda: self.api(self.vector.name, "1.0", 0.5, api_name="/apply_vectors")  # noqa: E731
-            app = median_s(lambda: self.api(steps, 0.5, api_name="/refine"), repeats, before=apply, after=undo)
-            core = median_s(lambda: pipe.refine(self.latent, [(self.vector, 1.0)], steps=steps), repeats)
-        return app, core
+            return paired_s(lambda: self.api(self.paint_value, steps, 0.5, api_name="/edit"),
+                            lambda: pipe.learn_edit(self.latent, self.painted, steps=steps), repeats, after=undo)
+        if action == "embed":
+            return paired_s(lambda: self.api(handle_file(str(self.photo)), PRECISE, steps, 0.5, api_name="/embed"),
+                            lambda: pipe.embed(self.pixels, steps=steps), repeats)
+        return paired_s(lambda: self.api(steps, 0.5, api_name="/refine"),
+                        lambda: pipe.refine(self.latent, [(self.vector, 1.0)], steps=steps), repeats,
+                        before=lambda: self.api(self.vector.name, "1.0", 0.5, api_name="/apply_vectors"), after=undo)
+
+
+def report(label: str, app: list[float], core: list[float]) -> str:
+    """Medians, and the median of the pairs' overheads (robust to load that changes between pairs)."""
+    overhead = statistics.median(100 * (a - c) / c for a, c in zip(app, core, strict=True))
+    return f"{label:<18}{statistics.median(app):8.3f}{statistics.median(core):8.3f}{overhead:9.0f}%"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,8 +145,7 @@ def main(argv: list[str] | None = None) -> None:
             steps = {"edit": args.edit_steps, "embed": args.embed_steps, "refine": args.refine_steps}
             for action in args.only or ["edit", "embed", "refine"]:
                 app, core = bench.timings(action, steps[action], args.repeats)
-                label = f"{action} {steps[action]} steps"
-                print(f"{label:<18}{app:8.3f}{core:8.3f}{100 * (app - core) / core:9.0f}%", flush=True)
+                print(report(f"{action} {steps[action]} steps", app, core), flush=True)
         finally:
             bench.close()
             for p in spinners:
