@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from editgan_core import __version__
+from editgan_core.defaults import RuntimeDefaults
 from editgan_core.models.checkpoint import CheckpointError, load_checked, load_generator
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.utils import atomic_write
@@ -97,6 +98,14 @@ class Bundle:
         return float(lr)
 
     @property
+    def defaults(self) -> RuntimeDefaults:
+        """Step counts and the edit learning rate used when a caller names none (manifest "defaults")."""
+        try:
+            return RuntimeDefaults.from_manifest(self.manifest.get("defaults"))
+        except ValueError as exc:
+            raise BundleError(f"bundle '{self.id}': {exc}") from exc
+
+    @property
     def vectors_dir(self) -> Path:
         return self.root / self.manifest.get("vectors_dir", "vectors")
 
@@ -130,6 +139,7 @@ class Bundle:
             raise BundleError("bundle classes must have ids 0..C-1 in order")
         bundle = cls(root=root, manifest=manifest, classes=classes)
         bundle.embed_lr  # noqa: B018 -- a bad value is reported when the bundle is opened, not at the first embedding
+        bundle.defaults  # noqa: B018 -- likewise
         return bundle
 
     # -- components ----------------------------------------------------------------------------
