@@ -15,8 +15,10 @@ from test_webapp_support import EXAMPLE, cached_tiny_bundle
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import VectorError, load_vector
 from webapp import labels as lab
-from webapp.controller import EditOutcome, EmbedOutcome, Notice, Progress, Studio, parse_active
+from webapp.actions.vectors import parse_active
+from webapp.controller import Studio
 from webapp.errors import user_errors
+from webapp.outcomes import EditOutcome, EmbedOutcome, Notice, Progress
 from webapp.registry import ModelRegistry
 from webapp.session import History, SessionBox, Step, close_box
 
