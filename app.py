@@ -13,7 +13,7 @@ import os
 with contextlib.suppress(ImportError):  # ZeroGPU wants `spaces` imported before torch initialises CUDA
     import spaces  # noqa: F401
 
-from webapp.ui import build_demo, bundle_paths, launch_kwargs
+from webapp.ui import THREADS_ENV, build_demo, bundle_paths, launch_kwargs, set_torch_threads
 
 
 def _args() -> argparse.Namespace:
@@ -23,10 +23,13 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help=f"torch CPU threads (default: ${THREADS_ENV}, else one less than the usable cores)")
     return parser.parse_known_args()[0]  # tolerate extra arguments from hosting wrappers
 
 
 ARGS = _args()
+set_torch_threads(ARGS.threads)
 demo = build_demo(bundle_paths(ARGS.bundle), device=ARGS.device)
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from editgan_core.pipeline import EditGANPipeline, prepare_image
 from webapp import labels as lab
 from webapp.layout import EXAMPLES_DIR, PRECISE
 from webapp.session import Session, SessionBox
-from webapp.ui import build_demo, launch_kwargs
+from webapp.ui import build_demo, launch_kwargs, set_torch_threads
 
 
 def spin() -> None:
@@ -123,15 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bundle", default="checkpoints/faces64")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as the app sets them)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the app's policy)")
     parser.add_argument("--busy", type=int, default=0, help="processes spinning on a core meanwhile")
     parser.add_argument("--edit-steps", type=int, default=30)
     parser.add_argument("--embed-steps", type=int, default=100)
     parser.add_argument("--refine-steps", type=int, default=10)
     parser.add_argument("--only", choices=["edit", "embed", "refine"], action="append")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     spinners = [mp.Process(target=spin, daemon=True) for _ in range(args.busy)]
     for p in spinners:
         p.start()

@@ -21,6 +21,7 @@ from webapp.actions.view import ViewActions
 from webapp.outcomes import View
 from webapp.registry import ModelRegistry
 from webapp.session import Session, SessionBox
+from webapp.streaming import PREVIEW_EVERY_S
 
 INITIAL_SEED = 0  # the face every new session starts on
 SESSION_IDLE_S = 3 * 3600  # sessions unused this long are closed (history and temp folder dropped)
@@ -29,8 +30,9 @@ SESSION_IDLE_S = 3 * 3600  # sessions unused this long are closed (history and t
 class Studio(ImageActions, EditActions, ViewActions, HistoryActions):
     """The actions behind the page; one per app, sessions passed in."""
 
-    def __init__(self, registry: ModelRegistry, session_idle_s: float = SESSION_IDLE_S) -> None:
-        super().__init__(registry)
+    def __init__(self, registry: ModelRegistry, session_idle_s: float = SESSION_IDLE_S,
+                 preview_every_s: float = PREVIEW_EVERY_S) -> None:
+        super().__init__(registry, preview_every_s)
         self.session_idle_s = session_idle_s
         self._boxes: dict[int, SessionBox] = {}
         self._last_used: dict[int, float] = {}

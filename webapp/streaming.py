@@ -2,8 +2,9 @@
 
 The optimisation loops report through callbacks, while Gradio streams by iterating a generator: a
 worker thread and a queue connect the two. Previews are rendered by time, not per step: each one
-costs a generator forward plus a page update, and a fixed share of the steps would make a fast job
-pay for previews nobody has time to look at.
+costs a generator forward plus a page update of every output of the event (Gradio processes skipped
+outputs too), so a fixed share of the steps would make a fast job pay for pictures nobody has time
+to look at, and a slow one wait long between them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from editgan_core.optim import StepInfo
 from webapp.outcomes import Progress
 
-PREVIEW_EVERY_S = 0.5  # a new intermediate picture at most this often (the first step always shows one)
+PREVIEW_EVERY_S = 1.0  # an intermediate picture once the job has run this long, and again each time after
 
 R = TypeVar("R")
 
@@ -39,19 +40,19 @@ def stream_job(work: Callable[[Callable[[StepInfo], None]], R], preview: Callabl
                stop: threading.Event, preview_every_s: float = PREVIEW_EVERY_S) -> Generator[Progress, None, R]:
     """Run ``work(callback)`` in a worker thread, yield a ``Progress`` per step and ``return`` its result.
 
-    Use as ``result = yield from stream_job(...)``. The first step carries a preview (quick feedback
-    that the job runs), later ones one at most every ``preview_every_s``; the last step carries none,
-    since the result follows at once. If the consumer goes away (page closed, event cancelled),
-    ``stop`` is set so the loop ends too.
+    Use as ``result = yield from stream_job(...)``. A step carries a preview when ``preview_every_s``
+    have passed since the start or the last preview (0: every step); the last step carries none, since
+    the result follows at once. If the consumer goes away (page closed, event cancelled), ``stop`` is
+    set so the loop ends too.
     """
     q: queue.SimpleQueue = queue.SimpleQueue()
-    last_preview = -float("inf")
+    last_preview = time.monotonic()
 
     def callback(info: StepInfo) -> None:
         nonlocal last_preview
         now = time.monotonic()
         picture = None
-        if info.step < info.steps and (info.step == 1 or now - last_preview >= preview_every_s):
+        if info.step < info.steps and now - last_preview >= preview_every_s:
             picture, last_preview = preview(info.variable), now
         q.put(Progress(info.step, info.steps, info.loss, picture))
 

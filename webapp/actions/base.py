@@ -19,15 +19,20 @@ import torch
 from editgan_core.pipeline import EditGANPipeline, InputError
 from webapp.registry import ModelRegistry
 from webapp.session import Session, Step
+from webapp.streaming import PREVIEW_EVERY_S
 
 EDITOR_SIDE = 256  # small models are painted on an enlarged canvas, then read back per model pixel
 
 
 class StudioBase:
-    """The registry and a scratch folder for one app; sessions are passed in."""
+    """The registry and a scratch folder for one app; sessions are passed in.
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    ``preview_every_s``: how often long actions show an intermediate picture (0: every step).
+    """
+
+    def __init__(self, registry: ModelRegistry, preview_every_s: float = PREVIEW_EVERY_S) -> None:
         self.registry = registry
+        self.preview_every_s = preview_every_s
         # every session's folder lives in here, and all of it goes when the app object does (or at exit)
         self.workdir = Path(tempfile.mkdtemp(prefix="editgan-studio-"))
         weakref.finalize(self, shutil.rmtree, self.workdir, ignore_errors=True)

@@ -41,7 +41,7 @@ class EditActions(PaintActions):
         def preview(delta: torch.Tensor) -> np.ndarray:
             return pipe.render(base + delta.detach().cpu().reshape(base.shape), with_labels=False).image
 
-        result = yield from stream_job(work, preview, job)
+        result = yield from stream_job(work, preview, job, self.preview_every_s)
         if result.stopped:
             yield Notice(f"the edit stopped after {result.steps_done} of {steps} steps; kept the best result so far")
         step = session.history.push(Step("edit", f"edit ({self._class_names(pipe, result.class_ids)})",

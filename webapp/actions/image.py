@@ -47,7 +47,7 @@ class ImageActions(StudioBase):
         def preview(latent: torch.Tensor) -> np.ndarray:
             return pipe.render(latent.detach().cpu(), with_labels=False).image
 
-        result = yield from stream_job(work, preview, job)
+        result = yield from stream_job(work, preview, job, self.preview_every_s)
         if result.stopped:
             yield Notice(f"embedding stopped after {result.steps_done} of {steps} steps; kept the best result so far")
         step = Step("embed", f"embed ({result.steps_done} steps)", result.latent.detach().cpu(), result.render.image,

@@ -127,7 +127,7 @@ class VectorActions(StudioBase):
         def preview(delta: torch.Tensor) -> np.ndarray:
             return pipe.render(base + delta.detach().cpu().reshape(base.shape), with_labels=False).image
 
-        result = yield from stream_job(work, preview, job)
+        result = yield from stream_job(work, preview, job, self.preview_every_s)
         if result.stopped:
             yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
         names = " + ".join(f"{n}×{s:g}" for n, s in items)
