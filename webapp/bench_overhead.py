@@ -29,6 +29,8 @@ from webapp.layout import EXAMPLES_DIR, PRECISE
 from webapp.session import Session, SessionBox
 from webapp.ui import build_demo, launch_kwargs, set_torch_threads
 
+SETTLE_S = 0.5  # pause before each timed run
+
 
 def spin() -> None:
     while True:
@@ -43,23 +45,30 @@ def painted_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return edited
 
 
+Timing = tuple[list[float], list[float]]  # wall seconds, CPU seconds of this process (all its threads)
+
+
 def paired_s(app: Callable[[], object], core: Callable[[], object], repeats: int,
              before: Callable[[], object] | None = None, after: Callable[[], object] | None = None
-             ) -> tuple[list[float], list[float]]:
-    """Seconds of ``app`` and ``core``, run in turn ``repeats`` times after one warm-up of each.
+             ) -> tuple[Timing, Timing]:
+    """Wall and CPU seconds of ``app`` and ``core``, run in turn ``repeats`` times after one warm-up of each.
 
-    Taking them in pairs lets a shared machine's load hit both alike; ``before``/``after`` (setting
-    the app's session up and back) are not timed.
+    Taking them in pairs lets a shared machine's load hit both alike, and CPU time (server, client
+    and optimisation threads together) is what the work costs whatever else runs; ``before``/``after``
+    (setting the app's session up and back) are not timed, and each run starts once the server has
+    finished its own bookkeeping of the previous request.
     """
-    times: tuple[list[float], list[float]] = ([], [])
+    times: tuple[Timing, Timing] = (([], []), ([], []))
     for i in range(repeats + 1):  # the warm-up pays first-call allocations and caches, not what a user waits for
-        for fn, out, is_app in ((app, times[0], True), (core, times[1], False)):
+        for fn, (wall, cpu), is_app in ((app, times[0], True), (core, times[1], False)):
             if is_app and before is not None:
                 before()
-            started = time.perf_counter()
+            time.sleep(SETTLE_S)
+            started, started_cpu = time.perf_counter(), time.process_time()
             fn()
             if i:
-                out.append(time.perf_counter() - started)
+                wall.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - started_cpu)
             if is_app and after is not None:
                 after()
     return times
@@ -97,7 +106,7 @@ class Bench:
     def api(self, *args: object, api_name: str) -> None:
         self.client.submit(*args, api_name=api_name).result()
 
-    def timings(self, action: str, steps: int, repeats: int) -> tuple[list[float], list[float]]:
+    def timings(self, action: str, steps: int, repeats: int) -> tuple[Timing, Timing]:
         """Seconds of ``repeats`` runs through the app and in process, in pairs."""
         self.api(0, 0.7, api_name="/sample")  # the client's session on the same face as ``self.latent``
         pipe, undo = self.pipe, lambda: self.api(0.5, api_name="/undo")
@@ -112,10 +121,13 @@ class Bench:
                         before=lambda: self.api(self.vector.name, "1.0", 0.5, api_name="/apply_vectors"), after=undo)
 
 
-def report(label: str, app: list[float], core: list[float]) -> str:
+def report(label: str, app: Timing, core: Timing) -> str:
     """Medians, and the median of the pairs' overheads (robust to load that changes between pairs)."""
-    overhead = statistics.median(100 * (a - c) / c for a, c in zip(app, core, strict=True))
-    return f"{label:<18}{statistics.median(app):8.3f}{statistics.median(core):8.3f}{overhead:9.0f}%"
+    columns = []
+    for a, c in zip(app, core, strict=True):
+        overhead = statistics.median(100 * (x - y) / y for x, y in zip(a, c, strict=True))
+        columns.append(f"{statistics.median(a):8.3f}{statistics.median(c):8.3f}{overhead:9.0f}%")
+    return f"{label:<18}" + "   ".join(columns)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"bundle {bench.pipe.bundle.id} · device {bench.pipe.device} · torch threads "
                   f"{torch.get_num_threads()} · busy processes {args.busy} · repeats {args.repeats} · "
                   f"start-up {bench.startup_s:.2f} s")
-            print(f"{'action':<18}{'app s':>8}{'core s':>8}{'overhead':>10}")
+            print(f"{'':<18}{'wall time':^26}   {'CPU time':^26}\n{'action':<18}"
+                  + f"{'app s':>8}{'core s':>8}{'overhead':>10}" * 2)
             steps = {"edit": args.edit_steps, "embed": args.embed_steps, "refine": args.refine_steps}
             for action in args.only or ["edit", "embed", "refine"]:
                 app, core = bench.timings(action, steps[action], args.repeats)
