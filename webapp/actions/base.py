@@ -9,11 +9,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from editgan_core.pipeline import EditGANPipeline, InputError
@@ -65,6 +66,10 @@ class StudioBase:
     def _require_labelled(self, session: Session) -> Step:
         self._require_current(session)
         return self.current_with_labels(session)
+
+    def _delta_preview(self, pipe: EditGANPipeline, base: torch.Tensor) -> Callable[[torch.Tensor], np.ndarray]:
+        """Intermediate pictures of an edit's δw+ on ``base`` (what ``stream_job`` shows)."""
+        return lambda delta: pipe.render(base + delta.detach().cpu().reshape(base.shape), with_labels=False).image
 
     def _class_names(self, pipe: EditGANPipeline, ids: Sequence[int]) -> str:
         names = {c.id: c.name for c in pipe.bundle.classes}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
-import torch
 
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditResult, InputError
@@ -38,10 +37,7 @@ class EditActions(PaintActions):
         def work(callback: Callable[[StepInfo], None]) -> EditResult:
             return pipe.learn_edit(base, paint.labels, steps=steps, callback=callback, should_stop=job.is_set)
 
-        def preview(delta: torch.Tensor) -> np.ndarray:
-            return pipe.render(base + delta.detach().cpu().reshape(base.shape), with_labels=False).image
-
-        result = yield from stream_job(work, preview, job, self.preview_every_s)
+        result = yield from stream_job(work, self._delta_preview(pipe, base), job, self.preview_every_s)
         if result.stopped:
             yield Notice(f"the edit stopped after {result.steps_done} of {steps} steps; kept the best result so far")
         step = session.history.push(Step("edit", f"edit ({self._class_names(pipe, result.class_ids)})",

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditResult, InputError
@@ -124,10 +123,7 @@ class VectorActions(StudioBase):
         def work(callback: Callable[[StepInfo], None]) -> EditResult:
             return pipe.refine(base, vectors, steps=steps, callback=callback, should_stop=job.is_set)
 
-        def preview(delta: torch.Tensor) -> np.ndarray:
-            return pipe.render(base + delta.detach().cpu().reshape(base.shape), with_labels=False).image
-
-        result = yield from stream_job(work, preview, job, self.preview_every_s)
+        result = yield from stream_job(work, self._delta_preview(pipe, base), job, self.preview_every_s)
         if result.stopped:
             yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
         names = " + ".join(f"{n}×{s:g}" for n, s in items)
