@@ -42,11 +42,15 @@ DEFAULT_JUDGE = Path(__file__).resolve().parents[1] / "checkpoints" / "attribute
 
 
 def median_time(fn, repeats: int = 5) -> float:
+    """Median seconds of ``fn()`` after one warm-up call; waits for queued GPU work inside each timing."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
     fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -102,7 +106,8 @@ def attribute_spread(pipeline: EditGANPipeline, judge, domain, attribute: str,
     return float(np.std(samples)), float(np.std(renders))
 
 
-def timing_report(pipeline: EditGANPipeline, vector, repeats: int = 5, long_repeats: int = 3) -> dict[str, float]:
+def timing_report(pipeline: EditGANPipeline, vector, repeats: int = 5, long_repeats: int = 3,
+                  rounds: int = 9, refine_steps: int = 30, edit_steps: int = 100) -> dict[str, float]:
     """Seconds for the interactive operations on one face, next to one generator forward.
 
     The long operations are timed ``long_repeats`` times too: single runs on a shared 2-core box
@@ -125,9 +130,11 @@ def timing_report(pipeline: EditGANPipeline, vector, repeats: int = 5, long_repe
         pipeline.render(pipeline.apply(latent, [(vector, 1.0)]))
 
     report = {"apply_and_render": median_time(apply_and_render, repeats)}
-    report["refine_30"] = median_time(lambda: pipeline.refine(latent, [(vector, 1.0)], steps=30), long_repeats)
-    report["learn_edit_100"] = median_time(lambda: pipeline.learn_edit(latent, painted, steps=100), long_repeats)
-    step, forward_time, ratio = edit_step_ratio(pipeline, latent, painted, forward)
+    report[f"refine_{refine_steps}"] = median_time(lambda: pipeline.refine(latent, [(vector, 1.0)], steps=refine_steps),
+                                                   long_repeats)
+    report[f"learn_edit_{edit_steps}"] = median_time(lambda: pipeline.learn_edit(latent, painted, steps=edit_steps),
+                                                     long_repeats)
+    step, forward_time, ratio = edit_step_ratio(pipeline, latent, painted, forward, rounds=rounds)
     report.update(generator_forward=forward_time, edit_step=step, edit_step_over_forward=ratio)
     return report
 
