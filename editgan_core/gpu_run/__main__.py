@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     dry = getattr(args, "dry_run", False)
     total = args.total or (plan.DRY_TOTAL_S if dry else plan.DEFAULT_TOTAL_S)
     if args.command == "prepare":
-        done = plan.prepare(args.fixtures, total, forwarded(args))
+        try:
+            done = plan.prepare(args.fixtures, total, forwarded(args))
+        except (OSError, RuntimeError) as exc:
+            print(f"prepare: {exc}", file=sys.stderr)
+            return 2
         for line in plan.describe(total, dry=False):
             print(line)
         size = done["travelling_bytes"]

@@ -151,7 +151,7 @@ def prepare(source: Path, total_s: float, extra_args: list[str], repo: Path = RE
     """Copy the needed fixtures into the carried folder; return the device call and what travels."""
     if not source.is_dir():
         raise FileNotFoundError(f"no fixtures at {source} (set EDITGAN_FIXTURES or pass --fixtures)")
-    ignored = subprocess.run(["git", "check-ignore", "-q", CARRY_DIR], cwd=repo).returncode == 0
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"{CARRY_DIR}/"], cwd=repo).returncode == 0
     if not ignored:
         raise RuntimeError(f"{CARRY_DIR}/ is not git-ignored here: it would travel twice and count twice")
     target = repo / FIXTURES_DIR

@@ -60,6 +60,20 @@ def merge_junit(target: Path, part: Path, suite: str) -> dict[str, int]:
     return counts
 
 
+def headline(record: dict) -> dict:
+    """The few figures of a phase's record worth a line in the output tail."""
+    result = record.get("result") or {}
+    if "junit" in record:
+        return record["junit"] or {"junit": None, "lines": record.get("outcome_lines")}
+    if "saves" in result:
+        last = result["saves"][-1] if result["saves"] else {}
+        return {k: result[k] for k in ("images_seen", "images_per_s", "device", "ops")} | {"shards": last.get("shards")}
+    if "machine" in result:
+        keys = ("built", "wall_s", "errors", "reason")
+        return {"gpu": result["machine"].get("gpu")} | {k: result.get(k) for k in keys}
+    return result
+
+
 class Log:
     """One log file for the whole run (capped), echoed to stdout for the device tool's output tail."""
 
@@ -247,9 +261,8 @@ class Runner:
         self.summary["out_check"] = plan.check_out(self.out)
         self.write_summary()
         for name, record in self.summary["phases"].items():
-            extra = record.get("junit") or record.get("result") or ""
             self.log.line(f"{name:<11} {record.get('status', '?'):<8} {record.get('elapsed_s', 0):>6} s "
-                          f"of {record.get('budget_s', 0):>4} s  {json.dumps(extra)[:300]}")
+                          f"of {record.get('budget_s', 0):>4} s  {json.dumps(headline(record))[:300]}")
         check = self.summary["out_check"]
         self.log.line(f"$OUT: {len(check['files'])} files, {check['total_bytes'] / 2**20:.1f} MiB, "
                       f"{'within the limits' if check['ok'] else 'PROBLEMS: ' + '; '.join(check['problems'])}")
