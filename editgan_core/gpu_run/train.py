@@ -98,19 +98,33 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--resume continues a run with its own settings; give no train.gan arguments with it")
     run_dir = args.work / ("train32" if args.dry_run else "train128")
     cfg = config(args, run_dir)
-    margin = DRY_FINAL_SAVE_S if args.dry_run else FINAL_SAVE_S
     cfg.kimg = 1e9  # the deadline ends the run
     cfg.ckpt_every = 10**9  # checkpoints by time only
     cfg.ckpt_minutes = args.ckpt_minutes or (0.05 if args.dry_run else 1.0)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     shard_bytes = int((args.shard_mib or (0.5 if args.dry_run else 16)) * 2**20)
-    trainer = ShardingTrainer(cfg, args.out, args.max_shards, shard_bytes, args.result)
-    cfg.minutes = max(0.01, (args.deadline - margin - time.time()) / 60)
-    print(f"training {cfg.size} px on {trainer.device} for {cfg.minutes:.2f} min from {trainer.images_seen} images, "
-          f"checkpoint and shards every {cfg.ckpt_minutes:g} min", flush=True)
-    trainer.train()
+    stop_by = args.deadline - (DRY_FINAL_SAVE_S if args.dry_run else FINAL_SAVE_S)
+    try:
+        train_until(cfg, stop_by, args.out, args.max_shards, shard_bytes, args.result)
+    except RuntimeError as exc:  # a CUDA-op failure must not cost the rest of the training minutes
+        if os.environ.get("EDITGAN_OPS") == "native" or not torch.cuda.is_available():
+            raise
+        print(f"training with the CUDA ops failed ({exc}); continuing from the last checkpoint with the native "
+              f"ops", flush=True)
+        os.environ["EDITGAN_OPS"] = "native"
+        train_until(cfg, stop_by, args.out, args.max_shards, shard_bytes, args.result)
 
+
+def train_until(cfg: gan.TrainConfig, stop_by: float, out: Path, max_shards: int, shard_bytes: int,
+                result: Path) -> None:
+    """Train (resuming from the run folder's checkpoint, if any) until ``stop_by`` (epoch seconds)."""
+    trainer = ShardingTrainer(cfg, out, max_shards, shard_bytes, result)
+    cfg.minutes = max(0.01, (stop_by - time.time()) / 60)
+    print(f"training {cfg.size} px on {trainer.device} (ops {os.environ.get('EDITGAN_OPS', 'auto')}) for "
+          f"{cfg.minutes:.2f} min from {trainer.images_seen} images, checkpoint and shards every "
+          f"{cfg.ckpt_minutes:g} min", flush=True)
+    trainer.train()
 
 if __name__ == "__main__":
     main()
