@@ -1,4 +1,4 @@
-"""Batch editing from the command line.
+"""Batch editing and model bundles from the command line.
 
     python -m editgan_core apply --bundle checkpoints/faces64 --vector smile=1.0 --vector look_left=0.5 \\
         --refine 30 IN_DIR OUT_DIR
@@ -6,7 +6,8 @@
 Every image in IN_DIR is embedded, edited with the given vectors (bundle presets, vectors in
 ``--library``, or paths to vector files) and optionally refined; OUT_DIR receives NAME.png and
 NAME.latent.safetensors. Finished outputs are skipped, so an interrupted run resumes; unreadable
-images are reported and skipped.
+images are reported and skipped. ``python -m editgan_core bundle ...`` creates and grows model bundles
+(see ``editgan_core.bundle_cli``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from editgan_core import bundle_cli
 from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.train.data import IMAGE_SUFFIXES
 from editgan_core.utils import atomic_write
@@ -93,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     apply.add_argument("--embed-steps", type=int, default=100)
     apply.add_argument("--refine", type=int, default=0, help="self-supervised refinement steps (0 = instant)")
     apply.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    bundle_cli.register(sub)
     args = parser.parse_args(argv)
+    if args.command == "bundle":
+        return bundle_cli.run(args)
     if not args.in_dir.is_dir():
         parser.error(f"{args.in_dir} is not a folder")
     pipeline = EditGANPipeline.from_pretrained(args.bundle, device=args.device)

@@ -1,4 +1,4 @@
-"""Assemble the shipped demo bundle from a GAN run: generator, encoder, segmenter, presets, preview.
+"""Assemble the shipped demo bundle from a GAN run: generator, encoder, segmenter, presets, preview, card.
 
     python -m editgan_core.train.demo_bundle --run runs/faces64 --out checkpoints/faces64 \\
         --encoder-run runs/enc64 --encoder-kimg 10 --eval 100
@@ -15,24 +15,12 @@ import argparse
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from editgan_core import bundle as bundle_mod
+from editgan_core.bundle_build import preview_grid
 from editgan_core.domains import get_domain
 from editgan_core.train import presets
-from editgan_core.utils import save_image_grid
-
-
-def preview_grid(bundle_dir: Path, count: int = 8) -> Path:
-    """Samples (top row) and their predicted segmentations (bottom row) for the README."""
-    from editgan_core.pipeline import EditGANPipeline
-
-    pipeline = EditGANPipeline.from_pretrained(bundle_dir, lpips=False)
-    renders = [pipeline.render(pipeline.sample_latent(seed)) for seed in range(count)]
-    palette = pipeline.bundle.palette
-    rows = [r.image for r in renders] + [palette[r.labels] if r.labels is not None else r.image for r in renders]
-    return save_image_grid(np.stack(rows), bundle_dir / "samples.png", nrow=count)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,8 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), "--steps", str(args.preset_steps),
                   *threads])
 
-    print("[5/5] preview grid")
-    print(f"wrote {preview_grid(args.out)}")
+    print("[5/5] preview grid and model card")
+    print(f"wrote {preview_grid(args.out)} and {bundle_mod.Bundle.load(args.out).write_model_card()}")
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         path = save_vector(vector, pipeline.bundle.vectors_dir / f"{spec.name}.safetensors")
         tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, region IoU {vector.extra['region_iou']:.3f}, "
                    f"change outside {vector.extra['change_outside']:.4f} -> {path}")
+    pipeline.bundle.write_model_card()  # the card lists the presets
 
 
 if __name__ == "__main__":
