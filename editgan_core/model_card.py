@@ -9,7 +9,6 @@ marker survives regeneration.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +26,15 @@ COMPONENTS = (("generator", "generator"), ("encoder", "encoder"), ("segmenter", 
 MAX_PRESETS_LISTED = 200
 
 # How a component entry's provenance keys read in the card; unknown keys are shown as "key: value".
-DETAILS: dict[str, Callable[[Any], str]] = {
-    "images_seen": lambda v: f"{int(v) / 1000:.0f} k images seen in training" if int(v) else "",
-    "parameters": lambda v: f"{int(v) / 1e6:.2f} M parameters",
-    "trained": lambda v: f"trained {v}",
-    "kimg": lambda v: f"{float(v):g} kimg of training",
-    "images": lambda v: f"trained on {v} images",
-    "real_images": lambda v: f"real images: {v}",
-    "annotations": lambda v: f"trained on {v} annotated images",
-    "members": lambda v: f"{v}-member ensemble",
-    "class_balance": lambda v: f"class balance {v}",
-    "embed_psnr": lambda v: f"annotations embedded at {float(v):.1f} dB PSNR",
-    "eval_miou": lambda v: f"held-out mIoU {float(v):.3f}",
-    "check_psnr": lambda v: f"encoder-only {float(v):.1f} dB PSNR on generator samples",
-    "mean_latent_psnr": lambda v: f"average latent {float(v):.1f} dB",
-    "source_file": lambda v: f"from {v}",
-    "note": str,
+DETAILS = {
+    "trained": "trained {}", "kimg": "{:g} kimg of training", "images": "trained on {} images",
+    "real_images": "real images: {}", "annotations": "trained on {} annotated images",
+    "members": "{}-member ensemble", "class_balance": "class balance {}",
+    "embed_psnr": "annotations embedded at {:.1f} dB PSNR", "eval_miou": "held-out mIoU {:.3f}",
+    "check_psnr": "encoder-only {:.1f} dB PSNR on generator samples", "mean_latent_psnr": "average latent {:.1f} dB",
+    "source_file": "from {}", "note": "{}",
 }
+SCALED_DETAILS = {"images_seen": (1000, "{:.0f} k images seen in training"), "parameters": (1e6, "{:.2f} M parameters")}
 SKIPPED_KEYS = {"file"}
 
 
@@ -58,7 +49,11 @@ def describe_entry(entry: dict) -> str:
         if key in SKIPPED_KEYS or value in (None, ""):
             continue
         try:
-            text = DETAILS[key](value) if key in DETAILS else f"{key}: {value}"
+            if key in SCALED_DETAILS:
+                scale, template = SCALED_DETAILS[key]
+                text = template.format(float(value) / scale) if value else ""
+            else:
+                text = DETAILS.get(key, key + ": {}").format(value)
         except (TypeError, ValueError):
             text = f"{key}: {value}"
         if text:
