@@ -44,6 +44,7 @@ from editgan_core.models.checkpoint import (
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.stylegan2 import Discriminator, Generator
+from editgan_core.pipeline import EditGANPipeline
 from editgan_core.utils import atomic_write, save_image_grid
 from editgan_core.vectors import EditVector, VectorError, import_npy, load_vector, sanitize_name, save_vector
 
@@ -187,16 +188,14 @@ def _check_round_trip(path: Path, generator: Generator) -> None:
 
 def preview_grid(bundle_dir: Path, count: int = 8, max_side: int = 256) -> Path:
     """Samples (top row) and, when the bundle can segment, their label maps (bottom row): the card's picture."""
-    from editgan_core.pipeline import EditGANPipeline
-
     pipeline = EditGANPipeline.from_pretrained(bundle_dir, lpips=False)
     renders = [pipeline.render(pipeline.sample_latent(seed)) for seed in range(count)]
-    rows = [r.image for r in renders]
+    rows = [(r.image, Image.Resampling.LANCZOS) for r in renders]
     if pipeline.can_segment:
-        rows += [pipeline.bundle.palette[r.labels] for r in renders]
-    if rows[0].shape[0] > max_side:
-        rows = [np.asarray(Image.fromarray(r).resize((max_side, max_side), Image.Resampling.LANCZOS)) for r in rows]
-    return save_image_grid(np.stack(rows), bundle_dir / SAMPLES_FILE, nrow=count)
+        rows += [(pipeline.bundle.palette[r.labels], Image.Resampling.NEAREST) for r in renders]
+    if renders[0].image.shape[0] > max_side:
+        rows = [(np.asarray(Image.fromarray(im).resize((max_side, max_side), how)), how) for im, how in rows]
+    return save_image_grid(np.stack([im for im, _ in rows]), bundle_dir / SAMPLES_FILE, nrow=count)
 
 
 def create_bundle(generator_file: str | Path, spec: ClassSpec, out: str | Path, *, bundle_id: str | None = None,

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from editgan_core import bundle as bundle_mod
@@ -213,6 +214,8 @@ def test_add_segmenter_checks_feature_widths_and_classes(created, tmp_path):
     pipe = EditGANPipeline.from_pretrained(grown.root, device="cpu", lpips=False)
     assert pipe.capabilities.can_learn_edits
     assert pipe.render(pipe.sample_latent(0)).labels.shape == (64, 64)
+    grid = bundle_build.preview_grid(grown.root, count=3, max_side=32)  # samples, then their label maps
+    assert Image.open(grid).size == (3 * 34 + 2, 2 * 34 + 2)
 
 
 def test_add_discriminator_checks_resolution_and_widths(created, tmp_path):
