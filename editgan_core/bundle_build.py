@@ -36,6 +36,11 @@ from editgan_core.losses import psnr
 from editgan_core.model_card import SAMPLES_FILE, display_path, write_card
 from editgan_core.models.checkpoint import (
     CheckpointError,
+    ImportedCheckpoint,
+    detect_format,
+    discriminator_config,
+    generator_config,
+    import_checkpoint,
     load_checked,
     load_generator,
     read_torch_file,
@@ -50,12 +55,9 @@ from editgan_core.vectors import EditVector, VectorError, import_npy, load_vecto
 
 log = logging.getLogger(__name__)
 
-MAX_GENERATOR_BYTES = 4 * 2**30  # config-f snapshots with D and G_ema are ~0.4 GB
 MAX_HISTORY = 100
 ENCODER_MARGIN_DB = 1.0  # a trained encoder beats the average latent by far more (demo: 26.8 vs 17.5 dB)
 BUNDLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-SOURCE_FORMATS = {".pkl": "NVlabs pickle", ".pt": "PyTorch checkpoint", ".pth": "PyTorch checkpoint",
-                  ".safetensors": "safetensors"}
 # What reading an untrusted model file can raise; each becomes a BundleError naming the file.
 READ_ERRORS = (CheckpointError, SafetensorError, ValueError, TypeError, KeyError, OSError, RuntimeError, EOFError,
                pickle.UnpicklingError)
@@ -110,38 +112,22 @@ def _verb(bundle: Bundle, component: str) -> str:
 # -- create ------------------------------------------------------------------------------------
 
 
-def generator_config(generator: Generator) -> dict:
-    """Constructor arguments of a loaded generator, stored in its safetensors metadata."""
-    return {"size": generator.size, "style_dim": generator.style_dim, "n_mlp": len(generator.style) - 1,
-            "channels": {str(r): c for r, c in generator.channels.items() if r <= generator.size},
-            "lr_mlp": float(generator.style[1].lr_mul)}
-
-
-def read_generator(source: str | Path) -> tuple[Path, Generator]:
-    """The generator file (a folder's generator, or the file itself) and its generator, or a BundleError."""
+def read_generator(source: str | Path) -> tuple[Path, ImportedCheckpoint]:
+    """The generator file (a folder's generator, or the file itself) and what it holds, or a BundleError."""
     try:
         path = resolve_generator_file(source)
-    except CheckpointError as exc:
-        raise BundleError(str(exc)) from exc
-    size = path.stat().st_size
-    if size > MAX_GENERATOR_BYTES:
-        raise BundleError(f"{path.name} is {size / 2**30:.1f} GiB; a StyleGAN2 checkpoint is below "
-                          f"{MAX_GENERATOR_BYTES // 2**30} GiB")
-    try:
-        generator, _ = load_generator(path)
+        return path, import_checkpoint(path)
     except READ_ERRORS as exc:
-        raise BundleError(f"{path.name} is not a usable StyleGAN2 generator: {exc}") from exc
-    return path, generator
+        raise BundleError(f"{Path(source).name} is not a usable StyleGAN2 generator: {exc}") from exc
 
 
-def source_info(path: Path, license_text: str | None, url: str | None) -> dict:
+def source_info(path: Path, source_format: str, license_text: str | None, url: str | None) -> dict:
     """Where the generator came from, for the card: file name, format, size, sha256, URL and licence."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(2**22), b""):
             digest.update(block)
-    info = {"file": path.name, "format": SOURCE_FORMATS.get(path.suffix.lower(), path.suffix or "unknown"),
-            "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    info = {"file": path.name, "format": source_format, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
     info.update({k: v for k, v in (("url", url), ("license", license_text)) if v})
     return info
 
@@ -182,8 +168,16 @@ def _swap_in(stage: Path, out: Path) -> None:
 def _check_round_trip(path: Path, generator: Generator) -> None:
     written, _ = load_generator(path)
     theirs = written.state_dict()
-    if any(not torch.equal(v, theirs[k]) for k, v in generator.state_dict().items()):
+    if (generator_config(written) != generator_config(generator)
+            or any(not torch.equal(v, theirs[k]) for k, v in generator.state_dict().items())):
         raise BundleError(f"{path.name} does not read back identically to the source generator")
+
+
+def save_discriminator(disc: Discriminator, path: Path, source: str) -> Path:
+    """Weights plus the constructor config (JSON under "config"), as ``read_discriminator`` reads them back."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in disc.state_dict().items()}
+    meta = {"config": json.dumps(discriminator_config(disc)), "source": source}
+    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
 
 
 def preview_grid(bundle_dir: Path, count: int = 8, max_side: int = 256) -> Path:
@@ -207,21 +201,29 @@ def create_bundle(generator_file: str | Path, spec: ClassSpec, out: str | Path, 
     _check_target(out, bundle_id, force)
     if not 0 <= samples <= 32:
         raise BundleError(f"samples must be 0-32, got {samples}")
-    path, generator = read_generator(generator_file)
+    path, imported = read_generator(generator_file)
+    generator, disc = imported.generator, imported.discriminator
     manifest = {
         "id": bundle_id, "title": title or bundle_id, "domain": None, "resolution": generator.size,
         "latent_shape": [generator.n_latent, generator.style_dim],
         "generator": {"file": "generator.safetensors", "source_file": path.name,
                       "parameters": sum(p.numel() for p in generator.parameters())},
-        "source": source_info(path, license_text, source_url), **spec.manifest_entries(), "vectors_dir": "vectors",
+        "source": source_info(path, imported.source_format, license_text, source_url), **spec.manifest_entries(),
+        "vectors_dir": "vectors",
     }
-    add_history(manifest, f"created from {path.name} ({len(spec.classes)} classes)")
+    if disc is not None:
+        manifest["discriminator"] = {"file": "discriminator.safetensors", "source_file": path.name,
+                                     "note": "lets training continue: train.gan --init"}
+    add_history(manifest, f"created from {path.name} ({len(spec.classes)} classes"
+                          f"{', with its discriminator' if disc is not None else ''})")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         os.chmod(stage, 0o755)  # mkdtemp makes private folders; bundles are meant to be shared
         save_generator(generator, stage / "generator.safetensors", generator_config(generator), {"source": path.name})
         _check_round_trip(stage / "generator.safetensors", generator)
+        if disc is not None:
+            save_discriminator(disc, stage / "discriminator.safetensors", path.name)
         (stage / "vectors").mkdir()
         write_manifest(stage, manifest)
         if samples:
@@ -329,15 +331,33 @@ def add_segmenter(bundle: str | Path | Bundle, files: Sequence[str | Path], *, f
 # -- discriminator -----------------------------------------------------------------------------
 
 
-def _read_state(path: Path, key: str) -> dict[str, torch.Tensor]:
-    """A state dict from safetensors, a plain ``.pt`` state dict, or the ``key`` entry of a training checkpoint."""
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    obj = read_torch_file(path)
-    state = obj.get(key, obj)
+def read_discriminator(path: Path, generator: Generator) -> Discriminator:
+    """A discriminator from a snapshot or training checkpoint (converted by the importer), or a state dict.
+
+    A bare state dict is built with its file's stored config, else with the generator's widths and clamp.
+    """
+    kind = detect_format(path)
+    obj = read_torch_file(path) if kind == "torch" else {}
+    if kind == "pickle" or "g_ema" in obj:
+        disc = import_checkpoint(path).discriminator
+        if disc is None:
+            raise BundleError(f"{path.name} holds no discriminator")
+        return disc
+    if kind == "safetensors":
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            config = json.loads((f.metadata() or {}).get("config", "null"))
+    else:
+        state, config = obj.get("d", obj), None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BundleError(f"{path.name} holds no '{key}' state dict of tensors (top-level keys: {sorted(obj)[:8]})")
-    return state
+        raise BundleError(f"{path.name} holds no discriminator state dict of tensors")
+    if config is None:
+        config = {"size": generator.size, "channels": generator.channels,
+                  "conv_clamp": generator_config(generator)["conv_clamp"]}
+    config["channels"] = {int(k): int(v) for k, v in config["channels"].items()}
+    disc = Discriminator(**config)
+    load_checked(disc, state, f"discriminator {path.name}")
+    return disc
 
 
 def add_discriminator(bundle: str | Path | Bundle, file: str | Path, *, force: bool = False) -> Bundle:
@@ -345,21 +365,20 @@ def add_discriminator(bundle: str | Path | Bundle, file: str | Path, *, force: b
     bundle = _open(bundle)
     _refuse_replace(bundle, "discriminator", force)
     path = _input_file(file, "discriminator")
-    try:
-        state = _read_state(path, "d")
-    except READ_ERRORS as exc:
-        raise BundleError(f"{path.name} is not a readable discriminator: {exc}") from exc
     generator = bundle.load_generator()
-    disc = Discriminator(generator.size, channels=generator.channels)
+    widths = {r: c for r, c in generator.channels.items() if r <= generator.size}
+    needs = (f"bundle '{bundle.id}' needs one matching its {generator.size}-px generator's resolution and "
+             f"widths {widths}")
     try:
-        load_checked(disc, state, f"discriminator {path.name}")
-    except CheckpointError as exc:
-        raise BundleError(f"{exc}. A discriminator must match the generator's resolution ({generator.size} px) and "
-                          "channel widths") from exc
+        disc = read_discriminator(path, generator)
+    except READ_ERRORS as exc:
+        raise BundleError(f"{path.name} is not a usable discriminator ({needs}): {exc}") from exc
+    found = discriminator_config(disc)
+    if found["size"] != generator.size or found["channels"] != widths:
+        raise BundleError(f"{path.name} is a {found['size']}-px discriminator with widths {found['channels']}, but "
+                          f"{needs}")
     verb = _verb(bundle, "discriminator")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in disc.state_dict().items()}
-    atomic_write(bundle.root / "discriminator.safetensors",
-                 lambda p: save_file(tensors, str(p), metadata={"source": path.name}))
+    save_discriminator(disc, bundle.root / "discriminator.safetensors", path.name)
     entry = {"file": "discriminator.safetensors", "note": "lets training continue: train.gan --init",
              "source_file": path.name}
     return _commit(bundle, "discriminator", entry, f"discriminator {verb} from {path.name}")

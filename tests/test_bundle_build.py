@@ -69,16 +69,21 @@ def test_created_bundle_samples_embeds_and_applies_without_encoder_or_segmenter(
         pipe.learn_edit(embedded.latent, np.zeros((64, 64), np.uint8))
 
 
-@pytest.mark.parametrize("name", ["rosinality_trainpy_g64.pt", "nvlabs_ada_g64.pkl"])
-@pytest.mark.xfail(raises=BundleError, strict=True,
-                   reason="these formats are read by the importer branch (issue 19, wip/import); remove on merge")
-def test_other_formats_become_bundles_too(tmp_path, shared_fixtures, name):
-    bundle = bundle_build.create_bundle(shared_fixtures / name, FACES, tmp_path / "b", samples=0)
+@pytest.mark.parametrize("name, has_d", [("rosinality_trainpy_g64.pt", False), ("nvlabs_ada_g64.pkl", True)])
+def test_other_formats_become_bundles_too(tmp_path, shared_fixtures, name, has_d):
+    source = shared_fixtures / name
+    bundle = bundle_build.create_bundle(source, FACES, tmp_path / "b", samples=0)
+    imported = bundle_build.import_checkpoint(source)
     pipe = EditGANPipeline.from_pretrained(bundle.root, device="cpu", lpips=False)
-    latent = pipe.embed(pipe.render(pipe.sample_latent(0)).image, steps=2).latent
+    latent = pipe.sample_latent(0)
+    with torch.no_grad():  # the bundle renders exactly what the imported generator renders (conv_clamp kept)
+        expected = imported.generator.synthesis(latent, noise=pipe.noise).image
+    assert torch.equal(pipe.generator.synthesis(latent, noise=pipe.noise).image, expected)
+    embedded = pipe.embed(pipe.render(latent).image, steps=2).latent
     delta = torch.randn(pipe.latent_shape)
-    assert torch.allclose(pipe.apply(latent, [(delta, 1.0)]), latent + delta)
-    assert name in bundle.model_card()
+    assert torch.allclose(pipe.apply(embedded, [(delta, 1.0)]), embedded + delta)
+    assert bundle.has("discriminator") == has_d and pipe.capabilities.has_discriminator == has_d
+    assert name in bundle.model_card() and imported.source_format in bundle.model_card()
 
 
 def test_generator_is_stored_exactly_and_the_card_names_source_and_licence(created, source):
@@ -218,11 +223,13 @@ def test_add_segmenter_checks_feature_widths_and_classes(created, tmp_path):
     assert Image.open(grid).size == (3 * 34 + 2, 2 * 34 + 2)
 
 
-def test_add_discriminator_checks_resolution_and_widths(created, tmp_path):
+def test_add_discriminator_checks_resolution_and_widths(created, tmp_path, shared_fixtures):
     generator = created.load_generator()
     save_file(Discriminator(32, channels=generator.channels).state_dict(), str(tmp_path / "d32.safetensors"))
-    with pytest.raises(BundleError, match="resolution \\(64 px\\)"):
+    with pytest.raises(BundleError, match="needs one matching its 64-px generator's resolution"):
         add_discriminator(created, tmp_path / "d32.safetensors")
+    with pytest.raises(BundleError, match=r"64-px discriminator with widths \{4: 64, 8: 64, 16: 64, 32: 64, 64: 32"):
+        add_discriminator(created, shared_fixtures / "nvlabs_ada_g64.pkl")  # converted, but another generator's
     torch.save({"d": Discriminator(64, channels=generator.channels).state_dict(), "args": 1}, tmp_path / "ck.pt")
     grown = add_discriminator(created, tmp_path / "ck.pt")
     assert grown.has("discriminator") and (grown.root / "discriminator.safetensors").is_file()
