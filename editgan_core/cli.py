@@ -21,8 +21,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from editgan_core.pipeline import EditGANPipeline, InputError
-from editgan_core.train.data import IMAGE_SUFFIXES
-from editgan_core.utils import atomic_write
+from editgan_core.utils import IMAGE_SUFFIXES, atomic_write
 from editgan_core.vectors import EditVector, VectorError, VectorLibrary, load_vector
 
 

@@ -113,7 +113,7 @@ def extract_features(net: AttributeNet, make_batch: Callable[[int, int], torch.T
 
 def rendered_batches(domain_name: str, size: int, first_seed: int) -> Callable[[int, int], torch.Tensor]:
     from editgan_core.domains import get_domain
-    from editgan_core.train.data import to_tensor
+    from editgan_core.utils import to_tensor
 
     domain = get_domain(domain_name)
     return lambda start, count: to_tensor(domain.render_batch(range(first_seed + start, first_seed + start + count),

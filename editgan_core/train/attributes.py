@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from editgan_core.domains import get_domain
 from editgan_core.models.attribute_net import AttributeNet
-from editgan_core.train.data import TRAIN_SEED_BASE, to_tensor
+from editgan_core.train.data import TRAIN_SEED_BASE
+from editgan_core.utils import to_tensor
 
 SEED_BASE = 500_000  # [SEED_BASE, TRAIN_SEED_BASE): the attribute net's own seeds
 CIRCULAR = ("bg_hue", "clothes_hue", "bg_angle")  # wrap around at 1: regressed as cos/sin

@@ -35,8 +35,8 @@ from editgan_core.losses import LPIPS, load_lpips, masked_l2, psnr
 from editgan_core.models.checkpoint import load_generator
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Generator
-from editgan_core.train.data import ImageFolder, infinite_batches, to_tensor
-from editgan_core.utils import atomic_write, save_image_grid
+from editgan_core.train.data import ImageFolder, infinite_batches
+from editgan_core.utils import atomic_write, save_image_grid, to_tensor
 
 # Procedural seeds: training renders walk [REAL_SEED_START, +REAL_SEED_COUNT), held-out ones start at 0.
 # Both lie below the GAN's training seeds (>= 1,000,000), so neither was seen by the generator.
