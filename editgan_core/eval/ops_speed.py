@@ -1,7 +1,7 @@
 """Generator speed: native ops vs the reference formulation, on the same weights.
 
-    python -m editgan_core.bench                      # demo, 256 and 1024 config-f on CPU
-    python -m editgan_core.bench --configs 1024 --device cuda --impls native cuda
+    python -m editgan_core.eval.ops_speed                    # demo, 256 and 1024 config-f on CPU
+    python -m editgan_core.eval.ops_speed --configs 1024 --device cuda --impls native cuda
 
 Prints forward and forward+backward-to-W+ time per image for each ops implementation and the
 ratio to ``ref`` (zero insertion + pad + conv2d on an (N*C, 1, H, W) view).
