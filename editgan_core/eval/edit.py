@@ -1,6 +1,6 @@
 """Edit benchmark on held-out rendered faces (the smile benchmark of the EditGAN paper, demo domain).
 
-    python -m editgan_core.bench_edit --bundle checkpoints/faces64 --vector smile --n 100 --refine 0 30
+    python -m editgan_core.eval.edit --bundle checkpoints/faces64 --vector smile --n 100 --refine 0 30
 
 For each face (seeds 0..n-1, disjoint from the preset, annotation and GAN-training seeds): render
 it, embed it, apply the vector at ``--scale`` and refine for each requested number of steps, then
@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from editgan_core.bundle import BundleError
 from editgan_core.editing import edit_region, region_iou
+from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS
 from editgan_core.utils import to_tensor
@@ -38,7 +39,6 @@ from editgan_core.vectors import VectorLibrary
 
 SPREAD_SEED = 10**6  # latent seeds of the spread's generator samples
 SPREAD_N = 200  # generator samples and renders the spread is taken over
-DEFAULT_JUDGE = Path(__file__).resolve().parents[1] / "checkpoints" / "attribute_net_faces64.safetensors"
 
 
 def median_time(fn, repeats: int = 5) -> float:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--refine", type=int, nargs="+", default=[0, 30])
     p.add_argument("--embed-steps", type=int, default=100)
-    p.add_argument("--judge", type=Path, default=DEFAULT_JUDGE, help="attribute net (safetensors)")
+    p.add_argument("--judge", type=Path, default=DEFAULT_ATTRIBUTE_NET, help="attribute net (safetensors)")
     p.add_argument("--success-delta", type=float, default=0.15, help="fraction of the attribute range")
     p.add_argument("--threads", type=int)
     p.add_argument("--timing", action="store_true", help="only time apply/refine/learn_edit on one face")
