@@ -32,6 +32,7 @@ from tqdm import tqdm
 from editgan_core.bundle import BundleError
 from editgan_core.editing import edit_region, region_iou
 from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
+from editgan_core.eval.timing import median_time
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS
 from editgan_core.utils import to_tensor
@@ -39,16 +40,6 @@ from editgan_core.vectors import VectorLibrary
 
 SPREAD_SEED = 10**6  # latent seeds of the spread's generator samples
 SPREAD_N = 200  # generator samples and renders the spread is taken over
-
-
-def median_time(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def edit_step_ratio(pipeline: EditGANPipeline, latent: torch.Tensor, painted: np.ndarray, forward,

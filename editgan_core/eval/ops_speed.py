@@ -10,11 +10,10 @@ ratio to ``ref`` (zero insertion + pad + conv2d on an (N*C, 1, H, W) view).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from editgan_core.eval.timing import median_time
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.ops import use_impl
 
@@ -24,25 +23,6 @@ CONFIGS = {
     "256": dict(size=256, style_dim=512, n_mlp=8),
     "1024": dict(size=1024, style_dim=512, n_mlp=8),
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_call(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_config(name: str, device: torch.device, impls: list[str], repeats: int, batch: int) -> list[dict]:
@@ -64,8 +44,8 @@ def bench_config(name: str, device: torch.device, impls: list[str], repeats: int
         with use_impl(impl):
             rows.append({
                 "config": name, "impl": impl,
-                "forward": time_call(forward, device, repeats) / batch,
-                "forward_backward": time_call(forward_backward, device, repeats) / batch,
+                "forward": median_time(forward, repeats, device=device) / batch,
+                "forward_backward": median_time(forward_backward, repeats, device=device) / batch,
             })
     return rows
 
