@@ -20,6 +20,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from editgan_core.cli_common import add_common_args, open_pipeline, parse_command
 from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.utils import IMAGE_SUFFIXES, atomic_write
 from editgan_core.vectors import EditVector, VectorError, VectorLibrary, load_vector
@@ -85,17 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     apply = sub.add_parser("apply", help="embed, edit and save every image of a folder")
     apply.add_argument("in_dir", type=Path)
     apply.add_argument("out_dir", type=Path)
-    apply.add_argument("--bundle", required=True)
     apply.add_argument("--vector", action="append", type=parse_vector_arg, required=True,
                        help="NAME[=SCALE] of a preset/library vector or a .safetensors path; repeatable")
     apply.add_argument("--library", type=Path, help="folder of saved vectors")
     apply.add_argument("--embed-steps", type=int, default=100)
     apply.add_argument("--refine", type=int, default=0, help="self-supervised refinement steps (0 = instant)")
-    apply.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    args = parser.parse_args(argv)
+    add_common_args(apply, bundle=True, device=True)
+    args = parse_command(parser, argv)
     if not args.in_dir.is_dir():
         parser.error(f"{args.in_dir} is not a folder")
-    pipeline = EditGANPipeline.from_pretrained(args.bundle, device=args.device)
+    pipeline = open_pipeline(args)
     try:
         vectors = resolve_vectors(pipeline, args.vector, args.library)
     except VectorError as exc:

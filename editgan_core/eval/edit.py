@@ -20,7 +20,6 @@ same test, and the spread (std) of the judge's reading of the attribute over gen
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from editgan_core.bundle import BundleError
+from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
 from editgan_core.editing import edit_region, region_iou
 from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
 from editgan_core.eval.timing import median_time
@@ -124,8 +123,7 @@ def timing_report(pipeline: EditGANPipeline, vector, repeats: int = 5, long_repe
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", required=True)
+    p = command_parser(__doc__, bundle=True, device=True)
     p.add_argument("--vector", default="smile", choices=[s.name for s in PRESETS])
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--n", type=int, default=100)
@@ -133,16 +131,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--judge", type=Path, default=DEFAULT_ATTRIBUTE_NET, help="attribute net (safetensors)")
     p.add_argument("--success-delta", type=float, default=0.15, help="fraction of the attribute range")
-    p.add_argument("--threads", type=int)
     p.add_argument("--timing", action="store_true", help="only time apply/refine/learn_edit on one face")
     p.add_argument("--ceiling", action="store_true",
                    help="also judge each embedded target face and the generator's spread of the attribute")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_command(p, argv)
     from editgan_core.models.attribute_net import AttributeNet
 
-    pipeline = EditGANPipeline.from_pretrained(args.bundle)
+    pipeline = open_pipeline(args)
     library = VectorLibrary(Path("/nonexistent"), pipeline.bundle.id, pipeline.latent_shape,
                             read_only_roots=[pipeline.bundle.vectors_dir])
     vector = library.get(args.vector)
@@ -150,10 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, value in timing_report(pipeline, vector).items():
             print(f"{name:>24}: {value:9.2f} x" if "over" in name else f"{name:>24}: {value * 1e3:9.1f} ms")
         return
-    try:
-        domain = pipeline.bundle.domain_module()
-    except BundleError as exc:
-        p.error(f"{exc}: the benchmark renders faces of a procedural domain")
+    domain = require_domain(p, pipeline.bundle, "the benchmark renders faces of a procedural domain")
     judge = AttributeNet.load(args.judge).eval()
     spec = next(s for s in PRESETS if s.name == args.vector)
     low, high = domain.ATTRIBUTE_RANGES[spec.attribute]

@@ -9,10 +9,9 @@ ratio to ``ref`` (zero insertion + pad + conv2d on an (N*C, 1, H, W) view).
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
+from editgan_core.cli_common import command_parser, parse_command
 from editgan_core.eval.timing import median_time
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.ops import use_impl
@@ -51,16 +50,12 @@ def bench_config(name: str, device: torch.device, impls: list[str], repeats: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__doc__, device=True, device_default="cpu")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--impls", nargs="+", default=["ref", "native"], choices=["ref", "native", "cuda"])
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_command(parser, argv)
     device = torch.device(args.device)
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} repeats={args.repeats}")
     print(f"{'config':<8} {'impl':<7} {'forward ms':>11} {'fwd+bwd ms':>11} {'fwd ratio':>10} {'f+b ratio':>10}")
