@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from editgan_core.losses import image_psnr
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditGANPipeline, EditResult, InputError, prepare_image
 from editgan_core.vectors import EditVector, VectorError, save_vector
@@ -303,8 +304,7 @@ class Studio:
         label = "embed (encoder)" if steps == 0 else f"embed ({done} steps)"
         step = self._step(pipe, "embed", label, result_latent, source=pixels)
         if psnr is None:
-            mse = np.mean((step.image.astype(np.float64) - pixels.astype(np.float64)) ** 2)
-            psnr = float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+            psnr = image_psnr(step.image, pixels)
         session.history.push(step)
         yield EmbedOutcome(step, pixels, float(psnr), done, stopped)
 
