@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import re
-import struct
 import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
+from editgan_core.user_files import load_tensors, parse_header, read_capped
 from editgan_core.utils import atomic_write
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 FORMAT = "editgan-vector/1"
 SUFFIX = ".safetensors"
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a 18x512 float32 vector is 36 KiB; anything near this is not a vector
-MAX_HEADER_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 64
 MAX_NAME_BYTES = 192  # stem + ".safetensors" must fit the common 255-byte file-name limit
 _NAME_PUNCT = set(" -_()")
@@ -196,40 +195,6 @@ def save_vector(vec: EditVector, path: str | Path) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
-def _read_capped(path: Path, what: str) -> bytes:
-    """Read at most the cap (checked on the bytes read, not a racy stat) so uploads cannot exhaust memory."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise VectorError(f"{what} '{path.name}' does not exist") from exc
-    except IsADirectoryError as exc:
-        raise VectorError(f"'{path.name}' is a folder, not a {what}") from exc
-    except OSError as exc:
-        raise VectorError(f"{what} '{path.name}' cannot be read: {exc.strerror or exc}") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise VectorError(
-            f"{what} '{path.name}' is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; an editing vector is a few KB"
-        )
-    return data
-
-
-def _parse_header(data: bytes, label: str) -> dict[str, Any]:
-    not_st = f"{label} is not a safetensors file"
-    if len(data) < 8:
-        raise VectorError(f"{not_st} (too short)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > MAX_HEADER_BYTES or 8 + n > len(data):
-        raise VectorError(f"{not_st} (bad header length)")
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise VectorError(f"{not_st} (header is not JSON)") from exc
-    if not isinstance(header, dict):
-        raise VectorError(f"{not_st} (header is not a JSON object)")
-    return header
-
-
 def _check_expected(vec: EditVector, expect_bundle_id: str | None, expect_shape: Sequence[int] | None) -> None:
     """Refuse a vector made for another generator, naming both sides so the user knows what to open."""
     shape_ok = expect_shape is None or vec.latent_shape == tuple(int(s) for s in expect_shape)
@@ -246,18 +211,8 @@ def _check_expected(vec: EditVector, expect_bundle_id: str | None, expect_shape:
     raise VectorError(f"{theirs} but {ours}; vectors only work with the generator they were learned on")
 
 
-def vector_from_bytes(
-    data: bytes,
-    label: str = "vector file",
-    expect_bundle_id: str | None = None,
-    expect_shape: Sequence[int] | None = None,
-) -> EditVector:
-    """Parse and validate vector bytes; ``label`` names the source in error messages."""
-    if len(data) > MAX_FILE_BYTES:
-        raise VectorError(f"{label} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
-    if data.startswith(_NPY_MAGIC):
-        raise VectorError(f"{label} is a NumPy .npy file; import it as an EditGAN .npy vector instead")
-    header = _parse_header(data, label)
+def _vector_info(header: dict[str, Any], label: str) -> dict[str, Any]:
+    """The vector's JSON metadata from a parsed header, after the format and tensor checks."""
     meta = header.get("__metadata__")
     if not isinstance(meta, dict) or "format" not in meta:
         raise VectorError(f"{label} is a safetensors file but not an EditGAN studio vector (no format marker)")
@@ -274,15 +229,26 @@ def vector_from_bytes(
     for key in ("name", "bundle_id"):
         if not isinstance(info.get(key), str) or not info[key]:
             raise VectorError(f"{label} has no {key.replace('_', ' ')} in its metadata")
-    name = info["name"]
     shape = header["delta"].get("shape") if isinstance(header["delta"], dict) else None
     if not isinstance(shape, list) or len(shape) != 2:
-        raise VectorError(f"vector '{name}' must be a 2-D (n_latent, style_dim) tensor, got shape {shape}")
-    try:
-        tensors = safetensors.torch.load(data)
-    except Exception as exc:  # the parser's own error types vary between versions
-        raise VectorError(f"{label} is damaged: {exc}") from exc
-    delta = tensors["delta"]
+        raise VectorError(f"vector '{info['name']}' must be a 2-D (n_latent, style_dim) tensor, got shape {shape}")
+    return info
+
+
+def vector_from_bytes(
+    data: bytes,
+    label: str = "vector file",
+    expect_bundle_id: str | None = None,
+    expect_shape: Sequence[int] | None = None,
+) -> EditVector:
+    """Parse and validate vector bytes; ``label`` names the source in error messages."""
+    if len(data) > MAX_FILE_BYTES:
+        raise VectorError(f"{label} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    if data.startswith(_NPY_MAGIC):
+        raise VectorError(f"{label} is a NumPy .npy file; import it as an EditGAN .npy vector instead")
+    info = _vector_info(parse_header(data, label, VectorError), label)
+    name = info["name"]
+    delta = load_tensors(data, label, VectorError)["delta"]
     if not delta.is_floating_point():
         raise VectorError(f"vector '{name}' must hold floats, got {delta.dtype}")
     delta = delta.to(torch.float32)
@@ -313,7 +279,7 @@ def load_vector(
 ) -> EditVector:
     """Load and validate one vector file; any problem is a ``VectorError`` naming the file, not the server path."""
     path = Path(path)
-    data = _read_capped(path, "vector file")
+    data = read_capped(path, "vector file", MAX_FILE_BYTES, VectorError, "an editing vector is a few KB")
     return vector_from_bytes(data, f"'{path.name}'", expect_bundle_id, expect_shape)
 
 
@@ -327,7 +293,7 @@ def import_npy(
 ) -> EditVector:
     """Read an official EditGAN ``.npy`` vector, (1, n_latent, 512) or (n_latent, 512), without pickle."""
     path = Path(path)
-    data = _read_capped(path, ".npy file")
+    data = read_capped(path, ".npy file", MAX_FILE_BYTES, VectorError, "an editing vector is a few KB")
     return _vector_from_npy_bytes(data, path, bundle_id, latent_shape, name, class_ids, default_scale)
 
 
@@ -575,7 +541,7 @@ class VectorLibrary:
     def import_file(self, path: str | Path, name: str | None = None) -> EditVector:
         """Add a vector file from this project or an EditGAN ``.npy``; a clashing name gets ' (2)', ' (3)', ..."""
         path = Path(path)
-        data = _read_capped(path, "file")
+        data = read_capped(path, "file", MAX_FILE_BYTES, VectorError, "an editing vector is a few KB")
         if data.startswith((_NPY_MAGIC, b"PK")):
             vec = _vector_from_npy_bytes(data, path, self.bundle_id, self.latent_shape, name=name)
         else:
