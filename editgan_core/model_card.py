@@ -110,7 +110,7 @@ def _abilities(caps: Capabilities) -> list[str]:
              f"- Embed photos: {caps.embedding}",
              f"- Segment, paint and learn edits: {yes_no[caps.can_learn_edits]}",
              f"- Preset vectors: {caps.presets}",
-             f"- Continue GAN training (`train.gan --init`): {yes_no[caps.has_discriminator]}", ""]
+             f"- Discriminator, to continue GAN training: {yes_no[caps.has_discriminator]}", ""]
     notes = caps.notes()
     if notes:
         lines += ["To unlock more:", "", *[f"- {n}" for n in notes], ""]

@@ -233,7 +233,7 @@ def test_add_discriminator_checks_resolution_and_widths(created, tmp_path, share
     torch.save({"d": Discriminator(64, channels=generator.channels).state_dict(), "args": 1}, tmp_path / "ck.pt")
     grown = add_discriminator(created, tmp_path / "ck.pt")
     assert grown.has("discriminator") and (grown.root / "discriminator.safetensors").is_file()
-    assert "Continue GAN training (`train.gan --init`): yes" in grown.model_card()
+    assert "Discriminator, to continue GAN training: yes" in grown.model_card()
 
 
 def test_add_presets_from_npy_and_safetensors(created, tmp_path):
