@@ -21,7 +21,7 @@ from editgan_core.bundle_build import PresetOptions, add_discriminator, add_enco
 from editgan_core.bundle_classes import read_class_file, template_path
 from editgan_core.model_card import NOTES_MARKER, render_card
 from editgan_core.models.encoder import Encoder
-from editgan_core.models.segmenter import PixelEnsemble
+from editgan_core.models.segmenter import PixelEnsemble, PixelMLP
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.pipeline import EditGANPipeline, SegmenterMissingError
 from editgan_core.vectors import EditVector, load_vector, save_vector
@@ -221,6 +221,18 @@ def test_add_segmenter_checks_feature_widths_and_classes(created, tmp_path):
     assert pipe.render(pipe.sample_latent(0)).labels.shape == (64, 64)
     grid = bundle_build.preview_grid(grown.root, count=3, max_side=32)  # samples, then their label maps
     assert Image.open(grid).size == (3 * 34 + 2, 2 * 34 + 2)
+
+
+def test_add_segmenter_imports_the_official_ensemble_member_files(created, tmp_path):
+    widths = created.load_generator().feature_channels()
+    paths = []
+    for i in range(2):  # the official layout: {'model_state_dict': DataParallel(...).state_dict()}
+        member = PixelMLP(sum(widths), 19, (128, 32))
+        paths.append(tmp_path / f"car_model_number_{i}.pth")
+        torch.save({"model_state_dict": {f"module.{k}": v for k, v in member.state_dict().items()}}, paths[-1])
+    grown = add_segmenter(created, paths, annotations=16)
+    assert grown.manifest["segmenter"]["members"] == 2
+    assert "from car_model_number_0.pth, car_model_number_1.pth" in grown.model_card()
 
 
 def test_add_discriminator_checks_resolution_and_widths(created, tmp_path, shared_fixtures):
