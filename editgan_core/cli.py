@@ -3,8 +3,8 @@
     python -m editgan_core apply --bundle checkpoints/faces64 --vector smile=1.0 --vector look_left=0.5 \\
         --refine 30 IN_DIR OUT_DIR
 
-Every image in IN_DIR is embedded, edited with the given vectors (bundle presets, vectors in
-``--library``, or paths to vector files) and optionally refined; OUT_DIR receives NAME.png and
+Every image in IN_DIR is embedded, edited with the given vectors (bundle presets, vectors saved
+in the studio or in ``--library``, or paths to vector files) and optionally refined; OUT_DIR receives NAME.png and
 NAME.latent.safetensors. Finished outputs are skipped, so an interrupted run resumes; unreadable
 images are reported and skipped.
 """
@@ -23,7 +23,7 @@ from tqdm import tqdm
 from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.train.data import IMAGE_SUFFIXES
 from editgan_core.utils import atomic_write
-from editgan_core.vectors import EditVector, VectorError, VectorLibrary, load_vector
+from editgan_core.vectors import EditVector, VectorError, VectorLibrary, load_vector, open_library
 
 
 def parse_vector_arg(text: str) -> tuple[str, float | None]:
@@ -38,8 +38,11 @@ def parse_vector_arg(text: str) -> tuple[str, float | None]:
 
 def resolve_vectors(pipeline: EditGANPipeline, specs: list[tuple[str, float | None]],
                     library: Path | None) -> list[tuple[EditVector, float | None]]:
-    lib = VectorLibrary(library or Path.home() / ".cache" / "editgan" / "vectors" / pipeline.bundle.id,
-                        pipeline.bundle.id, pipeline.latent_shape, read_only_roots=[pipeline.bundle.vectors_dir])
+    bundle = pipeline.bundle
+    if library is None:  # the folder the studio saves into
+        lib = open_library(bundle.id, pipeline.latent_shape, bundle.vectors_dir)
+    else:
+        lib = VectorLibrary(library, bundle.id, pipeline.latent_shape, read_only_roots=[bundle.vectors_dir])
     resolved = []
     for name, scale in specs:
         if Path(name).suffix == ".safetensors" and Path(name).is_file():
@@ -89,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     apply.add_argument("--bundle", required=True)
     apply.add_argument("--vector", action="append", type=parse_vector_arg, required=True,
                        help="NAME[=SCALE] of a preset/library vector or a .safetensors path; repeatable")
-    apply.add_argument("--library", type=Path, help="folder of saved vectors")
+    apply.add_argument("--library", type=Path,
+                       help="folder of saved vectors (default: the one the studio saves into)")
     apply.add_argument("--embed-steps", type=int, default=100)
     apply.add_argument("--refine", type=int, default=0, help="self-supervised refinement steps (0 = instant)")
     apply.add_argument("--device", help="cpu or cuda (default: cuda when available)")
