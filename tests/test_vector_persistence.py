@@ -10,10 +10,13 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import filelock
 import pytest
 import torch
 
+from editgan_core.cli import resolve_vectors
 from editgan_core.vectors import (
     EditVector,
     VectorError,
@@ -108,6 +111,29 @@ def test_saved_renamed_and_deleted_vectors_outlast_the_library_object(tmp_path: 
     assert files(presets) == ["open_mouth.safetensors"]
 
 
+def test_listing_again_reads_only_files_that_changed(tmp_path: Path, monkeypatch) -> None:
+    lib = open_library(BUNDLE, SHAPE, make_bundle(tmp_path / "b"))
+    lib.save(make_vec("smile", seed=1))
+    reads: list[str] = []
+    real = library_module.load_vector
+    monkeypatch.setattr(library_module, "load_vector", lambda path, *a: reads.append(path.name) or real(path, *a))
+    lib.list()
+    assert reads == ["smile.safetensors"]  # the presets were read when it saved, the new file not yet
+    assert [lib.is_preset(v.name) for v in lib.list()] == [True, False] and reads == ["smile.safetensors"]
+    open_library(BUNDLE, SHAPE, tmp_path / "b" / "vectors").save(make_vec("smile", seed=2), overwrite=True)
+    reads.clear()
+    assert lib.get("smile").delta.equal(make_vec("x", seed=2).delta)  # another session's overwrite is seen
+    assert reads == ["smile.safetensors"]
+
+
+def test_the_batch_cli_finds_vectors_saved_in_the_studio(tmp_path: Path) -> None:
+    presets = make_bundle(tmp_path / "b")
+    open_library(BUNDLE, SHAPE, presets).save(make_vec("mine", seed=3))
+    pipeline = SimpleNamespace(bundle=SimpleNamespace(id=BUNDLE, vectors_dir=presets), latent_shape=SHAPE)
+    [(mine, scale), (preset, _)] = resolve_vectors(pipeline, [("MINE", 0.5), ("open mouth", None)], None)
+    assert mine.delta.equal(make_vec("x", seed=3).delta) and scale == 0.5 and preset.name == "Open mouth"
+
+
 def test_a_failed_rename_leaves_the_vector_under_its_old_name(tmp_path: Path, monkeypatch) -> None:
     lib = VectorLibrary(tmp_path / "user", BUNDLE, SHAPE)
     lib.save(make_vec("smile", seed=2))
@@ -127,6 +153,22 @@ def test_temp_files_of_a_killed_writer_are_cleaned(tmp_path: Path) -> None:
     (lib.root / ".smile.safetensors.k2j4.tmp").write_bytes(b"half a vect")
     lib.save(make_vec("frown"))
     assert files(lib.root) == ["frown.safetensors"] and lib.problems == []
+
+
+def test_a_stuck_lock_or_an_unwritable_folder_gives_a_clear_message(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(library_module, "LOCK_TIMEOUT_S", 0.2)
+    lib = VectorLibrary(tmp_path / "user", BUNDLE, SHAPE)
+    lib.root.mkdir()
+    # a second lock object on the file is another process as far as flock can tell
+    with filelock.FileLock(lib.root / ".lock"), pytest.raises(VectorError, match="busy"):
+        lib.save(make_vec("smile"))
+    assert lib.save(make_vec("smile")).name == "smile"
+    (tmp_path / "a_file").write_text("")
+    blocked = VectorLibrary(tmp_path / "a_file" / "user", BUNDLE, SHAPE)
+    assert blocked.list() == []
+    with pytest.raises(VectorError, match="cannot be written") as info:
+        blocked.save(make_vec("smile"))
+    assert str(tmp_path) not in str(info.value)
 
 
 # ----------------------------------------------------------------------------------------------- at once

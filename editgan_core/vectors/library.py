@@ -55,6 +55,9 @@ def _created_key(created: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+_Parsed = dict[Path, tuple[tuple[int, int, int], EditVector]]  # file -> (inode, mtime, size) it was read at
+
+
 @dataclass
 class _Entry:
     vec: EditVector
@@ -82,23 +85,22 @@ class FolderLock:
 
     def _acquire(self, write: bool) -> bool:
         """Take the file lock; a reader of a folder that does not exist or cannot be written goes unlocked,
-        as nobody can be changing it through this library."""
-        if write:
-            try:
-                self.root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise VectorError(f"cannot create the vector folder {self.root}: {exc.strerror or exc}") from exc
-        elif not self.root.is_dir():
-            return False
+        as nobody can be changing it through this library. Messages leave out the server's paths (logged)."""
         try:
+            if write:
+                self.root.mkdir(parents=True, exist_ok=True)
+            elif not self.root.is_dir():
+                return False
             self._file.acquire()
         except filelock.Timeout as exc:
-            raise VectorError(f"the vector folder {self.root} is busy (another process holds its lock "
-                              f"for over {LOCK_TIMEOUT_S:.0f} s); try again") from exc
+            log.warning("vector folder %s: lock held by another process for %.0f s", self.root, LOCK_TIMEOUT_S)
+            raise VectorError("the vector library is busy (another process is using it); try again") from exc
         except OSError as exc:
-            if write:
-                raise VectorError(f"cannot lock the vector folder {self.root}: {exc.strerror or exc}") from exc
-            return False
+            if not write:
+                return False
+            log.warning("vector folder %s cannot be written: %s", self.root, exc)
+            raise VectorError(f"the vector library cannot be written ({exc.strerror or exc}); the server's "
+                              "EDITGAN_HOME should name a writable folder") from exc
         return True
 
 
@@ -129,13 +131,26 @@ class VectorLibrary:
         self.read_only_roots = [Path(p) for p in read_only_roots]
         self.problems: list[tuple[Path, str]] = []  # files skipped by the last list(), with the reason
         self._lock = _lock_for(self.root)
+        self._parsed: _Parsed = {}
 
     # -- reading
+
+    def _read(self, path: Path, parsed: _Parsed) -> EditVector:
+        """``load_vector``, reused while the file is unchanged: a page asks for the list often (the
+        gallery checks every name), and every write makes a new file (a new inode)."""
+        st = path.stat()
+        version = (st.st_ino, st.st_mtime_ns, st.st_size)
+        known = self._parsed.get(path)
+        vec = known[1] if known is not None and known[0] == version else load_vector(
+            path, self.bundle_id, self.latent_shape)
+        parsed[path] = (version, vec)
+        return vec
 
     def _scan(self) -> builtins.list[_Entry]:
         problems: list[tuple[Path, str]] = []
         presets: list[_Entry] = []
         users: list[_Entry] = []
+        parsed: _Parsed = {}
         folders = [(p, True) for p in self.read_only_roots] + [(self.root, False)]
         for folder, preset in folders:
             if not folder.is_dir():
@@ -144,14 +159,18 @@ class VectorLibrary:
                 if path.name.startswith(".") or not path.is_file():
                     continue
                 try:
-                    vec = load_vector(path, self.bundle_id, self.latent_shape)
+                    vec = self._read(path, parsed)
                     clean = sanitize_name(vec.name)
                 except VectorError as exc:
                     problems.append((path, str(exc)))
                     continue
+                except OSError as exc:  # gone since listed: presets are read without the lock
+                    problems.append((path, exc.strerror or str(exc)))
+                    continue
                 if clean != vec.name:
                     vec = dataclasses.replace(vec, name=clean)
                 (presets if preset else users).append(_Entry(vec, path, preset))
+        self._parsed = parsed
         presets.sort(key=lambda e: name_key(e.vec.name))
         users.sort(key=lambda e: (_created_key(e.vec.created), name_key(e.vec.name)))
         entries: list[_Entry] = []
