@@ -8,7 +8,6 @@ shape (1, n_latent, style_dim) on the CPU.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from editgan_core.editing import (
     region_iou,
 )
 from editgan_core.inversion import ReconstructionObjective
+from editgan_core.losses import image_psnr
 from editgan_core.optim import StepInfo, optimise
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
@@ -228,9 +228,7 @@ class EditGANPipeline:
         result = optimise(init, objective, steps, lr, "rampcos", callback, should_stop)
         latent = result.best.cpu()
         render = self.render(latent)
-        mse = np.mean((render.image.astype(np.float64) - pixels.astype(np.float64)) ** 2)
-        psnr = 10 * math.log10(255.0**2 / max(mse, 1e-10))
-        return EmbedResult(latent, render, psnr, result.steps_done, result.stopped)
+        return EmbedResult(latent, render, image_psnr(render.image, pixels), result.steps_done, result.stopped)
 
     # -- editing ---------------------------------------------------------------------------------
     def _require_segmenter(self) -> None:

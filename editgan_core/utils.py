@@ -1,4 +1,4 @@
-"""Small helpers shared by the core: atomic file writes and image grids."""
+"""Small helpers shared by the core: atomic file writes, image tensors and grids, image file suffixes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}  # what folder inputs (training, batch CLI) read
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:

@@ -9,9 +9,9 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 from test_webapp_support import EXAMPLE, cached_tiny_bundle
 
+from editgan_core.latents import load_latent
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import VectorError, load_vector
 from webapp import labels as lab
@@ -240,9 +240,8 @@ def test_edit_save_apply_refine_export(box, studio, tmp_path):
 
     files = studio.export(session)
     assert [f.suffix for f in files] == [".png", ".png", ".safetensors", ".safetensors"]
-    with safe_open(str(files[2]), framework="pt") as f:
-        assert f.get_tensor("latent").shape == studio.pipeline(session).latent_shape
-        assert f.metadata()["bundle_id"] == session.bundle_id
+    latent_file = load_latent(files[2], session.bundle_id, studio.pipeline(session).latent_shape)
+    assert torch.equal(latent_file.latent, session.current.latent)
     assert load_vector(files[3], session.bundle_id).delta.shape == studio.pipeline(session).latent_shape
     exported = studio.export_vector(session, "bushy brows")
     assert studio.import_vector(session, exported).name == "Bushy brows (2)"

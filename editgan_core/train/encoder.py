@@ -19,7 +19,6 @@ input | reconstruction pairs, ``metrics.jsonl`` the held-out evaluations.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
@@ -31,12 +30,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from editgan_core.cli_common import command_parser, set_threads
 from editgan_core.losses import LPIPS, load_lpips, masked_l2, psnr
 from editgan_core.models.checkpoint import load_generator
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Generator
-from editgan_core.train.data import ImageFolder, infinite_batches, to_tensor
-from editgan_core.utils import atomic_write, save_image_grid
+from editgan_core.train.data import ImageFolder, infinite_batches
+from editgan_core.utils import atomic_write, save_image_grid, to_tensor
 
 # Procedural seeds: training renders walk [REAL_SEED_START, +REAL_SEED_COUNT), held-out ones start at 0.
 # Both lie below the GAN's training seeds (>= 1,000,000), so neither was seen by the generator.
@@ -328,7 +328,7 @@ class EncoderTrainer:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__, device=True)
     p.add_argument("--generator", required=True,
                    help="run/bundle folder, generator .safetensors (+ generator_config.json) or rosinality .pt")
     p.add_argument("--out", required=True, help="run directory (checkpoint, samples, encoder); reused to resume")
@@ -351,8 +351,6 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
     p.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations")
     p.add_argument("--eval-count", type=int, default=100, help="held-out images per evaluation")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if not 0 <= a.real_fraction < 1:
@@ -369,8 +367,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = parse_args(argv)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     return EncoderTrainer(cfg).train()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,13 @@ import numpy as np
 import safetensors.torch
 import torch
 
+from editgan_core.user_files import load_tensors, parse_header, read_capped
 from editgan_core.utils import atomic_write
 from editgan_core.vectors.vector import EditVector, VectorError, sanitize_name, shape_str
 
 FORMAT = "editgan-vector/1"
 SUFFIX = ".safetensors"
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a 18x512 float32 vector is 36 KiB; anything near this is not a vector
-MAX_HEADER_BYTES = 1024 * 1024
 NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -55,38 +54,9 @@ def save_vector(vec: EditVector, path: str | Path) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
-def read_capped(path: Path, what: str) -> bytes:
-    """Read at most the cap (checked on the bytes read, not a racy stat) so uploads cannot exhaust memory."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise VectorError(f"{what} '{path.name}' does not exist") from exc
-    except IsADirectoryError as exc:
-        raise VectorError(f"'{path.name}' is a folder, not a {what}") from exc
-    except OSError as exc:
-        raise VectorError(f"{what} '{path.name}' cannot be read: {exc.strerror or exc}") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise VectorError(
-            f"{what} '{path.name}' is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; an editing vector is a few KB"
-        )
-    return data
-
-
-def _parse_header(data: bytes, label: str) -> dict[str, Any]:
-    not_st = f"{label} is not a safetensors file"
-    if len(data) < 8:
-        raise VectorError(f"{not_st} (too short)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > MAX_HEADER_BYTES or 8 + n > len(data):
-        raise VectorError(f"{not_st} (bad header length)")
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise VectorError(f"{not_st} (header is not JSON)") from exc
-    if not isinstance(header, dict):
-        raise VectorError(f"{not_st} (header is not a JSON object)")
-    return header
+def read_vector_file(path: Path, what: str) -> bytes:
+    """The bytes of a file handed in as a vector, read only up to the cap so uploads cannot exhaust memory."""
+    return read_capped(path, what, MAX_FILE_BYTES, VectorError, "an editing vector is a few KB")
 
 
 def check_expected(vec: EditVector, expect_bundle_id: str | None, expect_shape: Sequence[int] | None) -> None:
@@ -106,7 +76,7 @@ def check_expected(vec: EditVector, expect_bundle_id: str | None, expect_shape: 
 
 
 def _vector_info(header: dict[str, Any], label: str) -> dict[str, Any]:
-    """The studio's metadata from a safetensors header, with its format marker, name and bundle checked."""
+    """The vector's JSON metadata from a parsed header, after the format and tensor checks."""
     meta = header.get("__metadata__")
     if not isinstance(meta, dict) or "format" not in meta:
         raise VectorError(f"{label} is a safetensors file but not an EditGAN studio vector (no format marker)")
@@ -123,6 +93,9 @@ def _vector_info(header: dict[str, Any], label: str) -> dict[str, Any]:
     for key in ("name", "bundle_id"):
         if not isinstance(info.get(key), str) or not info[key]:
             raise VectorError(f"{label} has no {key.replace('_', ' ')} in its metadata")
+    shape = header["delta"].get("shape") if isinstance(header["delta"], dict) else None
+    if not isinstance(shape, list) or len(shape) != 2:
+        raise VectorError(f"vector '{info['name']}' must be a 2-D (n_latent, style_dim) tensor, got shape {shape}")
     return info
 
 
@@ -137,17 +110,9 @@ def vector_from_bytes(
         raise VectorError(f"{label} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
     if data.startswith(NPY_MAGIC):
         raise VectorError(f"{label} is a NumPy .npy file; import it as an EditGAN .npy vector instead")
-    header = _parse_header(data, label)
-    info = _vector_info(header, label)
+    info = _vector_info(parse_header(data, label, VectorError), label)
     name = info["name"]
-    shape = header["delta"].get("shape") if isinstance(header["delta"], dict) else None
-    if not isinstance(shape, list) or len(shape) != 2:
-        raise VectorError(f"vector '{name}' must be a 2-D (n_latent, style_dim) tensor, got shape {shape}")
-    try:
-        tensors = safetensors.torch.load(data)
-    except Exception as exc:  # the parser's own error types vary between versions
-        raise VectorError(f"{label} is damaged: {exc}") from exc
-    delta = tensors["delta"]
+    delta = load_tensors(data, label, VectorError)["delta"]
     if not delta.is_floating_point():
         raise VectorError(f"vector '{name}' must hold floats, got {delta.dtype}")
     delta = delta.to(torch.float32)
@@ -178,7 +143,7 @@ def load_vector(
 ) -> EditVector:
     """Load and validate one vector file; any problem is a ``VectorError`` naming the file, not the server path."""
     path = Path(path)
-    data = read_capped(path, "vector file")
+    data = read_vector_file(path, "vector file")
     return vector_from_bytes(data, f"'{path.name}'", expect_bundle_id, expect_shape)
 
 
@@ -192,7 +157,7 @@ def import_npy(
 ) -> EditVector:
     """Read an official EditGAN ``.npy`` vector, (1, n_latent, 512) or (n_latent, 512), without pickle."""
     path = Path(path)
-    data = read_capped(path, ".npy file")
+    data = read_vector_file(path, ".npy file")
     return vector_from_npy_bytes(data, path, bundle_id, latent_shape, name, class_ids, default_scale)
 
 

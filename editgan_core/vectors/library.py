@@ -26,7 +26,7 @@ from editgan_core.vectors.fileformat import (
     SUFFIX,
     check_expected,
     load_vector,
-    read_capped,
+    read_vector_file,
     save_vector,
     vector_from_bytes,
     vector_from_npy_bytes,
@@ -300,7 +300,7 @@ class VectorLibrary:
     def import_file(self, path: str | Path, name: str | None = None) -> EditVector:
         """Add a vector file from this project or an EditGAN ``.npy``; a clashing name gets ' (2)', ' (3)', ..."""
         path = Path(path)
-        data = read_capped(path, "file")
+        data = read_vector_file(path, "file")
         if data.startswith((NPY_MAGIC, b"PK")):
             vec = vector_from_npy_bytes(data, path, self.bundle_id, self.latent_shape, name=name)
         else:
