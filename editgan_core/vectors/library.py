@@ -2,8 +2,9 @@
 
 Several web sessions and several processes (studio workers, the CLI) may use one folder at once.
 Every operation holds the folder's lock — a thread lock inside this process, ``filelock`` across
-processes — and reads the folder afresh, so a name checked free is still free when the file is
-written and a rename or delete is seen whole or not at all. Files are written atomically.
+processes — and lists the folder afresh (re-reading only files that changed), so a name checked
+free is still free when the file is written and a rename or delete is seen whole or not at all.
+Files are written atomically.
 """
 
 from __future__ import annotations
