@@ -5,10 +5,10 @@
 
 Every image in IN_DIR is embedded, and every latent file (``*.safetensors`` in the format of
 ``editgan_core.latents``, e.g. an earlier run's outputs or the studio's export) is read as it is; each is
-edited with the given vectors (bundle presets, vectors in ``--library``, or paths to vector files) and
-optionally refined. OUT_DIR receives NAME.png and NAME.latent.safetensors, which records the embedding
-it started from and the edits made, so OUT_DIR can be the next run's IN_DIR (an image beside a latent
-file of its name is taken for its render and left out). Finished outputs are skipped, so an
+edited with the given vectors (bundle presets, vectors saved in the studio or in ``--library``, or paths
+to vector files) and optionally refined. OUT_DIR receives NAME.png and NAME.latent.safetensors, which
+records the embedding it started from and the edits made, so OUT_DIR can be the next run's IN_DIR (an
+image beside a latent file of its name is taken for its render and left out). Finished outputs are skipped, so an
 interrupted run resumes; unreadable inputs are reported and skipped. ``python -m editgan_core bundle ...``
 creates and grows model bundles (see ``editgan_core.bundle_cli``).
 """
@@ -29,7 +29,7 @@ from editgan_core.latents import SUFFIX as LATENT_SUFFIX
 from editgan_core.latents import EditRecord, LatentFile, load_latent, save_latent
 from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.utils import IMAGE_SUFFIXES, atomic_write
-from editgan_core.vectors import EditVector, VectorError, VectorLibrary, load_vector
+from editgan_core.vectors import EditVector, VectorError, VectorLibrary, load_vector, open_library
 
 
 def parse_vector_arg(text: str) -> tuple[str, float | None]:
@@ -44,8 +44,11 @@ def parse_vector_arg(text: str) -> tuple[str, float | None]:
 
 def resolve_vectors(pipeline: EditGANPipeline, specs: list[tuple[str, float | None]],
                     library: Path | None) -> list[tuple[EditVector, float | None]]:
-    lib = VectorLibrary(library or Path.home() / ".cache" / "editgan" / "vectors" / pipeline.bundle.id,
-                        pipeline.bundle.id, pipeline.latent_shape, read_only_roots=[pipeline.bundle.vectors_dir])
+    bundle = pipeline.bundle
+    if library is None:  # the folder the studio saves into
+        lib = open_library(bundle.id, pipeline.latent_shape, bundle.vectors_dir)
+    else:
+        lib = VectorLibrary(library, bundle.id, pipeline.latent_shape, read_only_roots=[bundle.vectors_dir])
     resolved = []
     for name, scale in specs:
         if Path(name).suffix == ".safetensors" and Path(name).is_file():
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     apply.add_argument("out_dir", type=Path)
     apply.add_argument("--vector", action="append", type=parse_vector_arg, required=True,
                        help="NAME[=SCALE] of a preset/library vector or a .safetensors path; repeatable")
-    apply.add_argument("--library", type=Path, help="folder of saved vectors")
+    apply.add_argument("--library", type=Path,
+                       help="folder of saved vectors (default: the one the studio saves into)")
     apply.add_argument("--embed-steps", type=int, default=100)
     apply.add_argument("--refine", type=int, default=0, help="self-supervised refinement steps (0 = instant)")
     add_common_args(apply, bundle=True, device=True)

@@ -250,6 +250,37 @@ def test_edit_save_apply_refine_export(box, studio, tmp_path):
     assert studio.import_vector(session, official).name == "official_smile"
 
 
+def test_saved_vectors_outlast_the_session_and_a_restart(box, studio, editgan_home):
+    session = studio.session(box)
+    painted = lab.upscale(lab.colorize(_paint_eyebrows(session), studio.pipeline(session).bundle.palette), 8)
+    list(studio.edit(session, painted, 2))
+    saved = studio.save_vector(session, "Bushy brows")
+    box.close()  # the tab goes away: its temp folder goes, the vector stays
+
+    def restarted() -> tuple[Studio, SessionBox]:  # a new app on the same bundle, as after a server restart
+        return Studio(ModelRegistry([studio.pipeline(session).bundle.root], device="cpu")), SessionBox()
+
+    again, fresh = restarted()
+    pictures, names = again.gallery(again.session(fresh))
+    assert names == ["look_left", "smile", "Bushy brows"]
+    assert [caption.split(" · ")[1] for _, caption in pictures] == ["preset", "preset", "yours"]
+    reloaded = again.session(fresh).library.get("bushy brows")
+    assert reloaded.delta.equal(saved.delta) and reloaded.class_ids == saved.class_ids
+    with pytest.raises(VectorError, match="preset"):
+        again.session(fresh).library.rename("smile", "grin")
+    again.session(fresh).library.rename("Bushy brows", "Thick brows")
+    close_box(fresh)
+
+    again, fresh = restarted()
+    assert again.gallery(again.session(fresh))[1] == ["look_left", "smile", "Thick brows"]
+    again.session(fresh).library.delete("thick brows")
+    close_box(fresh)
+    again, fresh = restarted()
+    assert again.gallery(again.session(fresh))[1] == ["look_left", "smile"]
+    assert [p.name for p in (editgan_home / "vectors" / session.bundle_id).glob("*.safetensors")] == []
+    close_box(fresh)
+
+
 def test_edit_refuses_an_unchanged_map_and_warns_about_far_colours(box, studio):
     session = studio.session(box)
     studio.sample(session, 1)
