@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from editgan_core import __version__
+from editgan_core.model_card import CARD_FILE, render_card, write_card
 from editgan_core.models.checkpoint import CheckpointError, load_checked, load_generator
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.utils import atomic_write
@@ -132,6 +133,17 @@ class Bundle:
         bundle.embed_lr  # noqa: B018 -- a bad value is reported when the bundle is opened, not at the first embedding
         return bundle
 
+    def model_card(self) -> str:
+        """The card shown to users: the folder's README.md, or one generated from the manifest if it has none."""
+        path = self.root / CARD_FILE
+        if path.is_file():
+            return path.read_text(encoding="utf-8", errors="replace")
+        return render_card(self.root, self.manifest)
+
+    def write_model_card(self) -> Path:
+        """Regenerate README.md from the manifest and the preset files (notes below its marker are kept)."""
+        return write_card(self.root, self.manifest)
+
     # -- components ----------------------------------------------------------------------------
     def load_generator(self) -> Generator:
         try:
@@ -170,7 +182,8 @@ def resolve_bundle_path(path: str | Path) -> Path:
 
 
 def list_bundles(root: Path = CHECKPOINTS) -> list[Path]:
-    return sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))
+    """Bundle folders under ``root``; hidden ones are skipped (``bundle create`` builds in a hidden folder)."""
+    return sorted(p.parent for p in root.glob(f"*/{MANIFEST}") if not p.parent.name.startswith("."))
 
 
 def save_generator(generator: Generator, path: Path, config: dict, metadata: dict | None = None) -> None:
@@ -180,11 +193,14 @@ def save_generator(generator: Generator, path: Path, config: dict, metadata: dic
 
 
 def write_manifest(root: Path, manifest: dict) -> Path:
+    """Write the manifest atomically, then refresh the model card from it (README.md)."""
     # Bookkeeping keys are always rewritten, so a manifest read back from disk can be passed as is.
     manifest = {"format": FORMAT, **{k: v for k, v in manifest.items() if k not in ("format", "updated")}}
     manifest.setdefault("versions", {})["editgan_core"] = __version__
     manifest["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return atomic_write(root / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+    path = atomic_write(root / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+    write_card(root, manifest)
+    return path
 
 
 def build_from_run(run: Path, out: Path, bundle_id: str, title: str, domain: str | None, classes: list[dict],

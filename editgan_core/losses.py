@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -425,10 +426,19 @@ def encoder_regulariser(
     return (w_plus - encoded).pow(2).mean()
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample PSNR in dB (N,) for images in [-1, 1] (peak-to-peak 2); inf for identical images."""
+def psnr(x: torch.Tensor, y: torch.Tensor, peak: float = 2.0) -> torch.Tensor:
+    """Per-sample PSNR in dB (N,) for images spanning ``peak`` (2 for [-1, 1], 255 for uint8); inf if identical."""
     mse = (x - y).pow(2).flatten(1).mean(dim=1)
-    return 10.0 * torch.log10(4.0 / mse)
+    return 10.0 * torch.log10(peak**2 / mse)
+
+
+MAX_IMAGE_PSNR = float(10 * np.log10(255.0**2 / 1e-10))  # a pixel-exact copy (mse floored at 1e-10)
+
+
+def image_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 pictures, capped at ``MAX_IMAGE_PSNR`` so means over many images stay finite."""
+    x, y = (torch.from_numpy(np.asarray(image, dtype=np.float64))[None] for image in (a, b))
+    return min(psnr(x, y, peak=255.0).item(), MAX_IMAGE_PSNR)
 
 
 # --- command line ---------------------------------------------------------------------------------

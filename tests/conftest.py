@@ -17,6 +17,15 @@ SHARED_FIXTURES = Path(os.environ.get("EDITGAN_FIXTURES")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def editgan_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Vectors saved by a test go to a folder of its own: never into a cached test bundle, the shipped bundle
+    or the user's cache, and no test sees another's."""
+    home = tmp_path_factory.mktemp("editgan-home")
+    monkeypatch.setenv("EDITGAN_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():

@@ -7,7 +7,6 @@ they yield ``Progress`` (with a preview picture every few steps) and ``Notice``s
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import shutil
@@ -23,8 +22,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
+from editgan_core.latents import LatentFile, save_latent
+from editgan_core.losses import image_psnr
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditGANPipeline, EditResult, InputError, prepare_image
 from editgan_core.vectors import EditVector, VectorError, save_vector
@@ -35,7 +35,6 @@ from webapp.session import Session, SessionBox, Step
 MAX_ACTIVE = 6  # vectors composed at once (one strength slider each)
 EDITOR_SIDE = 256  # small models are painted on an enlarged canvas, then read back per model pixel
 PREVIEWS_PER_JOB = 8  # streamed intermediate pictures per optimisation
-LATENT_FORMAT = "editgan-latent/1"
 INITIAL_SEED = 0  # the face every new session starts on
 HISTORY_STRIP = 12  # steps shown as pictures in the history strip
 SESSION_IDLE_S = 3 * 3600  # sessions unused this long are closed (history and temp folder dropped)
@@ -170,13 +169,6 @@ def parse_active(names: str | Sequence[str],
     return [(n, values[i] if i < len(values) else None) for i, n in enumerate(names)]
 
 
-def save_latent(latent: torch.Tensor, path: Path, bundle_id: str) -> Path:
-    """A W+ latent as safetensors, tagged with its bundle so it is not used with another model."""
-    meta = {"format": LATENT_FORMAT, "bundle_id": bundle_id, "latent_shape": json.dumps(list(latent.shape[-2:]))}
-    save_file({"latent": latent.detach().cpu().reshape(latent.shape[-2:]).contiguous()}, str(path), metadata=meta)
-    return path
-
-
 # ----------------------------------------------------------------------------------------------- studio
 
 
@@ -303,8 +295,7 @@ class Studio:
         label = "embed (encoder)" if steps == 0 else f"embed ({done} steps)"
         step = self._step(pipe, "embed", label, result_latent, source=pixels)
         if psnr is None:
-            mse = np.mean((step.image.astype(np.float64) - pixels.astype(np.float64)) ** 2)
-            psnr = float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+            psnr = image_psnr(step.image, pixels)
         session.history.push(step)
         yield EmbedOutcome(step, pixels, float(psnr), done, stopped)
 
@@ -529,7 +520,8 @@ class Studio:
         if current.labels is not None:
             files.append(folder / f"{stem}-labels.png")
             Image.fromarray(lab.colorize(current.labels, pipe.bundle.palette)).save(files[-1])
-        files.append(save_latent(current.latent, folder / f"{stem}-latent.safetensors", session.bundle_id))
+        latent = LatentFile(latent=current.latent, bundle_id=session.bundle_id)
+        files.append(save_latent(latent, folder / f"{stem}-latent.safetensors"))
         if session.last_vector is not None:
             try:
                 files.append(save_vector(session.last_vector, folder / f"{stem}-vector.safetensors"))

@@ -15,7 +15,6 @@ renders' embeddings: the generator cannot draw them exactly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from editgan_core.bundle import BundleError
+from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
 from editgan_core.eval.segmentation import confusion, iou_per_class, shifted_miou
 from editgan_core.pipeline import EditGANPipeline
 
@@ -68,22 +67,15 @@ def evaluate_range(pipeline: EditGANPipeline, seeds: range, steps: int, progress
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", required=True)
+    p = command_parser(__doc__, bundle=True, device=True)
     p.add_argument("--n", type=int, default=100, help="held-out faces (seeds 0..n-1)")
     p.add_argument("--steps", type=int, nargs="+", default=[0, 50, 100], help="optimisation steps after the encoder")
     p.add_argument("--range-check", type=int, default=0, metavar="K",
                    help="also embed K generator samples (seeds 1000000..), faces the generator can draw")
-    p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true", help="also print the full report as JSON")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    pipeline = EditGANPipeline.from_pretrained(args.bundle)
-    try:
-        domain = pipeline.bundle.domain_module()
-    except BundleError as exc:
-        p.error(f"{exc}: this benchmark renders faces of a procedural domain")
+    args = parse_command(p, argv)
+    pipeline = open_pipeline(args)
+    domain = require_domain(p, pipeline.bundle, "this benchmark renders faces of a procedural domain")
     report = evaluate_embedding(pipeline, domain, range(args.n), args.steps)
     print(f"bundle={pipeline.bundle.id} faces={args.n} device={pipeline.device} threads={torch.get_num_threads()} "
           f"lpips={'yes' if pipeline.lpips is not None else 'no (L2 only)'}")

@@ -1,12 +1,12 @@
 """Phase ``bench``: the GPU figures of issue 17 as one JSON, written after every section.
 
 - ``generator``: forward and forward+backward-to-W+ seconds per image at 256/512/1024 config-f (random
-  weights) for each ops implementation and precision (``editgan_core.bench.bench_config``);
+  weights) for each ops implementation and precision (``editgan_core.eval.ops_speed.bench_config``);
 - ``accuracy``: how far the CUDA ops, TF32 and bf16 move a 1-image forward and its W+ gradient from
   native strict-fp32, which is what says where the faster modes are safe;
 - ``segmentation_memory``: peak extra memory of the segmentation branch (full image, edit region, edit
   region with backward) against the official full-stack formulation, at the pipeline's size;
-- ``pipeline``: at 1024 px, one embedding step and ``bench_edit.timing_report`` (vector apply + render,
+- ``pipeline``: at 1024 px, one embedding step and ``eval.edit.timing_report`` (vector apply + render,
   30-step refinement, 100-step ``learn_edit``, one edit step next to a generator forward), on a
   random-weight config-f bundle with a random pixel ensemble and a random-weight LPIPS (same cost as
   the pretrained one, whose weights cannot be downloaded there; the dry run leaves LPIPS out).
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from editgan_core.bench import CONFIGS, bench_config
-from editgan_core.bench_edit import timing_report
 from editgan_core.bundle import generator_kwargs
+from editgan_core.eval.edit import timing_report
+from editgan_core.eval.ops_speed import CONFIGS, bench_config
 from editgan_core.losses import LPIPS
 from editgan_core.models.segmenter import PixelEnsemble, measure_peak
 from editgan_core.models.stylegan2 import Generator
@@ -195,7 +195,7 @@ def segmentation_memory(config: dict, device: torch.device, classes: int = 12, m
 
 
 def pipeline_timings(config: dict, device: torch.device, work: Path, dry: bool) -> dict:
-    """Embedding step and bench_edit.timing_report on a random-weight bundle of ``config``."""
+    """Embedding step and eval.edit.timing_report on a random-weight bundle of ``config``."""
     root = make_random_bundle(work / "bench_bundle", config, bundle_id="gpu-bench", fit_segmenter=False)
     pipe = EditGANPipeline.from_pretrained(root, device=device, lpips=False)
     if not dry:  # random VGG weights cost what the pretrained ones (not downloadable there) would

@@ -20,7 +20,6 @@ with a final checkpoint; ``--ckpt-minutes`` checkpoints at least that often (def
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from editgan_core.cli_common import command_parser, set_threads
 from editgan_core.losses import masked_l2, psnr
 from editgan_core.models.checkpoint import load_checked
 from editgan_core.models.encoder import Encoder
@@ -402,7 +402,7 @@ class Trainer:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("--out", required=True, help="run directory (checkpoints, samples); reused to resume")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--domain", default="faces", help="procedural domain rendered on the fly")
@@ -422,7 +422,6 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--sample-every", type=int, default=1000, help="images between sample grids")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator")
     p.add_argument("--recon", type=float, default=0.0,
@@ -456,8 +455,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     Trainer(cfg).train()
 
 
