@@ -29,7 +29,7 @@ def dry_run(tmp_path_factory):
     out, work = root / "out", root / "work"
     done = subprocess.run([sys.executable, "-m", "editgan_core.gpu_run", "run", "--dry-run", "--out", str(out),
                            "--work", str(work), "--total", str(TOTAL_S), f"--budget=core_tests={CUT_BUDGET_S}",
-                           "--budget=train=8"], cwd=REPO, capture_output=True, text=True, timeout=TOTAL_S + 60)
+                           "--budget=train=10"], cwd=REPO, capture_output=True, text=True, timeout=TOTAL_S + 60)
     summary = json.loads((out / plan.SUMMARY).read_text())
     return done, summary, out, root
 
@@ -45,12 +45,12 @@ def test_an_overrunning_phase_is_cut_and_later_phases_still_run(dry_run):
     done, summary, _, _ = dry_run
     phases = summary["phases"]
     assert done.returncode == 1, done.stdout[-3000:]  # a cut phase fails the run
-    assert phases["core_tests"]["status"] == "cut" and phases["core_tests"]["junit"] is None
+    assert phases["core_tests"]["status"] == "cut" and phases["core_tests"]["junit"] is None, phases["core_tests"]
     assert phases["core_tests"]["elapsed_s"] <= CUT_BUDGET_S + 2 * runner.KILL_GRACE_S
     for name in ("build", "cuda_tests", "bench", "train"):
         assert phases[name]["status"] == "ok", (name, phases[name])
-        assert phases[name]["elapsed_s"] <= phases[name]["budget_s"] + 1
-    assert summary["elapsed_s"] <= TOTAL_S
+        assert phases[name]["elapsed_s"] <= phases[name]["budget_s"] + 1, (name, phases[name])
+    assert summary["elapsed_s"] <= TOTAL_S, summary["elapsed_s"]
     assert list(phases) == list(plan.PHASE_NAMES)
 
 
