@@ -161,3 +161,20 @@ def test_cli_refuses_unknown_phases_and_budgets():
         parse(["run", "--out", "x", "--phases", "build,fly"])
     with pytest.raises(SystemExit):
         parse(["run", "--out", "x", "--budget", "fly=3"])
+
+
+def test_prepare_copies_into_the_ignored_carry_folder_and_prints_the_call(tmp_path):
+    repo, source = tmp_path / "repo", tmp_path / "fixtures"
+    (repo / "tests").mkdir(parents=True)
+    source.mkdir()
+    (source / "g64.pt").write_bytes(b"x" * 1000)
+    (repo / "tests" / "test_a.py").write_text('PATH = "g64.pt"\n')
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    with pytest.raises(RuntimeError, match="not git-ignored"):
+        plan.prepare(source, plan.DEFAULT_TOTAL_S, [], repo=repo)
+    (repo / ".gitignore").write_text(f"{plan.CARRY_DIR}/\n")
+    done = plan.prepare(source, plan.DEFAULT_TOTAL_S, ["--phases", "build"], repo=repo)
+    assert done["copied"] == [f"{plan.FIXTURES_DIR}/g64.pt"]
+    assert done["travelling_bytes"] >= 1000
+    assert done["run"]["command"] == "bash scripts/gpu_run.sh --phases build"
+    assert plan.prepare(source, 200, [], repo=repo, tests=False)["copied"] == []

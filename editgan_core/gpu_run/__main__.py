@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     total = args.total or (plan.DRY_TOTAL_S if dry else plan.DEFAULT_TOTAL_S)
     if args.command == "prepare":
         try:
-            done = plan.prepare(args.fixtures, total, forwarded(args))
+            tests = bool({"cuda_tests", "core_tests"} & set(args.phase_list))
+            done = plan.prepare(args.fixtures, total, forwarded(args), tests=tests)
         except (OSError, RuntimeError) as exc:
             print(f"prepare: {exc}", file=sys.stderr)
             return 2

@@ -147,9 +147,10 @@ def travelling_bytes(repo: Path) -> int | None:
     return sum(p.stat().st_size for p in files if p.is_file())
 
 
-def prepare(source: Path, total_s: float, extra_args: list[str], repo: Path = REPO) -> dict:
-    """Copy the needed fixtures into the carried folder; return the device call and what travels."""
-    if not source.is_dir():
+def prepare(source: Path, total_s: float, extra_args: list[str], repo: Path = REPO, tests: bool = True) -> dict:
+    """Copy the needed fixtures into the carried folder (none for a run without test phases, which leaves
+    more of the 64 MiB to a carried shard set); return the device call and what travels."""
+    if tests and not source.is_dir():
         raise FileNotFoundError(f"no fixtures at {source} (set EDITGAN_FIXTURES or pass --fixtures)")
     ignored = subprocess.run(["git", "check-ignore", "-q", f"{CARRY_DIR}/"], cwd=repo).returncode == 0
     if not ignored:
@@ -157,7 +158,7 @@ def prepare(source: Path, total_s: float, extra_args: list[str], repo: Path = RE
     target = repo / FIXTURES_DIR
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    copied = [shutil.copy2(p, target / p.name) for p in needed_fixtures(source, repo / "tests")]
+    copied = [shutil.copy2(p, target / p.name) for p in needed_fixtures(source, repo / "tests")] if tests else []
     size = travelling_bytes(repo)
     if size is not None and size > TREE_MAX_BYTES:
         raise RuntimeError(f"{size / 2**20:.1f} MiB would travel, more than the {TREE_MAX_BYTES // 2**20} MiB limit")
