@@ -1,15 +1,15 @@
-"""Phase ``bench``: the GPU figures of issue 17 as one JSON, written after every section.
+"""Phase ``bench``: the GPU figures of issue 17 as one JSON, written after every section (in this order).
 
 - ``generator``: forward and forward+backward-to-W+ seconds per image at 256/512/1024 config-f (random
   weights) for each ops implementation and precision (``editgan_core.eval.ops_speed.bench_config``);
-- ``accuracy``: how far the CUDA ops, TF32 and bf16 move a 1-image forward and its W+ gradient from
-  native strict-fp32, which is what says where the faster modes are safe;
 - ``segmentation_memory``: peak extra memory of the segmentation branch (full image, edit region, edit
   region with backward) against the official full-stack formulation, at the pipeline's size;
 - ``pipeline``: at 1024 px, one embedding step and ``eval.edit.timing_report`` (vector apply + render,
   30-step refinement, 100-step ``learn_edit``, one edit step next to a generator forward), on a
   random-weight config-f bundle with a random pixel ensemble and a random-weight LPIPS (same cost as
-  the pretrained one, whose weights cannot be downloaded there; the dry run leaves LPIPS out).
+  the pretrained one, whose weights cannot be downloaded there; the dry run leaves LPIPS out);
+- ``accuracy``: how far the CUDA ops, TF32 and bf16 move a 1-image forward and its W+ gradient from
+  native strict-fp32, which is what says where the faster modes are safe.
 
     python -m editgan_core.gpu_run.bench --out bench.json --work /tmp/w [--dry-run]
 """
@@ -46,7 +46,7 @@ PRECISIONS = {
     "tf32": "float32 tensors, TF32 tensor cores for matmul and cuDNN convolutions",
     "bf16": "torch.autocast bfloat16 (TF32 for what autocast leaves in float32)",
 }
-SECTIONS = ("generator", "accuracy", "segmentation_memory", "pipeline")
+SECTIONS = ("generator", "segmentation_memory", "pipeline", "accuracy")  # most wanted first: a cut keeps them
 
 
 class Record(dict):
@@ -206,7 +206,7 @@ def pipeline_timings(config: dict, device: torch.device, work: Path, dry: bool) 
         image = pipe.render(pipe.sample_latent(1)).image
         stamps: list[float] = []
         pipe.embed(image, steps=steps + 1, callback=lambda _info: stamps.append(time.perf_counter()))
-        sizes = {"repeats": 1, "rounds": 1, "refine_steps": 3, "edit_steps": 5} if dry else {"repeats": 3, "rounds": 3}
+        sizes = {"repeats": 1, "rounds": 1, "refine_steps": 3, "edit_steps": 5} if dry else {"repeats": 3, "rounds": 2}
         report = timing_report(pipe, vector, long_repeats=1, **sizes)
     return {"size": pipe.resolution, "precision": "tf32", "ops": os.environ.get("EDITGAN_OPS", "auto"),
             "lpips": None if dry else "VGG16 LPIPS, random weights",
