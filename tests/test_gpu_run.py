@@ -29,7 +29,7 @@ def dry_run(tmp_path_factory):
     out, work = root / "out", root / "work"
     done = subprocess.run([sys.executable, "-m", "editgan_core.gpu_run", "run", "--dry-run", "--out", str(out),
                            "--work", str(work), "--total", str(TOTAL_S), f"--budget=core_tests={CUT_BUDGET_S}",
-                           "--budget=train=10"], cwd=REPO, capture_output=True, text=True, timeout=TOTAL_S + 60)
+                           "--budget=train=15"], cwd=REPO, capture_output=True, text=True, timeout=TOTAL_S + 60)
     summary = json.loads((out / plan.SUMMARY).read_text())
     return done, summary, out, root
 

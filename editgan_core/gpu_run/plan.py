@@ -58,7 +58,7 @@ PHASES = (
     Phase("cuda_tests", 90, 20, 40, "pytest -m cuda: the kernels and native-vs-CUDA parity of ops and generator"),
     Phase("bench", 150, 30, 60, f"GPU benchmarks -> {BENCH}"),
     Phase("core_tests", 90, 20, 40, "the core test suite with CUDA visible (UI tests deselected without gradio)"),
-    Phase("train", None, 60, 12, "train the 128-px demo GAN (--recon, co-trained encoder), shards every minute"),
+    Phase("train", None, 60, 15, "train the 128-px demo GAN (--recon, co-trained encoder), shards every minute"),
 )
 PHASE_NAMES = tuple(p.name for p in PHASES)
 DRY_FLOOR_S = 4.0

@@ -120,6 +120,7 @@ def train_until(cfg: gan.TrainConfig, stop_by: float, out: Path, max_shards: int
                 result: Path) -> None:
     """Train (resuming from the run folder's checkpoint, if any) until ``stop_by`` (epoch seconds)."""
     trainer = ShardingTrainer(cfg, out, max_shards, shard_bytes, result)
+    trainer.report()  # a phase cut before its first checkpoint still says how far it got
     cfg.minutes = max(0.01, (stop_by - time.time()) / 60)
     print(f"training {cfg.size} px on {trainer.device} (ops {os.environ.get('EDITGAN_OPS', 'auto')}) for "
           f"{cfg.minutes:.2f} min from {trainer.images_seen} images, checkpoint and shards every "
