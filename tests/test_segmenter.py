@@ -10,18 +10,18 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
 
+from editgan_core import pixel_sampling
 from editgan_core.models import segmenter
 from editgan_core.models.checkpoint import CheckpointError
 from editgan_core.models.segmenter import (
     PixelBank,
     PixelEnsemble,
     TrainProgress,
-    interp_table,
     official_hidden,
-    sample_features,
     train_ensemble,
 )
 from editgan_core.models.stylegan2 import Generator
+from editgan_core.pixel_sampling import interp_table, sample_features
 
 TOL = 1e-5
 CLASSES = 13
@@ -129,7 +129,7 @@ def test_pixel_subset_equals_full_image(generator, features, mode, monkeypatch):
     ens.chunk_bytes = 50 * ens.hidden[0] * 3 * 8  # 50 pixels per block
     # count both ways of reading a block: project the source rows, or gather features then project
     calls = {"rows": 0, "gather": 0}
-    rows_call, gather = segmenter.ProjectedRows.__call__, segmenter.sample_map
+    rows_call, gather = pixel_sampling.ProjectedRows.__call__, segmenter.sample_map
 
     def counting_rows(self, s0, s1):
         calls["rows"] += 1
@@ -139,7 +139,7 @@ def test_pixel_subset_equals_full_image(generator, features, mode, monkeypatch):
         calls["gather"] += 1
         return gather(*args)
 
-    monkeypatch.setattr(segmenter.ProjectedRows, "__call__", counting_rows)
+    monkeypatch.setattr(pixel_sampling.ProjectedRows, "__call__", counting_rows)
     monkeypatch.setattr(segmenter, "sample_map", counting_gather)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
