@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from editgan_core.bundle import MANIFEST, Bundle, BundleError, list_bundles, save_generator, write_manifest
 from editgan_core.bundle_classes import ClassSpec, resolve_class
+from editgan_core.formats import editgan_official
 from editgan_core.losses import psnr
 from editgan_core.model_card import SAMPLES_FILE, display_path, write_card
 from editgan_core.models.checkpoint import (
@@ -295,7 +296,7 @@ def _read_segmenter(paths: Sequence[Path], feature_channels: list[int]) -> Pixel
         return PixelEnsemble.load(paths[0])
     if any(p.suffix == ".safetensors" for p in paths):
         raise BundleError("give one .safetensors segmenter, or the official ensemble's member files (.pth)")
-    return PixelEnsemble.from_official(paths, feature_channels)
+    return editgan_official.load_segmenter(paths, feature_channels)
 
 
 def add_segmenter(bundle: str | Path | Bundle, files: Sequence[str | Path], *, force: bool = False,
