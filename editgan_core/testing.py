@@ -8,8 +8,9 @@ import torch
 
 from editgan_core.bundle import generator_kwargs, save_generator, write_manifest
 from editgan_core.models.encoder import Encoder
-from editgan_core.models.segmenter import PixelEnsemble, train_ensemble
+from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.stylegan2 import Generator
+from editgan_core.train.pixel_ensemble import train_ensemble
 from editgan_core.vectors import EditVector, save_vector
 
 TINY_PRESETS = {"smile": (8, 9), "look_left": (5, 6)}

@@ -14,15 +14,10 @@ from editgan_core import pixel_sampling
 from editgan_core.formats import editgan_official
 from editgan_core.models import segmenter
 from editgan_core.models.checkpoint import CheckpointError
-from editgan_core.models.segmenter import (
-    PixelBank,
-    PixelEnsemble,
-    TrainProgress,
-    official_hidden,
-    train_ensemble,
-)
+from editgan_core.models.segmenter import PixelEnsemble, official_hidden
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.pixel_sampling import interp_table, sample_features
+from editgan_core.train.pixel_ensemble import PixelBank, TrainProgress, train_ensemble
 
 TOL = 1e-5
 CLASSES = 13

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from editgan_core.bundle import write_manifest
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
-from editgan_core.models.segmenter import TrainProgress, train_ensemble
 from editgan_core.pipeline import EditGANPipeline, prepare_image
+from editgan_core.train.pixel_ensemble import TrainProgress, train_ensemble
 
 ANNOTATION_SEEDS = range(100, 116)  # held out from GAN training (seeds < 1e6) and from evaluation (0..99)
 EVAL_SEED_START = 0
