@@ -31,8 +31,9 @@ import torch
 from editgan_core.bundle import generator_kwargs
 from editgan_core.eval.edit import timing_report
 from editgan_core.eval.ops_speed import CONFIGS, bench_config
+from editgan_core.eval.segmenter_memory import measure_peak
 from editgan_core.losses import LPIPS
-from editgan_core.models.segmenter import PixelEnsemble, measure_peak
+from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.ops import use_impl
 from editgan_core.pipeline import EditGANPipeline
