@@ -13,8 +13,8 @@ from torch import nn
 from editgan_core import pixel_sampling
 from editgan_core.formats import editgan_official
 from editgan_core.models import segmenter
-from editgan_core.models.checkpoint import CheckpointError
 from editgan_core.models.segmenter import PixelEnsemble, official_hidden
+from editgan_core.models.serialization import CheckpointError
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.pixel_sampling import interp_table, sample_features
 from editgan_core.train.pixel_ensemble import PixelBank, TrainProgress, train_ensemble

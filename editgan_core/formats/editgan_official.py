@@ -12,13 +12,15 @@ from pathlib import Path
 
 import torch
 
-from editgan_core.models.checkpoint import CheckpointError, load_checked, read_torch_file
+from editgan_core.models.checkpoint import read_torch_file
 from editgan_core.models.segmenter import PixelEnsemble
+from editgan_core.models.serialization import CheckpointError, load_checked
 
 
 def load_segmenter(paths: Sequence[str | Path], feature_channels: Sequence[int],
                    upsample: str = "bilinear") -> PixelEnsemble:
-    """Import the official EditGAN/DatasetGAN ensemble: one ``{'model_state_dict': ...}`` file per member.
+    """Import the official EditGAN/DatasetGAN ensemble, one ``{'model_state_dict': ...}`` file per member,
+    frozen and in eval mode like every loaded network.
 
     Sizes (hidden widths, classes) are read from the files; the input width must equal
     ``sum(feature_channels)`` of the generator whose features it will see.
@@ -43,7 +45,7 @@ def load_segmenter(paths: Sequence[str | Path], feature_channels: Sequence[int],
     ensemble = PixelEnsemble(feature_channels, num_classes, len(states), (h1, h2), upsample)
     for member, state, path in zip(ensemble.members, states, paths, strict=True):
         load_checked(member, state, f"official ensemble member {Path(path).name}")
-    return ensemble.eval()
+    return ensemble.eval().requires_grad_(False)
 
 
 def official_state(path: Path) -> dict[str, torch.Tensor]:

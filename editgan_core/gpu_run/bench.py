@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 
-from editgan_core.bundle import generator_kwargs
 from editgan_core.eval.edit import timing_report
 from editgan_core.eval.ops_speed import CONFIGS, bench_config
 from editgan_core.eval.segmenter_memory import measure_peak
@@ -235,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = {
         "generator": lambda: generator_speed(names, device, impls, modes, 1 if args.dry_run else 5, record),
         "accuracy": lambda: accuracy(names, device, [("cuda", "fp32")] * cuda_ops + [("native", m) for m in modes[1:]]),
-        "segmentation_memory": lambda: segmentation_memory(generator_kwargs(config), device),
+        "segmentation_memory": lambda: segmentation_memory(config, device),
         "pipeline": lambda: pipeline_timings(config, device, args.work, args.dry_run),
     }
     for section in args.sections:

@@ -15,19 +15,15 @@ the memory this saves.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from editgan_core.models.checkpoint import CheckpointError, load_checked
+from editgan_core.models.serialization import ModelMixin, register_config
 from editgan_core.pixel_sampling import (
     UPSAMPLE_MODES,
     Features,
@@ -43,9 +39,7 @@ from editgan_core.pixel_sampling import (
     sample_map,
     unflatten_pixels,
 )
-from editgan_core.utils import atomic_write
 
-FORMAT = "editgan-pixel-ensemble/1"
 # Size of the (pixels x members*hidden) activation block computed at once. Below glibc's 32 MiB
 # mmap ceiling, so the temporaries are recycled instead of page-faulted in on every block.
 CHUNK_BYTES = 16 * 2**20
@@ -87,7 +81,7 @@ class PixelMLP(nn.Module):
 
 
 # -- the ensemble ----------------------------------------------------------------------------------
-class PixelEnsemble(nn.Module):
+class PixelEnsemble(ModelMixin, nn.Module):
     """N pixel MLPs over the generator's feature maps; logits = mean of the members' logits.
 
     ``feature_channels`` are the widths of the maps in ``Generator.synthesis(return_features=True)``
@@ -97,6 +91,9 @@ class PixelEnsemble(nn.Module):
     supplies its own, so train on pixel batches (``train_ensemble``).
     """
 
+    FORMAT = "editgan-pixel-ensemble/1"
+
+    @register_config
     def __init__(self, feature_channels: Sequence[int], num_classes: int, members: int = 10,
                  hidden: Sequence[int] | None = None, upsample: str = "bilinear") -> None:
         super().__init__()
@@ -115,11 +112,6 @@ class PixelEnsemble(nn.Module):
         self.chunk_bytes = CHUNK_BYTES
         self._frozen_cache: dict[str, tuple] = {}
         self._taps_cache: tuple | None = None
-
-    @property
-    def config(self) -> dict:
-        return {"format": FORMAT, "feature_channels": self.feature_channels, "num_classes": self.num_classes,
-                "members": len(self.members), "hidden": list(self.hidden), "upsample": self.upsample}
 
     def extra_repr(self) -> str:
         return f"d={self.dim}, classes={self.num_classes}, hidden={self.hidden}, upsample={self.upsample!r}"
@@ -374,32 +366,6 @@ class PixelEnsemble(nn.Module):
     def _entropy(self, logits: list[torch.Tensor]) -> torch.Tensor:
         probs = torch.stack([p.softmax(1) for p in logits]).mean(0)
         return -(probs * probs.clamp_min(1e-12).log()).sum(1) / math.log(self.num_classes)
-
-    # -- files ---------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """One safetensors file; the config (JSON) rides in its metadata under ``config``."""
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        meta = {"config": json.dumps(self.config)}
-        return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
-
-    @classmethod
-    def load(cls, path: str | Path) -> PixelEnsemble:
-        """Read a file written by ``save``; returned in eval mode."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"segmenter file not found: {path}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        try:
-            config = json.loads(meta["config"])
-            if config.get("format") != FORMAT:
-                raise CheckpointError(f"{path.name} is not a pixel ensemble ({FORMAT}), format={config.get('format')}")
-            ensemble = cls(config["feature_channels"], config["num_classes"], config["members"],
-                           config["hidden"], config.get("upsample", "bilinear"))
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path.name} has no usable 'config' metadata ({exc!r})") from exc
-        load_checked(ensemble, load_file(str(path)), f"segmenter {path.name}")
-        return ensemble.eval()
 
 
 def mean_logits(logits: list[torch.Tensor]) -> torch.Tensor:
