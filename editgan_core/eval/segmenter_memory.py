@@ -11,7 +11,6 @@ small machine; allocator statistics miss memory the heap keeps). Linux only.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import gc
@@ -21,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from editgan_core.cli_common import command_parser, parse_command
 from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.stylegan2 import Generator, config_f_channels
 
@@ -103,13 +103,11 @@ def bench_memory(size: int = 1024, num_classes: int = 12, members: int = 10, reg
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__doc__, threads_default=1)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--classes", type=int, default=12)
     parser.add_argument("--members", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_command(parser, argv)
     bench_memory(args.size, args.classes, args.members)
 
 
