@@ -115,16 +115,9 @@ class PixelBank:
         self.device = self.runs[0][2].device
         self.dtype = torch.promote_types(self.runs[0][2].dtype, torch.float32)
         self.dim = sum(bank.shape[1] for _, _, bank in self.runs)
-        labels = [torch.as_tensor(y).to(device=self.device, dtype=torch.long) for y in labels_list]
-        self.size = tuple(labels[0].shape)
-        for k, y in enumerate(labels):
-            if y.ndim != 2 or tuple(y.shape) != self.size:
-                raise ValueError(f"image {k}: label maps must all be (H, W) of one size, got {tuple(y.shape)} "
-                                 f"(first: {self.size})")
-            if y.min() < 0 or y.max() >= num_classes:
-                raise ValueError(f"image {k}: labels must lie in [0, {num_classes}), found {int(y.min())}.."
-                                 f"{int(y.max())}")
-        self.labels = torch.stack(labels).flatten(1)  # (K, H*W)
+        labels = checked_labels(labels_list, num_classes, self.device)
+        self.size = tuple(labels.shape[1:])
+        self.labels = labels.flatten(1)  # (K, H*W)
         # pixels grouped by class (flat into K*H*W), for class-balanced draws
         flat = self.labels.flatten().cpu()
         self.by_class = flat.argsort(stable=True)
@@ -168,3 +161,17 @@ class PixelBank:
             ys, xs, weight = pixel_taps(y, x, (h, w), self.size, self.upsample, self.dtype)
             columns.append(gather_rows(bank, image * (h * w) + ys * w + xs, weight))
         return torch.cat(columns, 1), self.labels[image, pixels]
+
+
+def checked_labels(labels_list: Sequence[torch.Tensor], num_classes: int, device: torch.device) -> torch.Tensor:
+    """The K label maps as one (K, H, W) long tensor; a map of another size or class outside [0, C) is named."""
+    labels = [torch.as_tensor(y).to(device=device, dtype=torch.long) for y in labels_list]
+    size = tuple(labels[0].shape)
+    for k, y in enumerate(labels):
+        if y.ndim != 2 or tuple(y.shape) != size:
+            raise ValueError(f"image {k}: label maps must all be (H, W) of one size, got {tuple(y.shape)} "
+                             f"(first: {size})")
+        if y.min() < 0 or y.max() >= num_classes:
+            raise ValueError(f"image {k}: labels must lie in [0, {num_classes}), found {int(y.min())}.."
+                             f"{int(y.max())}")
+    return torch.stack(labels)
