@@ -90,6 +90,10 @@ def test_bad_files_are_named(tmp_path):
     save_file(tensors, str(other), metadata=read_metadata(other))  # weights of one, config of another
     with pytest.raises(CheckpointError, match=r"wrong shapes: convs\.0\.conv\.weight: expected"):
         Generator.load(other)
+    huge = tmp_path / "huge.safetensors"  # a config asking for a 36 TB layer is refused before allocating it
+    save_file(tensors, str(huge), metadata={"config": json.dumps({**g.config, "channels": {"4": 10**6, "8": 10**6}})})
+    with pytest.raises(CheckpointError, match=r"conv1\.conv\.weight: expected \(1, 1000000, 1000000, 3, 3\)"):
+        Generator.load(huge)
     broken = tmp_path / "broken.safetensors"
     save_file(tensors, str(broken), metadata={"config": "{not json"})
     with pytest.raises(CheckpointError, match="not JSON"):

@@ -197,6 +197,5 @@ def _load_safetensors_generator(path: Path) -> tuple[Generator, torch.Tensor | N
     state, metadata = read_safetensors(path)
     latent_avg = state.pop("latent_avg", None)
     config = Generator.config_in(metadata, path.name) if CONFIG_KEY in metadata else infer_generator_config(state)
-    generator = Generator.from_config(config, path.name)
-    load_checked(generator, state, path.name)
+    generator = Generator.from_state(config, state, path.name)
     return generator, None if latent_avg is None else latent_avg.reshape(1, -1).float()

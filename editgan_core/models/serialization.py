@@ -18,7 +18,7 @@ import json
 import numbers
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -29,6 +29,7 @@ from editgan_core.utils import atomic_write
 
 MAX_LISTED = 5
 CONFIG_KEY = "config"
+M = TypeVar("M", bound="ModelMixin")  # typing.Self needs Python 3.11
 
 
 class CheckpointError(ValueError):
@@ -145,7 +146,7 @@ class ModelMixin:
         return json.loads(self._config_json)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], what: str = "config") -> Self:
+    def from_config(cls: type[M], config: Mapping[str, Any], what: str = "config") -> M:
         """A new network (random weights) built from a config; ``CheckpointError`` if it does not fit."""
         config = dict(config)
         found = config.pop("format", None)
@@ -165,12 +166,25 @@ class ModelMixin:
         return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Self:
+    def from_state(cls: type[M], config: Mapping[str, Any], state: Mapping[str, torch.Tensor], what: str) -> M:
+        """A network built from ``config`` holding ``state``.
+
+        The shapes are checked on a skeleton on the meta device first, so a config that does not fit
+        the tensors (a corrupt or hostile file asking for a huge network) is refused before any
+        memory is spent on it.
+        """
+        with torch.device("meta"):
+            check_state_dict(cls.from_config(config, what), state, what)
+        model = cls.from_config(config, what)
+        model.load_state_dict(state, strict=True)
+        return model
+
+    @classmethod
+    def load(cls: type[M], path: str | Path, device: str | torch.device = "cpu") -> M:
         """Rebuild a network written by ``save``: checked, on ``device``, frozen, in eval mode."""
         path = Path(path)
         tensors, metadata = read_safetensors(path)
-        model = cls.from_config(cls.config_in(metadata, path.name), path.name)
-        load_checked(model, tensors, f"{cls.__name__} file {path.name}")
+        model = cls.from_state(cls.config_in(metadata, path.name), tensors, f"{cls.__name__} file {path.name}")
         return model.to(device).eval().requires_grad_(False)
 
     @classmethod
