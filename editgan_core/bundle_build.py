@@ -44,13 +44,7 @@ from editgan_core.models.checkpoint import (
 )
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.segmenter import PixelEnsemble
-from editgan_core.models.serialization import (
-    CONFIG_KEY,
-    CheckpointError,
-    load_checked,
-    read_metadata,
-    read_safetensors,
-)
+from editgan_core.models.serialization import CONFIG_KEY, CheckpointError, read_metadata, read_safetensors
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.utils import save_image_grid
@@ -347,9 +341,7 @@ def read_discriminator(path: Path, generator: Generator) -> Discriminator:
         raise BundleError(f"{path.name} holds no discriminator state dict of tensors")
     if config is None:
         config = {"size": generator.size, "channels": generator.channels, "conv_clamp": generator.config["conv_clamp"]}
-    disc = Discriminator.from_config(config, f"discriminator {path.name}")
-    load_checked(disc, state, f"discriminator {path.name}")
-    return disc
+    return Discriminator.from_state(config, state, f"discriminator {path.name}")
 
 
 def add_discriminator(bundle: str | Path | Bundle, file: str | Path, *, force: bool = False) -> Bundle:
