@@ -18,16 +18,14 @@ from types import ModuleType
 from typing import TypeVar
 
 import numpy as np
-import torch
-from safetensors.torch import save_file
 
 from editgan_core import __version__
 from editgan_core.model_card import CARD_FILE, render_card, write_card
-from editgan_core.models.checkpoint import load_generator
+from editgan_core.models.checkpoint import load_generator, read_torch_file
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.serialization import CheckpointError, read_metadata
-from editgan_core.models.stylegan2 import Generator
+from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.utils import atomic_write
 
 FORMAT = "editgan-bundle/1"
@@ -222,19 +220,23 @@ def build_from_run(run: Path, out: Path, bundle_id: str, title: str, domain: str
     return Bundle.load(out)
 
 
-def export_discriminator(run: Path, dest: Path, metadata: dict) -> Path | None:
+def export_discriminator(run: Path, dest: Path, metadata: dict[str, str]) -> Path | None:
     """Copy the run's discriminator (exported, or read from its checkpoint) so training can continue."""
     src = run / "discriminator.safetensors"
     if src.is_file():
         shutil.copyfile(src, dest)
         return dest
-    ckpt = run / "checkpoint.pt"
-    if not ckpt.is_file():
+    path = run / "checkpoint.pt"
+    if not path.is_file():
         return None
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["d"]
-    tensors = {k: v.contiguous() for k, v in state.items()}
-    atomic_write(dest, lambda p: save_file(tensors, str(p), metadata={k: str(v) for k, v in metadata.items()}))
-    return dest
+    try:  # a run from before discriminator.safetensors was exported: train.gan's config gives the architecture
+        ckpt = read_torch_file(path)
+        config = json.loads(ckpt["config"])
+        disc = Discriminator.from_state({"size": config["size"], "channels": config["channels"]}, ckpt["d"],
+                                        f"discriminator in {path}")
+    except (CheckpointError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"cannot read the discriminator in {path}: {exc}") from exc
+    return disc.save(dest, metadata)
 
 
 def main(argv: list[str] | None = None) -> None:
