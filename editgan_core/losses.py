@@ -21,11 +21,15 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from editgan_core.models.serialization import ModelMixin, load_checked, register_config
+
 WEIGHTS_FILE = "lpips_vgg.safetensors"
+WEIGHTS_METADATA = {"format": "lpips-vgg16", "lpips_version": "0.1"}
 VGG16_FILE = "vgg16-397923af.pth"
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 HEADS_URL = "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1/vgg.pth"
@@ -134,7 +138,7 @@ def _mask_at(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.adaptive_avg_pool2d(mask, tuple(size))
 
 
-class LPIPS(nn.Module):
+class LPIPS(ModelMixin, nn.Module):
     """LPIPS distance (VGG16, lpips v0.1 layout) for images in [-1, 1]; frozen, but input gradients flow.
 
     ``forward(x, y)`` gives one distance per sample. With ``mask`` (N, 1, H, W) in [0, 1], every layer's
@@ -142,6 +146,7 @@ class LPIPS(nn.Module):
     can be held to the original image outside its region only.
     """
 
+    @register_config
     def __init__(self) -> None:
         super().__init__()
         self.scaling_layer = ScalingLayer()
@@ -184,24 +189,8 @@ class LPIPS(nn.Module):
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> LPIPS:
         """Load trunk and heads from any mix of torchvision, lpips and own key names (all must be present)."""
-        self.load_state_dict(convert_state_dict(state_dict), strict=True)
+        load_checked(self, convert_state_dict(state_dict), "LPIPS weights")
         return self
-
-    def save_safetensors(self, path: str | Path) -> Path:
-        """Write trunk and heads to one safetensors file (own key names): the format ``from_local`` likes."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(path), metadata={"format": "lpips-vgg16", "lpips_version": "0.1"})
-        return path
-
-    @classmethod
-    def from_safetensors(cls, path: str | Path) -> LPIPS:
-        from safetensors.torch import load_file
-
-        return cls().load_weights(load_file(str(path)))
 
     @classmethod
     def from_local(cls, search_dirs: Iterable[str | Path] | None = None) -> LPIPS | None:
@@ -214,7 +203,7 @@ class LPIPS(nn.Module):
         dirs = [*(Path(d) for d in (search_dirs or ())), *DEFAULT_SEARCH_DIRS]
         single = _first_file(dirs, [WEIGHTS_FILE])
         if single is not None:
-            return cls.from_safetensors(single)
+            return cls.load(single)
         trunk = _first_file(_hub_checkpoint_dirs(), [VGG16_FILE])
         heads = _find_lpips_heads()
         if trunk is None or heads is None:
@@ -233,7 +222,7 @@ class LPIPS(nn.Module):
             HEADS_URL, map_location="cpu", progress=True, file_name=HEADS_CACHE_NAMES[0], weights_only=True
         )
         model = cls().load_weights({**trunk, **heads})
-        return model.save_safetensors(Path(dest_dir) / WEIGHTS_FILE)
+        return model.save(Path(dest_dir) / WEIGHTS_FILE, metadata=WEIGHTS_METADATA)
 
 
 # --- key names ------------------------------------------------------------------------------------
@@ -348,7 +337,7 @@ def load_lpips(allow_download: bool = False, search_dirs: Iterable[str | Path] |
         model = LPIPS.from_local(search_dirs)
         if model is None and allow_download:
             dest = Path(search_dirs[0]) if search_dirs else DEFAULT_SEARCH_DIRS[-1]
-            model = LPIPS.from_safetensors(LPIPS.download(dest))
+            model = LPIPS.load(LPIPS.download(dest))
     except Exception as e:  # any failure degrades to L2, and the warning says why
         model, reason = None, f"{type(e).__name__}: {e}"
     if model is None:
@@ -425,10 +414,19 @@ def encoder_regulariser(
     return (w_plus - encoded).pow(2).mean()
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample PSNR in dB (N,) for images in [-1, 1] (peak-to-peak 2); inf for identical images."""
+def psnr(x: torch.Tensor, y: torch.Tensor, peak: float = 2.0) -> torch.Tensor:
+    """Per-sample PSNR in dB (N,) for images spanning ``peak`` (2 for [-1, 1], 255 for uint8); inf if identical."""
     mse = (x - y).pow(2).flatten(1).mean(dim=1)
-    return 10.0 * torch.log10(4.0 / mse)
+    return 10.0 * torch.log10(peak**2 / mse)
+
+
+MAX_IMAGE_PSNR = float(10 * np.log10(255.0**2 / 1e-10))  # a pixel-exact copy (mse floored at 1e-10)
+
+
+def image_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 pictures, capped at ``MAX_IMAGE_PSNR`` so means over many images stay finite."""
+    x, y = (torch.from_numpy(np.asarray(image, dtype=np.float64))[None] for image in (a, b))
+    return min(psnr(x, y, peak=255.0).item(), MAX_IMAGE_PSNR)
 
 
 # --- command line ---------------------------------------------------------------------------------

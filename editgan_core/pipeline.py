@@ -8,7 +8,7 @@ shape (1, n_latent, style_dim) on the CPU.
 
 from __future__ import annotations
 
-import math
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageOps
 
 from editgan_core.bundle import Bundle
+from editgan_core.capabilities import Capabilities, segmenter_missing_message
 from editgan_core.defaults import RuntimeDefaults
 from editgan_core.editing import (
     EditObjective,
@@ -29,9 +30,13 @@ from editgan_core.editing import (
     region_iou,
 )
 from editgan_core.inversion import ReconstructionObjective
+from editgan_core.losses import image_psnr
+from editgan_core.model_card import display_path
 from editgan_core.optim import StepInfo, optimise
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
+
+log = logging.getLogger(__name__)
 
 # User seeds are offset so seed 0 does not replay the draws that initialised a seed-0 GAN's weights.
 LATENT_SEED_OFFSET = 1_000_003
@@ -40,6 +45,10 @@ MAX_INPUT_PIXELS = 64_000_000  # refuse decompression bombs / absurd uploads bef
 
 class InputError(ValueError):
     """Bad user input (image, label map, latent); the message is meant for the user."""
+
+
+class SegmenterMissingError(InputError):
+    """The action needs a segmentation branch, which this bundle does not have yet (see ``capabilities``)."""
 
 
 @dataclass
@@ -136,6 +145,9 @@ class EditGANPipeline:
         self.segmenter = segmenter.to(self.device) if segmenter is not None else None
         self.encoder = encoder.to(self.device) if encoder is not None else None
         self.lpips = lpips.to(self.device) if lpips is not None else None
+        if self.encoder is None:
+            log.warning("model '%s' has no encoder: photos are embedded by optimisation from the average latent, "
+                        "which is slower", bundle.id)
         self.noise = [n.to(self.device) for n in self.generator.stored_noise()]
         with torch.no_grad():
             gen = torch.Generator(device="cpu").manual_seed(LATENT_SEED_OFFSET - 1)
@@ -174,6 +186,16 @@ class EditGANPipeline:
     def defaults(self) -> RuntimeDefaults:
         """Steps and learning rates the methods use when the caller passes none (the bundle's, else the core's)."""
         return self.bundle.defaults
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Which components this bundle has and what they allow; ``notes()`` says how to add the missing ones."""
+        vectors = self.bundle.vectors_dir
+        return Capabilities(bundle_id=self.bundle.id, has_encoder=self.encoder is not None,
+                            has_segmenter=self.segmenter is not None,
+                            has_discriminator=self.bundle.has("discriminator"),
+                            presets=len(list(vectors.glob("*.safetensors"))) if vectors.is_dir() else 0,
+                            has_lpips=self.lpips is not None, bundle_path=display_path(self.bundle.root))
 
     # -- latents and rendering -----------------------------------------------------------------
     def check_latent(self, latent: torch.Tensor) -> torch.Tensor:
@@ -235,14 +257,12 @@ class EditGANPipeline:
         result = optimise(init, objective, steps, lr, "rampcos", callback, should_stop)
         latent = result.best.cpu()
         render = self.render(latent)
-        mse = np.mean((render.image.astype(np.float64) - pixels.astype(np.float64)) ** 2)
-        psnr = 10 * math.log10(255.0**2 / max(mse, 1e-10))
-        return EmbedResult(latent, render, psnr, result.steps_done, result.stopped)
+        return EmbedResult(latent, render, image_psnr(render.image, pixels), result.steps_done, result.stopped)
 
     # -- editing ---------------------------------------------------------------------------------
     def _require_segmenter(self) -> None:
         if self.segmenter is None:
-            raise InputError(f"model '{self.bundle.id}' has no segmentation branch, so it cannot learn edits")
+            raise SegmenterMissingError(segmenter_missing_message(self.bundle.id, display_path(self.bundle.root)))
 
     def check_labels(self, labels: np.ndarray) -> np.ndarray:
         labels = np.asarray(labels)

@@ -1,4 +1,4 @@
-"""Small helpers shared by the core: atomic file writes and image grids."""
+"""Small helpers shared by the core: atomic file writes, image tensors and grids, image file suffixes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}  # what folder inputs (training, batch CLI) read
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Run ``write(tmp_path)`` and rename over ``path``, so readers never see half a file."""
@@ -18,9 +20,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; results are meant to be shared
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (and some writers recreate them); results are shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

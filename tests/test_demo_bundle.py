@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from editgan_core.bench_edit import DEFAULT_JUDGE, read_attribute
 from editgan_core.editing import edit_region
+from editgan_core.eval.edit import read_attribute
+from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
 from editgan_core.models.attribute_net import AttributeNet
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS
@@ -63,7 +64,7 @@ def test_encoder_and_segmenter_read_held_out_faces(demo, embedded):
 
 
 def test_smile_preset_smiles_inside_its_region(demo, library, embedded):
-    judge = AttributeNet.load(DEFAULT_JUDGE).eval()
+    judge = AttributeNet.load(DEFAULT_ATTRIBUTE_NET).eval()
     smile = library.get("smile")
     rises = []
     for _, result in embedded:

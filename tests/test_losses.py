@@ -5,23 +5,29 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 
 from editgan_core import losses
 from editgan_core.losses import (
     LPIPS,
+    MAX_IMAGE_PSNR,
     LPIPSUnavailableWarning,
     convert_state_dict,
     encoder_regulariser,
     export_state_dict,
+    image_psnr,
     load_lpips,
     masked_cross_entropy,
     masked_l2,
     psnr,
 )
+from editgan_core.models.serialization import CheckpointError
+from editgan_core.utils import to_tensor
 
 # torchvision's VGG16 conv indices, grouped by the pooling stage they run at.
 CONV_BLOCKS = [[0, 2], [5, 7], [10, 12, 14], [17, 19, 21], [24, 26, 28]]
@@ -157,19 +163,24 @@ def test_key_mapping_round_trip(model: LPIPS) -> None:
     fresh = LPIPS().load_weights({**tv, **extra, **{k: v for k, v in lp.items() if k.startswith("lin")}})
     x, y = images(n=1, h=32, w=32)
     torch.testing.assert_close(fresh(x, y), model(x, y))
-    with pytest.raises(RuntimeError):
-        LPIPS().load_weights(tv)  # heads missing
+    with pytest.raises(CheckpointError, match=r"lin0\.model\.1\.weight"):
+        LPIPS().load_weights(tv)  # heads missing, named
 
 
 def test_safetensors_round_trip(model: LPIPS, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(losses, "DEFAULT_SEARCH_DIRS", ())
-    path = model.save_safetensors(tmp_path / losses.WEIGHTS_FILE)
+    path = model.save(tmp_path / losses.WEIGHTS_FILE, metadata=losses.WEIGHTS_METADATA)
     loaded = LPIPS.from_local([tmp_path])
     assert loaded is not None
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
     assert not any(p.requires_grad for p in loaded.parameters())
     x, y = images(n=1, h=32, w=32)
-    torch.testing.assert_close(LPIPS.from_safetensors(path)(x, y), model(x, y))
+    torch.testing.assert_close(LPIPS.load(path)(x, y), model(x, y))
+    # files written before the save/load contract carry no "config": LPIPS has nothing to configure
+    old = tmp_path / "old" / losses.WEIGHTS_FILE
+    old.parent.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(old), metadata=losses.WEIGHTS_METADATA)
+    torch.testing.assert_close(LPIPS.load(old)(x, y), model(x, y))
 
 
 def test_finds_torchvision_and_lpips_files_in_hub_cache(model: LPIPS, tmp_path, monkeypatch) -> None:
@@ -263,3 +274,13 @@ def test_encoder_regulariser_and_psnr() -> None:
     y[1] += 0.2  # mse 0.04 -> 10 log10(4 / 0.04) = 20 dB
     p = psnr(x, y)
     assert math.isinf(p[0].item()) and math.isclose(p[1].item(), 20.0, rel_tol=1e-5)
+
+
+def test_image_psnr_is_the_tensor_psnr_on_uint8_pictures_capped_for_copies() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    b = np.clip(a.astype(np.int16) + rng.integers(-9, 10, a.shape), 0, 255).astype(np.uint8)
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    assert math.isclose(image_psnr(a, b), 10 * math.log10(255.0**2 / mse), rel_tol=1e-12)
+    assert math.isclose(image_psnr(a, b), psnr(to_tensor(a[None]), to_tensor(b[None])).item(), rel_tol=1e-5)
+    assert image_psnr(a, a) == MAX_IMAGE_PSNR and math.isfinite(MAX_IMAGE_PSNR)

@@ -49,6 +49,11 @@ def good_meta(**info) -> dict[str, str]:
     return {"format": vectors.FORMAT, "editgan": json.dumps(base)}
 
 
+def files(folder: Path) -> list[str]:
+    """A library folder's files, less its lock file."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".lock")
+
+
 @pytest.fixture
 def lib(tmp_path: Path) -> VectorLibrary:
     presets = tmp_path / "bundle" / "vectors"
@@ -189,7 +194,7 @@ def test_bundle_and_shape_mismatch_messages(tmp_path: Path) -> None:
 
 
 def test_size_cap_refuses_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vectors, "MAX_FILE_BYTES", 4096)
+    monkeypatch.setattr(vectors.fileformat, "MAX_FILE_BYTES", 4096)
     big = save_vector(make_vec(), tmp_path / "big.safetensors")  # 10x128 float32 = 5 KiB
     with pytest.raises(VectorError, match="larger than"):
         load_vector(big)
@@ -294,6 +299,14 @@ def test_sanitize_refuses(raw: str) -> None:
         sanitize_name(raw)
 
 
+@pytest.mark.parametrize("raw", ["\u041epen mouth", "smil\u0435", "\u03bfpen"])  # Cyrillic О, е; Greek ο
+def test_sanitize_refuses_names_mixing_lookalike_alphabets(raw: str) -> None:
+    with pytest.raises(VectorError, match="mixes"):
+        sanitize_name(raw)
+    smile_ru = "\u0443\u043b\u044b\u0431\u043a\u0430 2"  # one alphabet is fine
+    assert sanitize_name(smile_ru) == smile_ru
+
+
 def test_sanitize_limits_length_in_chars_and_bytes() -> None:
     assert len(sanitize_name("a" * 500)) == 64
     wide = sanitize_name("字" * 64)  # 3 bytes each in UTF-8
@@ -355,18 +368,21 @@ def test_library_save_clash_and_overwrite(lib: VectorLibrary) -> None:
     with pytest.raises(VectorError, match="already exists"):
         lib.save(make_vec("SMILE", seed=2))  # one file on case-insensitive disks
     lib.save(make_vec("Smile", seed=2), overwrite=True)
-    assert [p.name for p in lib.root.iterdir()] == ["Smile.safetensors"]
+    assert files(lib.root) == ["Smile.safetensors"]
     assert lib.get("smile").delta.equal(make_vec(seed=2).delta)
 
 
 def test_library_refuses_preset_names_and_foreign_vectors(lib: VectorLibrary) -> None:
     with pytest.raises(VectorError, match="preset"):
         lib.save(make_vec("open mouth"), overwrite=True)
+    for lookalike in ["Open_Mouth", "open-mouth", "\uff2f\uff50\uff45\uff4e mouth"]:  # separators, full-width
+        with pytest.raises(VectorError, match="preset"):
+            lib.save(make_vec(lookalike))
     with pytest.raises(VectorError, match="car512"):
         lib.save(make_vec("x", bundle_id="car512", shape=(16, 512)))
     with pytest.raises(VectorError, match="latent 16x512"):
         lib.save(make_vec("x", shape=(16, 512)))
-    assert not lib.root.exists() or not any(lib.root.iterdir())
+    assert not lib.root.exists() or not files(lib.root)
 
 
 def test_library_rename(lib: VectorLibrary) -> None:
@@ -380,11 +396,11 @@ def test_library_rename(lib: VectorLibrary) -> None:
         lib.rename("nope", "x")
     out = lib.rename("smile", "grin")
     assert out.name == "grin" and out.description == "d" and out.class_ids == [4]
-    assert sorted(p.name for p in lib.root.iterdir()) == ["frown.safetensors", "grin.safetensors"]
+    assert files(lib.root) == ["frown.safetensors", "grin.safetensors"]
     assert lib.get("grin").delta.equal(make_vec(seed=1).delta)
     lib.rename("grin", "Grin")  # case-only rename is not a clash with itself
     assert [v.name for v in lib.list()][-1] == "Grin"
-    assert sorted(p.name for p in lib.root.iterdir()) == ["Grin.safetensors", "frown.safetensors"]
+    assert files(lib.root) == ["Grin.safetensors", "frown.safetensors"]
 
 
 def test_library_delete(lib: VectorLibrary) -> None:
@@ -454,7 +470,7 @@ def test_library_writes_are_atomic_and_thread_safe(lib: VectorLibrary) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    names = sorted(p.name for p in lib.root.iterdir())
+    names = files(lib.root)
     assert names == sorted(f"w{i}-{j}.safetensors" for i in range(4) for j in range(5))
     other = VectorLibrary(lib.root, BUNDLE, SHAPE)
     assert other._lock is lib._lock  # one lock per folder, whichever session object uses it

@@ -9,9 +9,9 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 from test_webapp_support import EXAMPLE, cached_tiny_bundle
 
+from editgan_core.latents import load_latent
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import VectorError, load_vector
@@ -245,15 +245,45 @@ def test_edit_save_apply_refine_export(box, studio, tmp_path):
 
     files = studio.export(session)
     assert [f.suffix for f in files] == [".png", ".png", ".safetensors", ".safetensors"]
-    with safe_open(str(files[2]), framework="pt") as f:
-        assert f.get_tensor("latent").shape == studio.pipeline(session).latent_shape
-        assert f.metadata()["bundle_id"] == session.bundle_id
+    latent_file = load_latent(files[2], session.bundle_id, studio.pipeline(session).latent_shape)
+    assert torch.equal(latent_file.latent, session.current.latent)
     assert load_vector(files[3], session.bundle_id).delta.shape == studio.pipeline(session).latent_shape
     exported = studio.export_vector(session, "bushy brows")
     assert studio.import_vector(session, exported).name == "Bushy brows (2)"
     official = tmp_path / "official_smile.npy"  # the official EditGAN format: float32 (1, n_latent, 512-like)
     np.save(official, np.random.default_rng(0).normal(size=(1, *studio.pipeline(session).latent_shape)).astype("f4"))
     assert studio.import_vector(session, official).name == "official_smile"
+
+
+def test_saved_vectors_outlast_the_session_and_a_restart(box, studio, editgan_home):
+    session = studio.session(box)
+    painted = lab.upscale(lab.colorize(_paint_eyebrows(session), studio.pipeline(session).bundle.palette), 8)
+    list(studio.edit(session, painted, 2))
+    saved = studio.save_vector(session, "Bushy brows")
+    box.close()  # the tab goes away: its temp folder goes, the vector stays
+
+    def restarted() -> tuple[Studio, SessionBox]:  # a new app on the same bundle, as after a server restart
+        return Studio(ModelRegistry([studio.pipeline(session).bundle.root], device="cpu")), SessionBox()
+
+    again, fresh = restarted()
+    pictures, names = again.gallery(again.session(fresh))
+    assert names == ["look_left", "smile", "Bushy brows"]
+    assert [caption.split(" · ")[1] for _, caption in pictures] == ["preset", "preset", "yours"]
+    reloaded = again.session(fresh).library.get("bushy brows")
+    assert reloaded.delta.equal(saved.delta) and reloaded.class_ids == saved.class_ids
+    with pytest.raises(VectorError, match="preset"):
+        again.session(fresh).library.rename("smile", "grin")
+    again.session(fresh).library.rename("Bushy brows", "Thick brows")
+    close_box(fresh)
+
+    again, fresh = restarted()
+    assert again.gallery(again.session(fresh))[1] == ["look_left", "smile", "Thick brows"]
+    again.session(fresh).library.delete("thick brows")
+    close_box(fresh)
+    again, fresh = restarted()
+    assert again.gallery(again.session(fresh))[1] == ["look_left", "smile"]
+    assert [p.name for p in (editgan_home / "vectors" / session.bundle_id).glob("*.safetensors")] == []
+    close_box(fresh)
 
 
 def test_edit_refuses_an_unchanged_map_and_warns_about_far_colours(box, studio):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from editgan_core.pipeline import EditResult
-from editgan_core.vectors import EditVector, VectorLibrary
+from editgan_core.vectors import EditVector, open_library
 
 HISTORY_LIMIT = 60  # steps kept per session; a 64 px step is ~0.1 MB
 SOURCE_KINDS = ("sample", "embed")  # steps that start from a new picture; reset returns to the latest one
@@ -117,14 +117,14 @@ class History:
 
 
 class Session:
-    """One user's work on one bundle; owns a temp folder for saved vectors and exports."""
+    """One user's work on one bundle; owns a temp folder for exports (saved vectors go to the bundle's
+    persistent library, shared with other sessions and processes)."""
 
     def __init__(self, bundle_id: str, latent_shape: tuple[int, int], presets_dir: Path | None,
                  parent_dir: Path | None = None) -> None:
         self.bundle_id = bundle_id
         self.workdir = Path(tempfile.mkdtemp(prefix="editgan-session-", dir=parent_dir))
-        self.library = VectorLibrary(self.workdir / "vectors", bundle_id, latent_shape,
-                                     read_only_roots=[presets_dir] if presets_dir else [])
+        self.library = open_library(bundle_id, latent_shape, presets_dir)
         self.history = History()
         self.last_edit: EditResult | None = None  # the latest learned edit, for "save as vector"
         self.last_vector: EditVector | None = None  # the latest learned/refined/active vector, for export

@@ -16,7 +16,8 @@ How it works:
   the visible picture. Lighting, blush and texture noise are then applied at the output size,
   weighted per class through small look-up tables.
 
-``python -m editgan_core.domains.faces --bench | --grid out.png | --sweep out.png`` for a look.
+``python -m editgan_core.domains.faces --grid out.png | --sweep out.png`` for a look; its speed is
+``python -m editgan_core.eval.render_speed``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import colorsys
 import math
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -728,35 +728,12 @@ def colorize(labels: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# Command line: benchmark and contact sheets
+# Command line: contact sheets
 
 # The sweep shows each row on the same calm face: eyes open, mouth shut, no fringe, looking ahead.
 SWEEP_BASE = {"eye_open": 0.9, "mouth_open": 0.0, "fringe": 0.0, "gaze_x": 0.0, "gaze_y": 0.0, "smile": 0.3}
 SWEEP_ATTRIBUTES = ("smile", "mouth_open", "eye_open", "gaze_x", "gaze_y", "pupil_size", "eyebrow_height",
                     "fringe", "hair_volume", "nose_size", "ear_size")
-
-
-def bench(sizes: Sequence[int] = (64, 128), n: int = 300, rounds: int = 3) -> dict[int, float]:
-    """Single-threaded images/s (sampling + rendering) per size: best of ``rounds`` wall-clock rounds.
-
-    CPU-time throughput is printed too: on a shared machine it is the steadier number.
-    """
-    cv2.setNumThreads(1)
-    rates = {}
-    for size in sizes:
-        render_face(0, size)  # warm-up: caches (noise tile, ramps) are built once per size
-        best_wall = best_cpu = 0.0
-        per_round = max(1, n // rounds)
-        for r in range(rounds):
-            wall, cpu = time.perf_counter(), time.process_time()
-            for seed in range(r * per_round, (r + 1) * per_round):
-                render_face(seed, size)
-            best_wall = max(best_wall, per_round / (time.perf_counter() - wall))
-            best_cpu = max(best_cpu, per_round / max(time.process_time() - cpu, 1e-9))
-        rates[size] = best_wall
-        print(f"{size:4d} px: {best_wall:7.1f} images/s wall, {best_cpu:7.1f} images/s per CPU second "
-              f"(one thread, best of {rounds} x {per_round} images)")
-    return rates
 
 
 def _sheet(tiles: list[list[np.ndarray]], zoom: int) -> np.ndarray:
@@ -799,7 +776,6 @@ def _write(path: str, rgb: np.ndarray) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bench", action="store_true", help="print single-thread images/s at 64 and 128 px")
     p.add_argument("--grid", metavar="PNG", help="write a contact sheet of faces + label maps")
     p.add_argument("--sweep", metavar="PNG", help="write one row per editable attribute")
     p.add_argument("--size", type=int, default=64)
@@ -807,10 +783,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--zoom", type=int, default=1, help="nearest-neighbour magnification of the sheets")
     p.add_argument("--labels", action="store_true", help="sweep: show label maps next to the images")
     args = p.parse_args(argv)
-    if not (args.bench or args.grid or args.sweep):
-        p.error("nothing to do: give --bench, --grid or --sweep")
-    if args.bench:
-        bench()
+    if not (args.grid or args.sweep):
+        p.error("nothing to do: give --grid or --sweep")
     if args.grid:
         grid(args.grid, args.size, first_seed=args.seed, zoom=args.zoom)
     if args.sweep:

@@ -15,42 +15,15 @@ renders' embeddings: the generator cannot draw them exactly.
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from editgan_core.bundle import BundleError
-from editgan_core.eval.segmentation import confusion, iou_per_class, shifted_miou
+from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
 from editgan_core.pipeline import EditGANPipeline
-
-
-def evaluate_embedding(pipeline: EditGANPipeline, domain, seeds: range, step_counts: list[int],
-                       progress: bool = True) -> dict[int, dict]:
-    """Per step count: mean PSNR, mean seconds per image, mIoU and per-class IoU."""
-    num_classes = len(pipeline.bundle.classes)
-    names = [c.name for c in pipeline.bundle.classes]
-    rows = {n: {"psnr": [], "seconds": [], "conf": np.zeros((num_classes, num_classes), np.int64)}
-            for n in step_counts}
-    for seed in tqdm(seeds, desc="embed", unit="face", disable=not progress):
-        face = domain.render_face(seed, pipeline.resolution)
-        for steps in step_counts:
-            start = time.perf_counter()
-            result = pipeline.embed(face.image, steps=steps)
-            rows[steps]["seconds"].append(time.perf_counter() - start)
-            rows[steps]["psnr"].append(result.psnr)
-            if result.render.labels is not None:
-                rows[steps]["conf"] += confusion(result.render.labels, face.labels, num_classes)
-    report = {}
-    for steps, r in rows.items():
-        ious = iou_per_class(r["conf"]) if r["conf"].any() else np.full(num_classes, np.nan)
-        report[steps] = {"psnr": float(np.mean(r["psnr"])), "seconds": float(np.mean(r["seconds"])),
-                         "miou": float(np.nanmean(ious)) if r["conf"].any() else float("nan"),
-                         "per_class": dict(zip(names, ious.tolist(), strict=True))}
-    return report
+from editgan_core.scoring import confusion, evaluate_embedding, iou_per_class, shifted_miou
 
 
 def evaluate_range(pipeline: EditGANPipeline, seeds: range, steps: int, progress: bool = True) -> dict[str, float]:
@@ -68,22 +41,15 @@ def evaluate_range(pipeline: EditGANPipeline, seeds: range, steps: int, progress
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", required=True)
+    p = command_parser(__doc__, bundle=True, device=True)
     p.add_argument("--n", type=int, default=100, help="held-out faces (seeds 0..n-1)")
     p.add_argument("--steps", type=int, nargs="+", default=[0, 50, 100], help="optimisation steps after the encoder")
     p.add_argument("--range-check", type=int, default=0, metavar="K",
                    help="also embed K generator samples (seeds 1000000..), faces the generator can draw")
-    p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true", help="also print the full report as JSON")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    pipeline = EditGANPipeline.from_pretrained(args.bundle)
-    try:
-        domain = pipeline.bundle.domain_module()
-    except BundleError as exc:
-        p.error(f"{exc}: this benchmark renders faces of a procedural domain")
+    args = parse_command(p, argv)
+    pipeline = open_pipeline(args)
+    domain = require_domain(p, pipeline.bundle, "this benchmark renders faces of a procedural domain")
     report = evaluate_embedding(pipeline, domain, range(args.n), args.steps)
     print(f"bundle={pipeline.bundle.id} faces={args.n} device={pipeline.device} threads={torch.get_num_threads()} "
           f"lpips={'yes' if pipeline.lpips is not None else 'no (L2 only)'}")

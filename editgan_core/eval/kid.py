@@ -13,7 +13,6 @@ rendered faces: what a perfect generator would score with this N and these featu
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
+from editgan_core.cli_common import command_parser, parse_command
 from editgan_core.models import checkpoint
 from editgan_core.models.attribute_net import AttributeNet
+from editgan_core.models.serialization import read_metadata
 from editgan_core.models.stylegan2 import Generator
 
 DEFAULT_ATTRIBUTE_NET = Path(__file__).resolve().parents[2] / "checkpoints" / "attribute_net_faces64.safetensors"
@@ -91,8 +91,7 @@ def load_generator(path: str | Path) -> LoadedGenerator:
     weights = checkpoint.resolve_generator_file(path)
     seen = None
     if weights.suffix == ".safetensors":
-        with safe_open(str(weights), framework="pt", device="cpu") as f:
-            seen = (f.metadata() or {}).get("images_seen")
+        seen = read_metadata(weights).get("images_seen")
     return LoadedGenerator(generator, int(seen) if seen else None, str(weights))
 
 
@@ -113,7 +112,7 @@ def extract_features(net: AttributeNet, make_batch: Callable[[int, int], torch.T
 
 def rendered_batches(domain_name: str, size: int, first_seed: int) -> Callable[[int, int], torch.Tensor]:
     from editgan_core.domains import get_domain
-    from editgan_core.train.data import to_tensor
+    from editgan_core.utils import to_tensor
 
     domain = get_domain(domain_name)
     return lambda start, count: to_tensor(domain.render_batch(range(first_seed + start, first_seed + start + count),
@@ -167,7 +166,7 @@ def evaluate(generator_path: str | Path, attribute_net: str | Path = DEFAULT_ATT
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__, threads_default=1)
     p.add_argument("--generator", required=True, help="run folder, bundle folder or generator .safetensors")
     p.add_argument("--attribute-net", default=str(DEFAULT_ATTRIBUTE_NET))
     p.add_argument("--n", type=int, default=1000, help="images per set")
@@ -177,9 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--domain", default="faces", help="procedural domain the real images are rendered from")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents and of the subset draws")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_command(p, argv)
 
     r = evaluate(args.generator, args.attribute_net, args.n, args.truncation, args.subsets, args.subset_size,
                  args.batch, args.domain, args.seed)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from editgan_core.models.serialization import ModelMixin, int_keys, register_config
 from editgan_core.ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
 
 DEFAULT_BLUR = (1, 3, 3, 1)
@@ -209,8 +210,7 @@ class ModulatedConv2d(nn.Module):
             height, width = x.shape[2:]
             out = F.conv2d(x.reshape(1, batch * in_channel, height, width), weight, stride=2, groups=batch)
         else:
-            out = F.conv2d(x.reshape(1, batch * in_channel, height, width), weight,
-                           padding=self.padding, groups=batch)
+            out = F.conv2d(x.reshape(1, batch * in_channel, height, width), weight, padding=self.padding, groups=batch)
         return out.view(batch, self.out_channel, out.shape[2], out.shape[3])
 
 
@@ -244,12 +244,12 @@ class StyledConv(nn.Module):
 
     def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
                  upsample: bool = False, blur_kernel: Sequence[float] = DEFAULT_BLUR,
-                 demodulate: bool = True) -> None:
+                 demodulate: bool = True, conv_clamp: float | None = None) -> None:
         super().__init__()
         self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim, upsample=upsample,
                                     blur_kernel=blur_kernel, demodulate=demodulate)
         self.noise = NoiseInjection()
-        self.activate = FusedLeakyReLU(out_channel, inplace=True)
+        self.activate = FusedLeakyReLU(out_channel, inplace=True, clamp=conv_clamp)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         # The conv output is fresh and unneeded by its backward, so noise and activation reuse its memory.
@@ -260,15 +260,17 @@ class ToRGB(nn.Module):
     """1x1 modulated conv to RGB, added to the upsampled RGB of the previous resolution."""
 
     def __init__(self, in_channel: int, style_dim: int, upsample: bool = True,
-                 blur_kernel: Sequence[float] = DEFAULT_BLUR) -> None:
+                 blur_kernel: Sequence[float] = DEFAULT_BLUR, conv_clamp: float | None = None) -> None:
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, style) + self.bias
+        out = out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -282,16 +284,18 @@ class SynthesisOutput:
     features: list[torch.Tensor] | None = None
 
 
-class Generator(nn.Module):
+class Generator(ModelMixin, nn.Module):
     """StyleGAN2 generator: mapping network ``style`` (z -> w) and the synthesis network.
 
     W+ latents have shape (B, n_latent, style_dim) with ``n_latent = 2 * log2(size) - 2``; entry 0
     drives ``conv1``, entries i, i+1 the two convs at each resolution and entry i+2 its ToRGB.
+    ``conv_clamp`` (None: off) clips conv outputs like NVlabs' models trained with it.
     """
 
+    @register_config
     def __init__(self, size: int, style_dim: int, n_mlp: int, channel_multiplier: int = 2,
                  blur_kernel: Sequence[float] = DEFAULT_BLUR, lr_mlp: float = 0.01,
-                 channels: dict[int, int] | None = None) -> None:
+                 channels: Mapping[int, int] | None = None, conv_clamp: float | None = None) -> None:
         super().__init__()
         if size < 4 or size & (size - 1):
             raise ValueError(f"size must be a power of two >= 4, got {size}")
@@ -301,11 +305,11 @@ class Generator(nn.Module):
             PixelNorm(),
             *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)],
         )
-        self.channels = {**config_f_channels(channel_multiplier), **(channels or {})}
+        self.channels = {**config_f_channels(channel_multiplier), **int_keys(channels)}
         ch = self.channels
         self.input = ConstantInput(ch[4])
-        self.conv1 = StyledConv(ch[4], ch[4], 3, style_dim, blur_kernel=blur_kernel)
-        self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False)
+        self.conv1 = StyledConv(ch[4], ch[4], 3, style_dim, blur_kernel=blur_kernel, conv_clamp=conv_clamp)
+        self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False, conv_clamp=conv_clamp)
         self.log_size = int(math.log2(size))
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.convs = nn.ModuleList()
@@ -318,9 +322,10 @@ class Generator(nn.Module):
         for i in range(3, self.log_size + 1):
             out_channel = ch[2**i]
             self.convs.append(StyledConv(in_channel, out_channel, 3, style_dim, upsample=True,
-                                         blur_kernel=blur_kernel))
-            self.convs.append(StyledConv(out_channel, out_channel, 3, style_dim, blur_kernel=blur_kernel))
-            self.to_rgbs.append(ToRGB(out_channel, style_dim))
+                                         blur_kernel=blur_kernel, conv_clamp=conv_clamp))
+            self.convs.append(StyledConv(out_channel, out_channel, 3, style_dim, blur_kernel=blur_kernel,
+                                         conv_clamp=conv_clamp))
+            self.to_rgbs.append(ToRGB(out_channel, style_dim, conv_clamp=conv_clamp))
             in_channel = out_channel
         self.n_latent = self.log_size * 2 - 2
 
@@ -425,7 +430,8 @@ class ConvLayer(nn.Sequential):
     """[Blur] + EqualConv2d + [FusedLeakyReLU]; a Sequential so names match rosinality's (0, 1, 2)."""
 
     def __init__(self, in_channel: int, out_channel: int, kernel_size: int, downsample: bool = False,
-                 blur_kernel: Sequence[float] = DEFAULT_BLUR, bias: bool = True, activate: bool = True) -> None:
+                 blur_kernel: Sequence[float] = DEFAULT_BLUR, bias: bool = True, activate: bool = True,
+                 conv_clamp: float | None = None) -> None:
         layers: list[nn.Module] = []
         if downsample:
             factor = 2
@@ -437,17 +443,18 @@ class ConvLayer(nn.Sequential):
         layers.append(EqualConv2d(in_channel, out_channel, kernel_size, padding=padding, stride=stride,
                                   bias=bias and not activate))
         if activate:
-            layers.append(FusedLeakyReLU(out_channel, bias=bias, inplace=True))
+            layers.append(FusedLeakyReLU(out_channel, bias=bias, inplace=True, clamp=conv_clamp))
         super().__init__(*layers)
 
 
 class ResBlock(nn.Module):
     """Residual downsampling block of the discriminator."""
 
-    def __init__(self, in_channel: int, out_channel: int, blur_kernel: Sequence[float] = DEFAULT_BLUR) -> None:
+    def __init__(self, in_channel: int, out_channel: int, blur_kernel: Sequence[float] = DEFAULT_BLUR,
+                 conv_clamp: float | None = None) -> None:
         super().__init__()
-        self.conv1 = ConvLayer(in_channel, in_channel, 3, blur_kernel=blur_kernel)
-        self.conv2 = ConvLayer(in_channel, out_channel, 3, downsample=True, blur_kernel=blur_kernel)
+        self.conv1 = ConvLayer(in_channel, in_channel, 3, blur_kernel=blur_kernel, conv_clamp=conv_clamp)
+        self.conv2 = ConvLayer(in_channel, out_channel, 3, True, blur_kernel, conv_clamp=conv_clamp)
         self.skip = ConvLayer(in_channel, out_channel, 1, downsample=True, activate=False, bias=False,
                               blur_kernel=blur_kernel)
 
@@ -455,29 +462,29 @@ class ResBlock(nn.Module):
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
 
 
-class Discriminator(nn.Module):
+class Discriminator(ModelMixin, nn.Module):
     """StyleGAN2 residual discriminator with the minibatch standard-deviation layer."""
 
+    @register_config
     def __init__(self, size: int, channel_multiplier: int = 2, blur_kernel: Sequence[float] = DEFAULT_BLUR,
-                 channels: dict[int, int] | None = None) -> None:
+                 channels: Mapping[int, int] | None = None, conv_clamp: float | None = None,
+                 stddev_group: int = 4) -> None:
         super().__init__()
-        ch = {**config_f_channels(channel_multiplier), **(channels or {})}
+        ch = {**config_f_channels(channel_multiplier), **int_keys(channels)}
         self.channels = ch
-        convs: list[nn.Module] = [ConvLayer(3, ch[size], 1)]
+        convs: list[nn.Module] = [ConvLayer(3, ch[size], 1, conv_clamp=conv_clamp)]
         log_size = int(math.log2(size))
         in_channel = ch[size]
         for i in range(log_size, 2, -1):
             out_channel = ch[2 ** (i - 1)]
-            convs.append(ResBlock(in_channel, out_channel, blur_kernel))
+            convs.append(ResBlock(in_channel, out_channel, blur_kernel, conv_clamp))
             in_channel = out_channel
         self.convs = nn.Sequential(*convs)
-        self.stddev_group = 4
+        self.stddev_group = stddev_group
         self.stddev_feat = 1
-        self.final_conv = ConvLayer(in_channel + 1, ch[4], 3)
-        self.final_linear = nn.Sequential(
-            EqualLinear(ch[4] * 4 * 4, ch[4], activation="fused_lrelu"),
-            EqualLinear(ch[4], 1),
-        )
+        self.final_conv = ConvLayer(in_channel + 1, ch[4], 3, conv_clamp=conv_clamp)
+        self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], activation="fused_lrelu"),
+                                          EqualLinear(ch[4], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.convs(x)

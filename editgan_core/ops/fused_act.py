@@ -51,15 +51,20 @@ def fused_leaky_relu(
 
 
 class FusedLeakyReLU(nn.Module):
-    """Activation with its own per-channel bias; parameter name ``bias`` as in rosinality."""
+    """Activation with its own per-channel bias; parameter name ``bias`` as in rosinality.
+
+    ``clamp`` clips the result to +-clamp afterwards, as NVlabs' ``bias_act`` does for ``conv_clamp``.
+    """
 
     def __init__(self, channel: int, bias: bool = True, negative_slope: float = DEFAULT_SLOPE,
-                 scale: float = DEFAULT_SCALE, inplace: bool = False) -> None:
+                 scale: float = DEFAULT_SCALE, inplace: bool = False, clamp: float | None = None) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channel)) if bias else None
         self.negative_slope = negative_slope
         self.scale = scale
         self.inplace = inplace
+        self.clamp = clamp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale, inplace=self.inplace)
+        out = fused_leaky_relu(x, self.bias, self.negative_slope, self.scale, inplace=self.inplace)
+        return out if self.clamp is None else out.clamp(-self.clamp, self.clamp)

@@ -24,9 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from editgan_core.cli_common import command_parser, set_threads
 from editgan_core.domains import get_domain
 from editgan_core.models.attribute_net import AttributeNet
-from editgan_core.train.data import TRAIN_SEED_BASE, to_tensor
+from editgan_core.train.data import TRAIN_SEED_BASE
+from editgan_core.utils import to_tensor
 
 SEED_BASE = 500_000  # [SEED_BASE, TRAIN_SEED_BASE): the attribute net's own seeds
 CIRCULAR = ("bg_hue", "clothes_hue", "bg_angle")  # wrap around at 1: regressed as cos/sin
@@ -138,7 +140,7 @@ def report(net: AttributeNet, mae: dict[str, float], n_val: int) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__, threads_default=1)
     p.add_argument("--out", required=True, help="output .safetensors file (written atomically at the end)")
     p.add_argument("--domain", default="faces")
     p.add_argument("--size", type=int, default=64, help="render size = the net's input size")
@@ -151,7 +153,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", type=lambda s: [int(c) for c in s.split(",")], default=[24, 32, 64, 128])
     p.add_argument("--hidden", type=int, default=256, help="width of the feature layer")
     p.add_argument("--extra-weight", type=float, default=0.25, help="loss weight of the non-editable targets")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.pool + args.refresh > TRAIN_SEED_BASE - SEED_BASE:
@@ -161,7 +162,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     import cv2
 
     cv2.setNumThreads(1)

@@ -10,9 +10,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from editgan_core.utils import to_tensor
+from editgan_core.utils import IMAGE_SUFFIXES, to_tensor
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # Seeds below this are reserved for evaluation, presets and annotations, never trained on.
 TRAIN_SEED_BASE = 1_000_000
 

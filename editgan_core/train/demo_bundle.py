@@ -1,4 +1,4 @@
-"""Assemble the shipped demo bundle from a GAN run: generator, encoder, segmenter, presets, preview.
+"""Assemble the shipped demo bundle from a GAN run: generator, encoder, segmenter, presets, preview, card.
 
     python -m editgan_core.train.demo_bundle --run runs/faces64 --out checkpoints/faces64 \\
         --encoder-run runs/enc64 --encoder-kimg 10 --eval 100
@@ -11,32 +11,18 @@ ships that one instead of training another.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from editgan_core import bundle as bundle_mod
+from editgan_core.bundle_build import preview_grid
+from editgan_core.cli_common import command_parser, parse_command
 from editgan_core.domains import get_domain
 from editgan_core.train import presets
-from editgan_core.utils import save_image_grid
-
-
-def preview_grid(bundle_dir: Path, count: int = 8) -> Path:
-    """Samples (top row) and their predicted segmentations (bottom row) for the README."""
-    from editgan_core.pipeline import EditGANPipeline
-
-    pipeline = EditGANPipeline.from_pretrained(bundle_dir, lpips=False)
-    renders = [pipeline.render(pipeline.sample_latent(seed)) for seed in range(count)]
-    palette = pipeline.bundle.palette
-    rows = [r.image for r in renders] + [palette[r.labels] if r.labels is not None else r.image for r in renders]
-    return save_image_grid(np.stack(rows), bundle_dir / "samples.png", nrow=count)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("--run", type=Path, required=True, help="GAN training run folder")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to (re)build")
     p.add_argument("--id", default="faces64-demo")
@@ -59,13 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--preset-steps", type=int, default=presets.DEFAULT_STEPS,
                    help="steps of the shared optimisation per preset")
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
-    p.add_argument("--threads", type=int)
-    args = p.parse_args(argv)
+    args = parse_command(p, argv)
     co_trained = args.run / "encoder.safetensors"
     if args.encoder_from_run and not co_trained.is_file():
         p.error(f"{args.run} has no encoder.safetensors: train the GAN with --recon, or give --encoder-run")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     threads = ["--threads", str(args.threads)] if args.threads else []
     domain = get_domain(args.domain)
     classes = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in domain.CLASSES]
@@ -101,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), "--steps", str(args.preset_steps),
                   *threads])
 
-    print("[5/5] preview grid")
-    print(f"wrote {preview_grid(args.out)}")
+    print("[5/5] preview grid and model card")
+    print(f"wrote {preview_grid(args.out)} and {bundle_mod.Bundle.load(args.out).write_model_card()}")
 
 
 if __name__ == "__main__":

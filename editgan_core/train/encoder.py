@@ -3,6 +3,10 @@
     python -m editgan_core.train.encoder --generator /work/runs/faces64 --out runs/enc64
     python -m editgan_core.train.encoder --generator runs/faces64 --out runs/enc64 --real-domain faces
     python -m editgan_core.train.encoder --generator g.pt --data ~/photos --out runs/enc_photos
+    python -m editgan_core.train.encoder --bundle checkpoints/ffhq --data ~/photos --out runs/enc_ffhq
+
+With ``--bundle`` the bundle's generator is used and the finished encoder is installed into the bundle
+(checked as ``bundle add-encoder`` checks it; ``--replace`` to replace the bundle's current encoder).
 
 Two kinds of batch, mixed in every step:
 - generator samples: z -> w (random truncation, style mixing) -> W+ target, image = G(W+) with the
@@ -19,7 +23,6 @@ input | reconstruction pairs, ``metrics.jsonl`` the held-out evaluations.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
@@ -31,12 +34,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from editgan_core.bundle import Bundle, BundleError
+from editgan_core.bundle_build import add_encoder
+from editgan_core.cli_common import command_parser, set_threads
 from editgan_core.losses import LPIPS, load_lpips, masked_l2, psnr
 from editgan_core.models.checkpoint import load_generator
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Generator
-from editgan_core.train.data import ImageFolder, infinite_batches, to_tensor
-from editgan_core.utils import atomic_write, save_image_grid
+from editgan_core.train.data import ImageFolder, infinite_batches
+from editgan_core.utils import atomic_write, save_image_grid, to_tensor
 
 # Procedural seeds: training renders walk [REAL_SEED_START, +REAL_SEED_COUNT), held-out ones start at 0.
 # Both lie below the GAN's training seeds (>= 1,000,000), so neither was seen by the generator.
@@ -145,6 +151,8 @@ class TrainConfig:
     threads: int | None = None
     device: str | None = None
     seed: int = 0
+    bundle: str | None = None  # install the finished encoder into this bundle
+    replace: bool = False  # ... even if it already has one
 
 
 class EncoderTrainer:
@@ -328,9 +336,10 @@ class EncoderTrainer:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--generator", required=True,
-                   help="run/bundle folder, generator .safetensors (+ generator_config.json) or rosinality .pt")
+    p = command_parser(__doc__, device=True)
+    p.add_argument("--generator", help="run/bundle folder, generator .safetensors or rosinality .pt")
+    p.add_argument("--bundle", help="train for this bundle's generator and install the encoder into it at the end")
+    p.add_argument("--replace", action="store_true", help="with --bundle: replace the bundle's current encoder")
     p.add_argument("--out", required=True, help="run directory (checkpoint, samples, encoder); reused to resume")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--real-domain", help="procedural domain whose renders are the real images (e.g. faces)")
@@ -351,14 +360,26 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
     p.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations")
     p.add_argument("--eval-count", type=int, default=100, help="held-out images per evaluation")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if not 0 <= a.real_fraction < 1:
         p.error("--real-fraction must be in [0, 1)")
+    generator = a.generator
+    if a.bundle:  # checked before the long work
+        if a.generator:
+            p.error("--bundle trains for the bundle's own generator; drop --generator")
+        try:
+            bundle = Bundle.load(a.bundle)
+        except BundleError as exc:
+            p.error(str(exc))
+        if bundle.has("encoder") and not a.replace:
+            p.error(f"bundle '{bundle.id}' already has an encoder; pass --replace to train a new one into it")
+        generator = str(bundle.root)
+    if not generator:
+        p.error("give --generator or --bundle")
     return TrainConfig(
-        out=a.out, generator=a.generator, real_domain=a.real_domain, data=a.data, batch=a.batch,
+        out=a.out, generator=generator, bundle=a.bundle, replace=a.replace, real_domain=a.real_domain, data=a.data,
+        batch=a.batch,
         real_fraction=a.real_fraction, kimg=a.kimg, steps=a.steps, lr=a.lr, latent_weight=a.latent_weight,
         rec_weight=a.rec_weight, lpips_weight=a.lpips_weight, use_lpips=not a.no_lpips, mixing=a.mixing,
         truncation_min=a.truncation_min, encoder_size=a.encoder_size, ckpt_every=a.ckpt_every,
@@ -369,9 +390,18 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = parse_args(argv)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    return EncoderTrainer(cfg).train()
+    set_threads(cfg.threads)
+    result = EncoderTrainer(cfg).train()
+    if cfg.bundle:
+        if cfg.data:
+            real = f"folder {Path(cfg.data).name}"
+        else:
+            real = f"procedural {cfg.real_domain}" if cfg.real_domain else "none (generator samples only)"
+        bundle = add_encoder(cfg.bundle, Path(cfg.out) / "encoder.safetensors", force=cfg.replace,
+                             provenance={"trained": "by train.encoder", "kimg": round(result["kimg"], 2),
+                                         "real_images": real})
+        print(f"installed the encoder into {bundle.root}")
+    return result
 
 
 if __name__ == "__main__":

@@ -9,16 +9,18 @@ regularized GANs"): real images are encoded to W+ and the generator is also trai
 (L2 weighted by W, plus the adversarial loss on the redrawn images), with the encoder trained alongside.
 An adversarial loss alone lets a generator drop the tails of the data (on the demo faces: broad smiles,
 strong gazes), which nothing in EditGAN can edit back; the reconstruction term charges for every real
-image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``.
+image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``;
+``--encoder new`` starts it from scratch with the generator (Che et al.'s joint training).
 
-Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator is
-also written as ``generator_ema.safetensors`` + ``generator_config.json`` at every checkpoint, and
-sample grids (fixed latents) go to ``samples/``.
+Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator and
+the discriminator are also written as ``generator_ema.safetensors`` and ``discriminator.safetensors``
+(``Generator.load``, ``Discriminator.load``) at every checkpoint, and sample grids (fixed latents) go
+to ``samples/``. ``--minutes`` stops a run after that much wall time with a final checkpoint;
+``--ckpt-minutes`` checkpoints at least that often (default 10).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -31,20 +33,21 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from editgan_core.cli_common import command_parser, set_threads
 from editgan_core.losses import masked_l2, psnr
-from editgan_core.models.checkpoint import load_checked
 from editgan_core.models.encoder import Encoder
+from editgan_core.models.serialization import load_checked, read_safetensors
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream, ImageFolder, infinite_batches
+from editgan_core.train.encoder import average_latent
 from editgan_core.utils import atomic_write, save_image_grid
 
 # Lean widths that make CPU training possible; the GPU presets are wider.
+NEW_ENCODER = "new"  # --encoder value: co-train a fresh encoder from the first step
 PRESETS: dict[str, dict] = {
     "tiny32": dict(size=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16}),  # tests, smoke runs
     "demo64": dict(size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32}),
@@ -87,6 +90,8 @@ class TrainConfig:
     recon_batch: int | None = None  # real images reconstructed per step (default batch // 2)
     encoder: str | None = None  # encoder file, or a bundle/run folder with encoder.safetensors
     extremes: float = 0.0  # rate at which a rendered face's editable attributes sit at an end of their range
+    minutes: float | None = None  # wall-clock budget of this invocation; stops with a final checkpoint
+    ckpt_minutes: float = 10.0  # also checkpoint once this long has passed since the last checkpoint
 
 
 def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Discriminator, Generator]:
@@ -96,11 +101,6 @@ def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Dis
     g_ema = Generator(**g_kwargs).to(device).eval().requires_grad_(False)
     g_ema.load_state_dict(generator.state_dict())
     return generator, discriminator, g_ema
-
-
-def generator_config(cfg: TrainConfig) -> dict:
-    return {"size": cfg.size, "style_dim": cfg.style_dim, "n_mlp": cfg.n_mlp,
-            "channels": {str(k): v for k, v in (cfg.channels or {}).items()}, "lr_mlp": 0.01}
 
 
 def mixing_noise(batch: int, dim: int, prob: float, device: torch.device) -> list[torch.Tensor]:
@@ -192,16 +192,20 @@ class Trainer:
     def _build_encoder(self) -> tuple[Encoder, torch.optim.Optimizer]:
         """The encoder that maps real images into W+ for the reconstruction term, and its optimiser."""
         if not self.cfg.encoder:
-            raise ValueError("--recon needs --encoder (an encoder.safetensors, or a folder holding one)")
+            raise ValueError("--recon needs --encoder (an encoder.safetensors, a folder holding one, or 'new')")
+        if self.cfg.encoder == NEW_ENCODER:
+            g = self.generator
+            encoder = Encoder(min(g.size, 256), g.n_latent, g.style_dim).to(self.device).set_w_avg(average_latent(g))
+            return encoder.train(), torch.optim.Adam(encoder.parameters(), lr=self.cfg.lr * 0.5, betas=(0.9, 0.99))
         path = Path(self.cfg.encoder)
         path = path / "encoder.safetensors" if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"no encoder at {path}; train one with python -m editgan_core.train.encoder")
-        encoder = Encoder.load(path, self.device)
+        encoder = Encoder.load(path, self.device).train().requires_grad_(True)
         if (encoder.n_latent, encoder.style_dim) != (self.generator.n_latent, self.generator.style_dim):
             raise ValueError(f"encoder {path} predicts W+ {encoder.n_latent}x{encoder.style_dim}, the generator "
                              f"takes {self.generator.n_latent}x{self.generator.style_dim}")
-        return encoder.train(), torch.optim.Adam(encoder.parameters(), lr=self.cfg.lr * 0.5, betas=(0.9, 0.99))
+        return encoder, torch.optim.Adam(encoder.parameters(), lr=self.cfg.lr * 0.5, betas=(0.9, 0.99))
 
     def autocast(self):
         """bfloat16 autocast for the adversarial passes; regularisers always run in float32."""
@@ -243,12 +247,11 @@ class Trainer:
         d_file = folder / "discriminator.safetensors"
         if g_file is None or not d_file.is_file():
             raise FileNotFoundError(f"{folder} needs generator(_ema).safetensors and discriminator.safetensors")
-        g_state = load_file(str(g_file), device=str(self.device))
+        g_state, g_meta = read_safetensors(g_file, self.device)
         for module in (self.generator, self.g_ema):
             load_checked(module, g_state, str(g_file))
-        load_checked(self.discriminator, load_file(str(d_file), device=str(self.device)), str(d_file))
-        with safe_open(str(g_file), framework="pt") as f:
-            self.images_seen = int((f.metadata() or {}).get("images_seen", 0))
+        load_checked(self.discriminator, read_safetensors(d_file, self.device)[0], str(d_file))
+        self.images_seen = int(g_meta.get("images_seen", 0))
         if self.rank == 0:
             print(f"initialised from {folder} ({self.images_seen / 1000:.1f} kimg)")
 
@@ -264,13 +267,9 @@ class Trainer:
         if self.encoder is not None:
             state.update(encoder=self.encoder.state_dict(), e_optim=self.e_optim.state_dict())
         atomic_write(self.ckpt_path, lambda p: torch.save(state, p))
-        ema = {k: v.detach().cpu().contiguous() for k, v in self.g_ema.state_dict().items()}
         meta = {"images_seen": str(self.images_seen), "step": str(self.step)}
-        atomic_write(self.out / "generator_ema.safetensors", lambda p: save_file(ema, str(p), metadata=meta))
-        disc = {k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
-        atomic_write(self.out / "discriminator.safetensors", lambda p: save_file(disc, str(p), metadata=meta))
-        atomic_write(self.out / "generator_config.json",
-                     lambda p: Path(p).write_text(json.dumps(generator_config(self.cfg), indent=2)))
+        self.g_ema.save(self.out / "generator_ema.safetensors", metadata=meta)
+        self.discriminator.save(self.out / "discriminator.safetensors", metadata=meta)
         if self.encoder is not None:
             self.encoder.save(self.out / "encoder.safetensors", metadata=meta)
 
@@ -365,9 +364,10 @@ class Trainer:
         bar = tqdm(total=total, initial=self.images_seen, unit="img", unit_scale=True, smoothing=0.05,
                    disable=self.rank != 0, dynamic_ncols=True)
         last_save = time.monotonic()
+        stop_at = last_save + cfg.minutes * 60 if cfg.minutes else math.inf
         if self.images_seen == 0:
             self.write_samples()
-        while self.images_seen < total:
+        while self.images_seen < total and time.monotonic() < stop_at:
             real = next(batches).to(self.device, non_blocking=True)
             logs = self.d_step(real)
             logs.update(self.g_step(real))
@@ -378,7 +378,7 @@ class Trainer:
             bar.update(real.shape[0] * self.world)
             shown = ("d", "g", "r1", "path", "recon_psnr")
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in shown}, refresh=False)
-            if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > 600:
+            if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > cfg.ckpt_minutes * 60:
                 self.save()
                 last_save = time.monotonic()
             if self.images_seen // cfg.sample_every != seen_before // cfg.sample_every:
@@ -391,7 +391,7 @@ class Trainer:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("--out", required=True, help="run directory (checkpoints, samples); reused to resume")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--domain", default="faces", help="procedural domain rendered on the fly")
@@ -406,17 +406,19 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--mixing", type=float, default=0.9)
     p.add_argument("--ema-kimg", type=float, default=10.0)
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
+    p.add_argument("--ckpt-minutes", type=float, default=10.0, help="also checkpoint at least this often")
+    p.add_argument("--minutes", type=float, help="stop after this much wall time, with a final checkpoint")
     p.add_argument("--sample-every", type=int, default=1000, help="images between sample grids")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator")
     p.add_argument("--recon", type=float, default=0.0,
                    help="weight of the mode-regularising reconstruction of encoded real images (0: off)")
     p.add_argument("--recon-adv", type=float, default=1.0, help="adversarial weight on those reconstructions")
     p.add_argument("--recon-batch", type=int, help="real images reconstructed per step (default batch // 2)")
-    p.add_argument("--encoder", help="encoder for --recon: an encoder.safetensors or a folder holding one")
+    p.add_argument("--encoder", help=f"encoder for --recon: an encoder.safetensors, a folder holding one, or "
+                                     f"'{NEW_ENCODER}' to train one from scratch alongside")
     p.add_argument("--extremes", type=float, default=0.0,
                    help="--domain only: probability that each editable attribute of a face is at an end of its range")
     a = p.parse_args(argv)
@@ -425,7 +427,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     if not 0.0 <= a.extremes <= 1.0:
         p.error(f"--extremes is a probability, got {a.extremes}")
     if a.recon > 0 and not a.encoder:
-        p.error("--recon needs --encoder (an encoder.safetensors, or a bundle/run folder holding one)")
+        p.error(f"--recon needs --encoder (an encoder.safetensors, a bundle/run folder holding one, or "
+                f"'{NEW_ENCODER}')")
     preset_name = a.preset or {64: "demo64", 128: "demo128"}.get(a.size, "config-f")
     preset = {k: v for k, v in PRESETS[preset_name].items() if k != "size"}
     if "size" in PRESETS[preset_name] and PRESETS[preset_name]["size"] != a.size:
@@ -435,14 +438,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
         seed=a.seed, init=a.init, recon=a.recon, recon_adv=a.recon_adv, recon_batch=a.recon_batch,
-        encoder=a.encoder, extremes=a.extremes, **preset,
+        encoder=a.encoder, extremes=a.extremes, minutes=a.minutes, ckpt_minutes=a.ckpt_minutes, **preset,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     Trainer(cfg).train()
 
 

@@ -10,16 +10,14 @@ finds one δw+ that makes the painted change on all the faces at once: the prese
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from editgan_core.bundle import BundleError
+from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
@@ -91,21 +89,14 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", required=True)
+    p = command_parser(__doc__, bundle=True, device=True)
     p.add_argument("--only", nargs="+", choices=[s.name for s in PRESETS], help="learn only these presets")
     p.add_argument("--faces", type=int, default=DEFAULT_FACES, help="faces a preset is learned on (together)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="steps of the shared optimisation")
     p.add_argument("--embed-steps", type=int, default=100)
-    p.add_argument("--threads", type=int)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    pipeline = EditGANPipeline.from_pretrained(args.bundle)
-    try:
-        domain = pipeline.bundle.domain_module()
-    except BundleError as exc:
-        p.error(f"{exc}: presets are scripted on a procedural domain")
+    args = parse_command(p, argv)
+    pipeline = open_pipeline(args)
+    domain = require_domain(p, pipeline.bundle, "presets are scripted on a procedural domain")
     specs = [s for s in PRESETS if not args.only or s.name in args.only]
     for spec in tqdm(specs, desc="presets", unit="preset"):
         start = time.perf_counter()
@@ -113,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         path = save_vector(vector, pipeline.bundle.vectors_dir / f"{spec.name}.safetensors")
         tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, region IoU {vector.extra['region_iou']:.3f}, "
                    f"change outside {vector.extra['change_outside']:.4f} -> {path}")
+    pipeline.bundle.write_model_card()  # the card lists the presets
 
 
 if __name__ == "__main__":

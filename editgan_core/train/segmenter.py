@@ -12,7 +12,6 @@ manifest updated; ``--eval N`` then reports mIoU on N held-out rendered faces.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import time
@@ -23,9 +22,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from editgan_core.bundle import Bundle, BundleError, write_manifest
-from editgan_core.models.segmenter import TrainProgress, train_ensemble
+from editgan_core.bundle import write_manifest
+from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
 from editgan_core.pipeline import EditGANPipeline, prepare_image
+from editgan_core.scoring import evaluate_embedding
+from editgan_core.train.pixel_ensemble import TrainProgress, train_ensemble
 
 ANNOTATION_SEEDS = range(100, 116)  # held out from GAN training (seeds < 1e6) and from evaluation (0..99)
 EVAL_SEED_START = 0
@@ -67,8 +68,7 @@ def embed_annotations(pipeline: EditGANPipeline, pairs, steps: int) -> tuple[lis
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", required=True, help="bundle folder or name under checkpoints/")
+    p = command_parser(__doc__, bundle=True, device=True)
     p.add_argument("--annotations", type=Path, help="folder of NAME.png + NAME.labels.png (default: rendered faces)")
     p.add_argument("--count", type=int, default=16, help="number of rendered annotations (domain bundles)")
     p.add_argument("--embed-steps", type=int, default=100)
@@ -80,18 +80,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="0 = uniform pixels (DatasetGAN); up to 1 = every class drawn equally often")
     p.add_argument("--eval", type=int, default=0, help="report mIoU on this many held-out rendered faces")
     p.add_argument("--eval-embed-steps", type=int, default=50)
-    p.add_argument("--threads", type=int)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_command(p, argv)
     start = time.perf_counter()
-    bundle = Bundle.load(args.bundle)
-    pipeline = EditGANPipeline.from_pretrained(bundle.root)
+    pipeline = open_pipeline(args)
+    bundle = pipeline.bundle
     if args.eval:  # checked before the long work: held-out faces come from the bundle's domain
-        try:
-            eval_domain = bundle.domain_module()
-        except BundleError as exc:
-            p.error(f"{exc}: --eval renders held-out faces of a procedural domain")
+        eval_domain = require_domain(p, bundle, "--eval renders held-out faces of a procedural domain")
     if args.annotations:
         pairs = read_annotations(args.annotations, pipeline.resolution)
     elif bundle.domain:
@@ -120,8 +114,6 @@ def main(argv: list[str] | None = None) -> None:
     report = {"annotations": len(pairs), "train_seconds": round(train_time, 1), "peak_rss_gib": round(peak_gib, 2),
               "annotation_psnr": round(float(np.mean(psnrs)), 2)}
     if args.eval:
-        from editgan_core.eval.embedding import evaluate_embedding
-
         pipeline.segmenter = ensemble.to(pipeline.device)
         steps = args.eval_embed_steps
         result = evaluate_embedding(pipeline, eval_domain, range(EVAL_SEED_START, EVAL_SEED_START + args.eval),

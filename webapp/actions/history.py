@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import torch
 from PIL import Image
-from safetensors.torch import save_file
 
+from editgan_core.latents import LatentFile, save_latent
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import VectorError, save_vector
 from webapp import labels as lab
 from webapp.actions.base import StudioBase
 from webapp.session import Session, Step
-
-LATENT_FORMAT = "editgan-latent/1"
-
-
-def save_latent(latent: torch.Tensor, path: Path, bundle_id: str) -> Path:
-    """A W+ latent as safetensors, tagged with its bundle so it is not used with another model."""
-    meta = {"format": LATENT_FORMAT, "bundle_id": bundle_id, "latent_shape": json.dumps(list(latent.shape[-2:]))}
-    save_file({"latent": latent.detach().cpu().reshape(latent.shape[-2:]).contiguous()}, str(path), metadata=meta)
-    return path
 
 
 class HistoryActions(StudioBase):
@@ -50,7 +39,8 @@ class HistoryActions(StudioBase):
         if current.labels is not None:
             files.append(folder / f"{stem}-labels.png")
             Image.fromarray(lab.colorize(current.labels, pipe.bundle.palette)).save(files[-1])
-        files.append(save_latent(current.latent, folder / f"{stem}-latent.safetensors", session.bundle_id))
+        latent = LatentFile(latent=current.latent, bundle_id=session.bundle_id)
+        files.append(save_latent(latent, folder / f"{stem}-latent.safetensors"))
         if session.last_vector is not None:
             try:
                 files.append(save_vector(session.last_vector, folder / f"{stem}-vector.safetensors"))

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from editgan_core.losses import image_psnr
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EmbedResult, InputError, prepare_image
 from webapp.actions.base import StudioBase
@@ -35,9 +36,8 @@ class ImageActions(StudioBase):
         steps = max(0, int(steps))
         if steps == 0:
             step = self._step(pipe, "embed", "embed (encoder)", pipe.encode(pixels), source=pixels)
-            mse = np.mean((step.image.astype(np.float64) - pixels.astype(np.float64)) ** 2)
             session.history.push(step)
-            yield EmbedOutcome(step, pixels, float(10 * np.log10(255.0**2 / max(mse, 1e-10))), 0, False)
+            yield EmbedOutcome(step, pixels, image_psnr(step.image, pixels), 0, False)
             return
         job = session.new_job()
 

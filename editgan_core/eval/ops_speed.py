@@ -1,7 +1,7 @@
 """Generator speed: native ops vs the reference formulation, on the same weights.
 
-    python -m editgan_core.bench                      # demo, 256 and 1024 config-f on CPU
-    python -m editgan_core.bench --configs 1024 --device cuda --impls native cuda
+    python -m editgan_core.eval.ops_speed                    # demo, 256 and 1024 config-f on CPU
+    python -m editgan_core.eval.ops_speed --configs 1024 --device cuda --impls native cuda
 
 Prints forward and forward+backward-to-W+ time per image for each ops implementation and the
 ratio to ``ref`` (zero insertion + pad + conv2d on an (N*C, 1, H, W) view).
@@ -9,12 +9,10 @@ ratio to ``ref`` (zero insertion + pad + conv2d on an (N*C, 1, H, W) view).
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import torch
 
+from editgan_core.cli_common import command_parser, parse_command
+from editgan_core.eval.timing import median_time
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.ops import use_impl
 
@@ -22,27 +20,9 @@ DEMO_CHANNELS = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32}
 CONFIGS = {
     "demo64": dict(size=64, style_dim=128, n_mlp=4, channels=DEMO_CHANNELS),
     "256": dict(size=256, style_dim=512, n_mlp=8),
+    "512": dict(size=512, style_dim=512, n_mlp=8),
     "1024": dict(size=1024, style_dim=512, n_mlp=8),
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_call(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_config(name: str, device: torch.device, impls: list[str], repeats: int, batch: int) -> list[dict]:
@@ -64,23 +44,19 @@ def bench_config(name: str, device: torch.device, impls: list[str], repeats: int
         with use_impl(impl):
             rows.append({
                 "config": name, "impl": impl,
-                "forward": time_call(forward, device, repeats) / batch,
-                "forward_backward": time_call(forward_backward, device, repeats) / batch,
+                "forward": median_time(forward, repeats, device=device) / batch,
+                "forward_backward": median_time(forward_backward, repeats, device=device) / batch,
             })
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser = command_parser(__doc__, device=True, device_default="cpu")
+    parser.add_argument("--configs", nargs="+", default=["demo64", "256", "1024"], choices=list(CONFIGS))
     parser.add_argument("--impls", nargs="+", default=["ref", "native"], choices=["ref", "native", "cuda"])
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_command(parser, argv)
     device = torch.device(args.device)
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} repeats={args.repeats}")
     print(f"{'config':<8} {'impl':<7} {'forward ms':>11} {'fwd+bwd ms':>11} {'fwd ratio':>10} {'f+b ratio':>10}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from editgan_core import bench_edit
+from editgan_core.eval import edit as eval_edit
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.testing import make_tiny_bundle
 
@@ -29,19 +29,19 @@ def test_edit_step_ratio_counts_whole_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(pipe, "learn_edit", learn_edit)
     # A clock that ticks once per reading: a forward lasts 1 tick, so does the gap between two steps.
     ticks = itertools.count()
-    monkeypatch.setattr(bench_edit.time, "perf_counter", lambda: float(next(ticks)))
-    step, forward_time, ratio = bench_edit.edit_step_ratio(pipe, latent, painted, forward, rounds=3, steps=8)
+    monkeypatch.setattr(eval_edit.time, "perf_counter", lambda: float(next(ticks)))
+    step, forward_time, ratio = eval_edit.edit_step_ratio(pipe, latent, painted, forward, rounds=3, steps=8)
     assert (step, forward_time, ratio) == (1.0, 1.0, 1.0)
     assert steps_seen == [9, 9, 9] and len(forwards) == 3 * 6  # one warm-up and five timed forwards a round
 
 
 def test_success_needs_the_margin_towards_the_target_or_to_be_near_it():
-    test = bench_edit.SuccessTest(before=-0.5, value=1.0, sign=1.0, margin=0.3)
+    test = eval_edit.SuccessTest(before=-0.5, value=1.0, sign=1.0, margin=0.3)
     assert test.passes(-0.2) and not test.passes(-0.21)  # moved by the margin towards the target
     assert not test.passes(-0.8)  # moved away
-    frown = bench_edit.SuccessTest(before=0.9, value=-1.0, sign=-1.0, margin=0.3)
+    frown = eval_edit.SuccessTest(before=0.9, value=-1.0, sign=-1.0, margin=0.3)
     assert frown.passes(0.6) and not frown.passes(0.7)
-    already = bench_edit.SuccessTest(before=0.8, value=1.0, sign=1.0, margin=0.3)
+    already = eval_edit.SuccessTest(before=0.8, value=1.0, sign=1.0, margin=0.3)
     assert already.passes(0.85)  # within the margin of the target, though it barely moved
 
 
@@ -56,7 +56,7 @@ def test_attribute_spread_reads_samples_and_renders(tmp_path):
         def predict(self, images):
             return {"smile": images.mean(dim=(1, 2, 3))}
 
-    spread, render_spread = bench_edit.attribute_spread(pipe, MeanJudge(), faces, "smile", n=6)
+    spread, render_spread = eval_edit.attribute_spread(pipe, MeanJudge(), faces, "smile", n=6)
     brightness = [faces.render(faces.sample_attributes(s), pipe.resolution).image.astype(np.float32).mean()
                   for s in range(6)]
     assert abs(render_spread - np.std(np.array(brightness) / 127.5)) < 1e-3  # images read in [-1, 1]

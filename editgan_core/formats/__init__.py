@@ -1,0 +1,1 @@
+"""Readers for checkpoint and model formats made by other projects (NVlabs, rosinality, official EditGAN)."""

@@ -1,0 +1,170 @@
+"""The editing vector δw+ itself: its metadata, W+ arithmetic and the rules for its name.
+
+A name is shown to users and is also the file stem in a library folder, so it is cleaned here once
+and compared through ``name_key``, which makes look-alike names (case, compatibility forms such as
+full-width letters, separators) one name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+MAX_NAME_CHARS = 64
+MAX_NAME_BYTES = 192  # stem + ".safetensors" must fit the common 255-byte file-name limit
+_NAME_PUNCT = set(" -_()")
+_RESERVED = {"con", "prn", "aux", "nul", "clock$"} | {
+    f"{dev}{d}" for dev in ("com", "lpt") for d in [*"0123456789", "¹", "²", "³"]
+}
+# Scripts with many letters drawn like Latin ones (Cyrillic 'а', Greek 'ο'); one name may use only one of them.
+_LOOKALIKE_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
+
+
+class VectorError(ValueError):
+    """A vector file, name or operation the user asked for cannot be used; the message says why."""
+
+
+class VectorNotFoundError(VectorError):
+    """No vector of that name in the library."""
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp used for ``created``."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+@dataclass(kw_only=True, eq=False)
+class EditVector:
+    """δw+ plus what a user (and the loader) needs to know about it."""
+
+    delta: torch.Tensor = field(repr=False)
+    name: str
+    description: str = ""
+    bundle_id: str
+    class_ids: list[int] = field(default_factory=list)
+    default_scale: float = 1.0
+    created: str = field(default_factory=utc_now)
+    source: str = "learned"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.delta, torch.Tensor):
+            raise VectorError(f"vector '{self.name}': delta must be a torch.Tensor, got {type(self.delta).__name__}")
+        if self.delta.ndim != 2 or self.delta.numel() == 0:
+            raise VectorError(
+                f"vector '{self.name}': delta must have shape (n_latent, style_dim), got {tuple(self.delta.shape)}"
+            )
+        if not (self.delta.is_floating_point()):
+            raise VectorError(f"vector '{self.name}': delta must hold floats, got {self.delta.dtype}")
+        self.delta = self.delta.detach().to("cpu", torch.float32).contiguous()
+        self.class_ids = [int(c) for c in self.class_ids]
+        self.default_scale = float(self.default_scale)
+        if not math.isfinite(self.default_scale):
+            raise VectorError(f"vector '{self.name}': default scale must be a finite number")
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        """(n_latent, style_dim) of the W+ space this vector lives in."""
+        return (int(self.delta.shape[0]), int(self.delta.shape[1]))
+
+    def applied_to(self, latent: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        """w+ + s·δ for one latent (n, d) or a batch (B, n, d); ``scale=None`` uses the default scale."""
+        return compose(latent, [(self, self.default_scale if scale is None else scale)])
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the tensor, as stored in the file's JSON."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "bundle_id": self.bundle_id,
+            "latent_shape": list(self.latent_shape),
+            "class_ids": list(self.class_ids),
+            "default_scale": self.default_scale,
+            "created": self.created,
+            "source": self.source,
+            "extra": self.extra,
+        }
+
+
+# ----------------------------------------------------------------------------------------------- arithmetic
+
+
+def compose(
+    latent: torch.Tensor, vectors_and_scales: Iterable[tuple[EditVector | torch.Tensor, float | None]]
+) -> torch.Tensor:
+    """latent + Σ sᵢ·δᵢ — vectors compose by summation; ``None`` scale means the vector's default."""
+    if latent.ndim not in (2, 3):
+        raise VectorError(f"latent must be (n_latent, dim) or (B, n_latent, dim), got {tuple(latent.shape)}")
+    out = latent
+    for item, scale in vectors_and_scales:
+        if isinstance(item, EditVector):
+            delta, label = item.delta, f"vector '{item.name}'"
+            scale = item.default_scale if scale is None else scale
+        else:
+            delta, label = item, "delta"
+            scale = 1.0 if scale is None else scale
+        if delta.ndim != 2 or tuple(delta.shape) != tuple(latent.shape[-2:]):
+            raise VectorError(
+                f"{label} has latent {shape_str(delta.shape)} but the latent is {shape_str(latent.shape[-2:])}"
+            )
+        scale = float(scale)
+        if not math.isfinite(scale):
+            raise VectorError(f"scale for {label} must be a finite number, got {scale}")
+        out = out + scale * delta.to(device=latent.device, dtype=latent.dtype)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- names
+
+
+def _scripts(text: str) -> set[str]:
+    """The look-alike scripts whose letters ``text`` uses (from the Unicode character names)."""
+    found = set()
+    for c in unicodedata.normalize("NFKC", text):
+        if unicodedata.category(c)[0] == "L":
+            script = unicodedata.name(c, "").split(" ")[0]
+            if script in _LOOKALIKE_SCRIPTS:
+                found.add(script)
+    return found
+
+
+def sanitize_name(name: str) -> str:
+    """A display name that is also a safe, portable file stem (no separators, dots, controls).
+
+    Names mixing Latin, Greek and Cyrillic letters are refused: they are how one name imitates another.
+    """
+    if not isinstance(name, str):
+        raise VectorError(f"vector name must be text, got {type(name).__name__}")
+    name = unicodedata.normalize("NFC", name)
+    kept = [c if (c in _NAME_PUNCT or unicodedata.category(c)[0] in "LNM") else " " for c in name]
+    clean = re.sub(r"\s+", " ", "".join(kept)).strip().lstrip("-").strip()
+    clean = clean[:MAX_NAME_CHARS].rstrip()
+    while len(clean.encode("utf-8")) > MAX_NAME_BYTES:
+        clean = clean[:-1].rstrip()
+    if not clean or not any(unicodedata.category(c)[0] in "LN" for c in clean):
+        raise VectorError(f"'{name[:80]}' is not usable as a vector name: use letters or digits")
+    if clean.casefold() in _RESERVED:
+        raise VectorError(f"'{clean}' is a reserved name on some systems; choose another vector name")
+    scripts = _scripts(clean)
+    if len(scripts) > 1:
+        mixed = " and ".join(s.title() for s in sorted(scripts))
+        raise VectorError(f"'{clean}' mixes {mixed} letters, which can imitate another name; use one alphabet")
+    return clean
+
+
+def name_key(name: str) -> str:
+    """What two names must differ in to be two vectors: not case (one file on macOS/Windows), not a
+    compatibility form (full-width or stylised letters, ligatures) and not the separator (' ', '_', '-')."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return re.sub(r"[\s_-]+", " ", folded).strip()
