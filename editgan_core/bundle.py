@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TypeVar
 
 import numpy as np
+import torch
 
 from editgan_core import __version__
 from editgan_core.defaults import RuntimeDefaults
@@ -166,8 +167,11 @@ class Bundle:
             raise BundleError(f"bundle '{self.id}': {exc}") from exc
 
     def load_generator(self) -> Generator:
-        generator, _ = self._load("generator", load_generator)
-        return generator
+        return self.load_generator_and_average()[0]
+
+    def load_generator_and_average(self) -> tuple[Generator, torch.Tensor | None]:
+        """The generator and the average w stored with it (the source checkpoint's own), or None."""
+        return self._load("generator", load_generator)
 
     def load_segmenter(self) -> PixelEnsemble:
         return self._load("segmenter", PixelEnsemble.load)

@@ -41,6 +41,7 @@ from editgan_core.models.checkpoint import (
     load_generator,
     read_torch_file,
     resolve_generator_file,
+    save_generator,
 )
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.segmenter import PixelEnsemble
@@ -162,12 +163,20 @@ def _swap_in(stage: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _check_round_trip(path: Path, generator: Generator) -> None:
-    written, _ = load_generator(path)
+def _check_round_trip(path: Path, generator: Generator, w_avg: torch.Tensor | None) -> None:
+    written, written_avg = load_generator(path)
     theirs = written.state_dict()
-    if (written.config != generator.config
+    same_avg = (written_avg is None) == (w_avg is None) and (w_avg is None or torch.equal(written_avg, w_avg))
+    if (written.config != generator.config or not same_avg
             or any(not torch.equal(v, theirs[k]) for k, v in generator.state_dict().items())):
         raise BundleError(f"{path.name} does not read back identically to the source generator")
+
+
+def _w_avg_note(imported: ImportedCheckpoint) -> str | None:
+    """Where the stored average w (the truncation centre) came from, for the manifest and the card."""
+    if imported.w_avg is None:
+        return None
+    return imported.metadata.get("w_avg") or "the checkpoint's own (latent_avg)"
 
 
 def preview_grid(bundle_dir: Path, count: int = 8, max_side: int = 256) -> Path:
@@ -197,7 +206,7 @@ def create_bundle(generator_file: str | Path, spec: ClassSpec, out: str | Path, 
         "id": bundle_id, "title": title or bundle_id, "domain": None, "resolution": generator.size,
         "latent_shape": [generator.n_latent, generator.style_dim],
         "generator": {"file": "generator.safetensors", "source_file": path.name,
-                      "parameters": sum(p.numel() for p in generator.parameters())},
+                      "parameters": sum(p.numel() for p in generator.parameters()), "w_avg": _w_avg_note(imported)},
         "source": source_info(path, imported.source_format, license_text, source_url), **spec.manifest_entries(),
         "vectors_dir": "vectors",
     }
@@ -210,8 +219,9 @@ def create_bundle(generator_file: str | Path, spec: ClassSpec, out: str | Path, 
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         os.chmod(stage, 0o755)  # mkdtemp makes private folders; bundles are meant to be shared
-        generator.save(stage / "generator.safetensors", metadata={"source": path.name})
-        _check_round_trip(stage / "generator.safetensors", generator)
+        w_avg = None if imported.w_avg is None else imported.w_avg.reshape(1, -1).float()
+        save_generator(generator, stage / "generator.safetensors", w_avg, metadata={"source": path.name})
+        _check_round_trip(stage / "generator.safetensors", generator, w_avg)
         if disc is not None:
             disc.save(stage / "discriminator.safetensors", metadata={"source": path.name})
         (stage / "vectors").mkdir()

@@ -52,21 +52,28 @@ class Capabilities:
 
     def notes(self) -> list[str]:
         """One sentence per missing component: what it costs and how to add it."""
+        return list(self.missing().values())
+
+    def missing(self) -> dict[str, str]:
+        """The notes keyed by the missing component ("encoder", "segmenter", "discriminator", "lpips"), so a
+        page can show each beside the part it concerns."""
         where = self.bundle_path
-        notes = []
+        notes: dict[str, str] = {}
         if not self.has_encoder:
-            notes.append("No encoder: photos are embedded by optimisation from the average latent, which is slower "
-                         "and needs more steps for the same fidelity. Train one into the bundle with python -m "
-                         f"editgan_core.train.encoder --bundle {where} --out runs/encoder --data PHOTOS, or install "
-                         f"one with python -m editgan_core bundle add-encoder --bundle {where} FILE.")
+            notes["encoder"] = (
+                "No encoder: photos are embedded by optimisation from the average latent, which is slower and needs "
+                "more steps for the same fidelity. Train one into the bundle with python -m editgan_core.train.encoder "
+                f"--bundle {where} --out runs/encoder --data PHOTOS, or install one with python -m editgan_core bundle "
+                f"add-encoder --bundle {where} FILE.")
         if not self.has_segmenter:
-            notes.append(segmenter_missing_message(self.bundle_id, where) + ".")
+            notes["segmenter"] = segmenter_missing_message(self.bundle_id, where) + "."
         if not self.has_discriminator:
-            notes.append("No discriminator: the generator cannot be fine-tuned further (train.gan --init needs one); "
-                         f"add one with python -m editgan_core bundle add-discriminator --bundle {where} FILE.")
+            notes["discriminator"] = ("No discriminator: the generator cannot be fine-tuned further (train.gan --init "
+                                      "needs one); add one with python -m editgan_core bundle add-discriminator "
+                                      f"--bundle {where} FILE.")
         if self.has_lpips is False:
-            notes.append("No LPIPS (weights not found, or turned off): embedding and edits compare pictures by L2 "
-                         "only.")
+            notes["lpips"] = ("No LPIPS (weights not found, or turned off): embedding and edits compare pictures by L2 "
+                              "only.")
         return notes
 
     def as_dict(self) -> dict:

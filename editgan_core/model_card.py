@@ -32,7 +32,7 @@ DETAILS = {
     "members": "{}-member ensemble", "class_balance": "class balance {}",
     "embed_psnr": "annotations embedded at {:.1f} dB PSNR", "eval_miou": "held-out mIoU {:.3f}",
     "check_psnr": "encoder-only {:.1f} dB PSNR on generator samples", "mean_latent_psnr": "average latent {:.1f} dB",
-    "source_file": "from {}", "note": "{}",
+    "source_file": "from {}", "note": "{}", "w_avg": "average w (truncation centre): {}",
 }
 SCALED_DETAILS = {"images_seen": (1000, "{:.0f} k images seen in training"), "parameters": (1e6, "{:.2f} M parameters")}
 SKIPPED_KEYS = {"file"}

@@ -138,7 +138,7 @@ class EditGANPipeline:
     """One bundle's models on one device, with the user's verbs as methods."""
 
     def __init__(self, bundle: Bundle, generator, segmenter=None, encoder=None, lpips=None,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, w_avg: torch.Tensor | None = None) -> None:
         self.bundle = bundle
         self.device = device or default_device()
         self.generator = generator.to(self.device)
@@ -149,10 +149,13 @@ class EditGANPipeline:
             log.warning("model '%s' has no encoder: photos are embedded by optimisation from the average latent, "
                         "which is slower", bundle.id)
         self.noise = [n.to(self.device) for n in self.generator.stored_noise()]
-        with torch.no_grad():
-            gen = torch.Generator(device="cpu").manual_seed(LATENT_SEED_OFFSET - 1)
-            z = torch.randn(4096, generator.style_dim, generator=gen).to(self.device)
-            self.w_avg = self.generator.style(z).mean(0, keepdim=True)
+        if w_avg is not None:  # the source checkpoint's own truncation centre (``bundle create`` keeps it)
+            self.w_avg = w_avg.detach().reshape(1, -1).float().to(self.device)
+        else:
+            with torch.no_grad():
+                gen = torch.Generator(device="cpu").manual_seed(LATENT_SEED_OFFSET - 1)
+                z = torch.randn(4096, generator.style_dim, generator=gen).to(self.device)
+                self.w_avg = self.generator.style(z).mean(0, keepdim=True)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
@@ -166,8 +169,8 @@ class EditGANPipeline:
             from editgan_core.losses import load_lpips
 
             lp = load_lpips(search_dirs=[bundle.root])
-        return cls(bundle, bundle.load_generator(), segmenter, encoder, lp,
-                   torch.device(device) if device else None)
+        generator, w_avg = bundle.load_generator_and_average()
+        return cls(bundle, generator, segmenter, encoder, lp, torch.device(device) if device else None, w_avg)
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -213,8 +216,12 @@ class EditGANPipeline:
     def sample_latent(self, seed: int, truncation: float = 0.7) -> torch.Tensor:
         """A random face's W+ latent, reproducible from ``seed``."""
         rng = torch.Generator().manual_seed(LATENT_SEED_OFFSET + int(seed))
-        z = torch.randn(1, self.generator.style_dim, generator=rng)
-        w = self.generator.style(z.to(self.device))
+        return self.latent_from_z(torch.randn(1, self.generator.style_dim, generator=rng), truncation)
+
+    @torch.no_grad()
+    def latent_from_z(self, z: torch.Tensor, truncation: float = 0.7) -> torch.Tensor:
+        """W+ latents (B, n_latent, style_dim) of z (B, style_dim), truncated towards ``w_avg`` (1: none)."""
+        w = self.generator.style(torch.as_tensor(z, dtype=torch.float32).to(self.device))
         w = self.w_avg + truncation * (w - self.w_avg)
         return self.generator.w_to_wplus(w).contiguous().cpu()
 

@@ -34,6 +34,7 @@ class GeneratorNotFoundError(CheckpointError, FileNotFoundError):
 
 
 GENERATOR_FILES = ("generator_ema.safetensors", "generator.safetensors")
+LATENT_AVG_KEY = "latent_avg"  # rosinality's name for the average w; kept beside a generator's weights
 
 
 @dataclass
@@ -192,10 +193,36 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu") -> tu
     return generator, None if imported.w_avg is None else imported.w_avg.to(device)
 
 
+def save_generator(generator: Generator, path: str | Path, w_avg: torch.Tensor | None = None,
+                   metadata: dict[str, str] | None = None) -> Path:
+    """``Generator.save``, plus the checkpoint's own average w as a ``latent_avg`` tensor when it has one.
+
+    The average is the truncation centre the model was trained and published with (NVlabs track it
+    during training); keeping it means sampling truncates exactly as the source does, rather than
+    around an estimate from random samples. ``load_generator`` returns it; ``Generator.load`` is
+    strict and refuses such a file.
+    """
+    extra = None
+    if w_avg is not None:
+        extra = {LATENT_AVG_KEY: _checked_w_avg(w_avg, generator, Path(path).name)}
+    return generator.save(path, metadata, extra_tensors=extra)
+
+
+def _checked_w_avg(w_avg: torch.Tensor, generator: Generator, what: str) -> torch.Tensor:
+    """The average w as (1, style_dim) float32, or ``CheckpointError`` when it cannot be one."""
+    if w_avg.numel() != generator.style_dim:
+        raise CheckpointError(f"{what}: its {LATENT_AVG_KEY} has {w_avg.numel()} values, the generator's w has "
+                              f"{generator.style_dim}")
+    w_avg = w_avg.detach().reshape(1, -1).float()
+    if not torch.isfinite(w_avg).all():
+        raise CheckpointError(f"{what}: its {LATENT_AVG_KEY} holds NaN or infinite values")
+    return w_avg
+
+
 def _load_safetensors_generator(path: Path) -> tuple[Generator, torch.Tensor | None]:
     """``Generator.load``, also for files without a "config" (read off the shapes) or with a ``latent_avg``."""
     state, metadata = read_safetensors(path)
-    latent_avg = state.pop("latent_avg", None)
+    latent_avg = state.pop(LATENT_AVG_KEY, None)
     config = Generator.config_in(metadata, path.name) if CONFIG_KEY in metadata else infer_generator_config(state)
     generator = Generator.from_state(config, state, path.name)
-    return generator, None if latent_avg is None else latent_avg.reshape(1, -1).float()
+    return generator, None if latent_avg is None else _checked_w_avg(latent_avg, generator, path.name)

@@ -157,10 +157,19 @@ class ModelMixin:
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{what}: its config does not build a {cls.__name__} ({exc})") from exc
 
-    def save(self, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
-        """One safetensors file: the weights, ``metadata`` and the config (JSON) under "config"."""
+    def save(self, path: str | Path, metadata: Mapping[str, str] | None = None,
+             extra_tensors: Mapping[str, torch.Tensor] | None = None) -> Path:
+        """One safetensors file: the weights, ``metadata`` and the config (JSON) under "config".
+
+        ``extra_tensors`` go beside the weights for readers that know them (a generator's ``latent_avg``,
+        read by ``checkpoint.load_generator``); ``load`` is strict and refuses a file that has any.
+        """
         module: nn.Module = self  # type: ignore[assignment]
         tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        clash = sorted(set(tensors) & set(extra_tensors or {}))
+        if clash:
+            raise ValueError(f"extra tensors {clash} would overwrite weights of {type(self).__name__}")
+        tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra_tensors or {}).items()})
         config = self.config if self.FORMAT is None else {"format": self.FORMAT, **self.config}
         meta = {**(metadata or {}), CONFIG_KEY: json.dumps(config)}
         return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))

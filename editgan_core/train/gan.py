@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, set_threads
 from editgan_core.losses import masked_l2, psnr
+from editgan_core.models.checkpoint import LATENT_AVG_KEY
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.serialization import load_checked, read_safetensors
 from editgan_core.models.stylegan2 import Discriminator, Generator
@@ -248,6 +249,7 @@ class Trainer:
         if g_file is None or not d_file.is_file():
             raise FileNotFoundError(f"{folder} needs generator(_ema).safetensors and discriminator.safetensors")
         g_state, g_meta = read_safetensors(g_file, self.device)
+        g_state.pop(LATENT_AVG_KEY, None)  # a bundle generator's stored average w is no weight (save_generator)
         for module in (self.generator, self.g_ema):
             load_checked(module, g_state, str(g_file))
         load_checked(self.discriminator, read_safetensors(d_file, self.device)[0], str(d_file))
