@@ -19,7 +19,7 @@ import numpy as np
 from editgan_core.pipeline import EditGANPipeline
 from webapp.actions.vectors import MAX_ACTIVE
 from webapp.controller import INITIAL_SEED
-from webapp.outcomes import View
+from webapp.outcomes import ModelInfo, View
 from webapp.session import SessionBox, close_box
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -52,17 +52,14 @@ def legend_html(pipe: EditGANPipeline) -> str:
     return f'<div class="legend">{items}</div>'
 
 
-def model_text(pipe: EditGANPipeline) -> str:
-    """One line about the model, including what it cannot do (no segmenter, no encoder, no LPIPS)."""
-    b = pipe.bundle
-    parts = [f"**{html.escape(b.title)}** · {pipe.resolution} px · {len(b.classes)} part classes · {pipe.device}"]
-    if not pipe.can_segment:
-        parts.append("no segmentation branch: painting and learning edits are off")
-    if pipe.encoder is None:
-        parts.append("no encoder: embedding starts from the average face")
-    if pipe.lpips is None:
-        parts.append("LPIPS weights not installed: losses use L2 only")
-    return " · ".join(parts)
+def section_notices(info: ModelInfo) -> dict[str, str]:
+    """What each section says about a component the model lacks ("" where nothing is missing)."""
+    encoder, segmenter = info.notes.get("encoder"), info.notes.get("segmenter")
+    see = ("*This needs the segmentation branch the model does not have yet; section 2 · Segmentation says how "
+           "to add one.*") if segmenter else ""
+    return {"embed": f"*{encoder}*" if encoder else "",
+            "segmentation": f"**No segmentation branch yet.** {segmenter}" if segmenter else "",
+            "paint": see, "edit": see, "refine": see}
 
 
 def editor_component(pipe: EditGANPipeline, factor: int, **kwargs: Any) -> gr.ImageEditor:
@@ -88,24 +85,40 @@ def refine_choices(default: int) -> dict[str, Any]:
 
 
 def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_factor: int, init: View,
-               gallery_items: list[tuple[np.ndarray, str]], vector_names: list[str]) -> Page:
+               gallery_items: list[tuple[np.ndarray, str]], vector_names: list[str], info: ModelInfo) -> Page:
     """Create every component inside the current ``gr.Blocks``; ``init`` is what a new session shows."""
     p = Page()
     p.box = gr.State(SessionBox, delete_callback=close_box)
     gr.Markdown(INTRO)
-    with gr.Row(equal_height=True):
-        p.model = gr.Dropdown(choices, value=pipe.bundle.id, label="Model", scale=1)
-        p.model_info = gr.Markdown(model_text(pipe), elem_id="model-info")
-    build_image(p, pipe, init)
-    build_segmentation(p, pipe, init)
-    build_paint(p, pipe, editor_factor, init)
-    build_edit(p, pipe)
-    build_vectors(p, pipe, init, gallery_items, vector_names)
+    build_model(p, pipe, choices, info)
+    notices = section_notices(info)
+    build_image(p, pipe, init, info, notices)
+    build_segmentation(p, pipe, init, notices)
+    build_paint(p, pipe, editor_factor, init, info, notices)
+    build_edit(p, pipe, info, notices)
+    build_vectors(p, pipe, init, gallery_items, vector_names, info, notices)
     build_history(p, init)
     return p
 
 
-def build_image(p: Page, pipe: EditGANPipeline, init: View) -> None:
+def build_model(p: Page, pipe: EditGANPipeline, choices: list[tuple[str, str]], info: ModelInfo) -> None:
+    """The model picker (with a rescan for bundles created since the start), one line about the model, its card."""
+    with gr.Row(equal_height=True):
+        p.model = gr.Dropdown(choices, value=pipe.bundle.id, label="Model", scale=3, elem_id="model")
+        p.model_refresh = gr.Button("↻ Look for new models", size="sm", scale=1, min_width=120)
+        p.model_info = gr.Markdown(info.summary, elem_id="model-info")
+    with gr.Accordion("About this model", open=False, elem_id="model-card"):
+        p.model_samples = gr.Image(info.samples, show_label=False, format="png", interactive=False,
+                                   visible=info.samples is not None, height=200)
+        p.model_card = gr.Markdown(info.card, elem_id="model-card-text")
+
+
+def notice(text: str, elem_id: str) -> gr.Markdown:
+    """A note on what the model lacks, shown only when there is one."""
+    return gr.Markdown(text, visible=bool(text), elem_id=elem_id)
+
+
+def build_image(p: Page, pipe: EditGANPipeline, init: View, info: ModelInfo, notices: dict[str, str]) -> None:
     """1 · image: upload or example, or a sampled face; the input and its reconstruction."""
     examples = sorted(str(path) for path in EXAMPLES_DIR.glob("*.png"))
     gr.Markdown("## 1 · Image\nUpload a photo, pick an example, or sample a random face of the model.")
@@ -116,12 +129,13 @@ def build_image(p: Page, pipe: EditGANPipeline, init: View) -> None:
                                 label="Photo (PNG, JPEG, WebP)", height=220, elem_id="upload")
             if examples:
                 gr.Examples(examples, inputs=[p.upload], label="Examples", examples_per_page=8)
-            p.mode = gr.Radio([FAST, PRECISE], value=PRECISE, label="Embedding")
+            p.mode = gr.Radio([FAST, PRECISE], value=PRECISE, label="Embedding", interactive=info.has_encoder)
             p.embed_steps = gr.Slider(**steps_slider_range(pipe.defaults.embed_steps, 10, 300), step=10,
                                       label="Optimisation steps (precise)")
             with gr.Row():
                 p.embed_btn = gr.Button("Embed photo", variant="primary", elem_id="embed-btn")
                 p.embed_cancel = gr.Button("Cancel", variant="stop", size="md")
+            p.embed_notice = notice(notices["embed"], "embed-notice")
         with gr.Column(scale=2):
             p.seed = gr.Number(value=INITIAL_SEED, precision=0, minimum=0, label="Seed")
             p.truncation = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation (lower = more typical)")
@@ -137,9 +151,10 @@ def build_image(p: Page, pipe: EditGANPipeline, init: View) -> None:
             p.embed_status = gr.Markdown(f"A random face of the model (seed {INITIAL_SEED}).", elem_id="embed-status")
 
 
-def build_segmentation(p: Page, pipe: EditGANPipeline, init: View) -> None:
+def build_segmentation(p: Page, pipe: EditGANPipeline, init: View, notices: dict[str, str]) -> None:
     """2 · segmentation: the picture, its label map and an overlay of the two."""
     gr.Markdown("## 2 · Segmentation\nThe generator's own part segmentation of the current picture.")
+    p.seg_notice = notice(notices["segmentation"], "segmentation-notice")
     with gr.Row():
         p.seg_image = gr.Image(init.image, label="Current picture", format="png", interactive=False,
                                elem_classes=PIXELS, height=240, elem_id="current")
@@ -152,29 +167,33 @@ def build_segmentation(p: Page, pipe: EditGANPipeline, init: View) -> None:
         p.legend = gr.HTML(legend_html(pipe))
 
 
-def build_paint(p: Page, pipe: EditGANPipeline, editor_factor: int, init: View) -> None:
+def build_paint(p: Page, pipe: EditGANPipeline, editor_factor: int, init: View, info: ModelInfo,
+                notices: dict[str, str]) -> None:
     """3 · paint: the label map in a painter whose brush offers the class colours."""
     gr.Markdown("## 3 · Paint\nPaint the parts as they should be. The brush colours are the classes "
                 "(legend on the right); the eraser removes strokes, the arrows undo them.")
+    p.paint_notice = notice(notices["paint"], "paint-notice")
     with gr.Row():
         p.editor = editor_component(pipe, editor_factor, value=init.editor, label="Label map to paint", height=420,
                                     elem_id="painter", elem_classes=["pixelated"], scale=3)
         with gr.Column(scale=2):
             p.legend_paint = gr.HTML(legend_html(pipe))
-            p.paint_btn = gr.Button("Check painting")
+            p.paint_btn = gr.Button("Check painting", interactive=info.can_segment)
             p.target_img = gr.Image(label="Painted target (changed pixels bright)", format="png", interactive=False,
                                     elem_classes=PIXELS, height=220)
             p.paint_info = gr.Markdown("No change painted yet.", elem_id="paint-info")
 
 
-def build_edit(p: Page, pipe: EditGANPipeline) -> None:
+def build_edit(p: Page, pipe: EditGANPipeline, info: ModelInfo, notices: dict[str, str]) -> None:
     """4 · edit: learn the vector, show before/after, its region and figures; save it by name."""
     gr.Markdown("## 4 · Edit\nLearn the editing vector that realises the painting, keeping the rest of the "
                 "picture as it is.")
+    p.edit_notice = notice(notices["edit"], "edit-notice")
     with gr.Row(equal_height=True):
         p.edit_steps = gr.Slider(**steps_slider_range(pipe.defaults.edit_steps, 5, 200), step=5,
                                  label="Optimisation steps", scale=3, elem_id="edit-steps")
-        p.edit_btn = gr.Button("Learn edit", variant="primary", elem_id="edit-btn", scale=1)
+        p.edit_btn = gr.Button("Learn edit", variant="primary", elem_id="edit-btn", scale=1,
+                               interactive=info.can_segment)
         p.edit_cancel = gr.Button("Cancel", variant="stop", scale=1)
     p.edit_status = gr.Markdown(elem_id="edit-status")
     with gr.Row():
@@ -191,7 +210,7 @@ def build_edit(p: Page, pipe: EditGANPipeline) -> None:
 
 
 def build_vectors(p: Page, pipe: EditGANPipeline, init: View, gallery_items: list[tuple[np.ndarray, str]],
-                  vector_names: list[str]) -> None:
+                  vector_names: list[str], info: ModelInfo, notices: dict[str, str]) -> None:
     """5 · vectors: the gallery, a strength slider per active vector, refinement, vector files."""
     gr.Markdown("## 5 · Vector gallery\nEach picture shows a vector applied to the average face. Click one to "
                 f"add it (up to {MAX_ACTIVE} at once) and set its strength; refine adapts them to this picture.")
@@ -211,24 +230,41 @@ def build_vectors(p: Page, pipe: EditGANPipeline, init: View, gallery_items: lis
             with gr.Row(equal_height=True):
                 p.refine_steps = gr.Radio(**refine_choices(pipe.defaults.refine_steps), label="Refinement steps",
                                           scale=2)
-                p.refine_btn = gr.Button("Refine", scale=1)
+                p.refine_btn = gr.Button("Refine", scale=1, interactive=info.can_segment)
                 p.refine_cancel = gr.Button("Cancel", variant="stop", scale=1)
             p.refine_status = gr.Markdown()
+            p.refine_notice = notice(notices["refine"], "refine-notice")
         p.vec_image = gr.Image(init.image, label="Current picture", format="png", interactive=False,
                                elem_classes=PIXELS, height=260, scale=2, elem_id="vector-result")
-    with gr.Accordion("Import / export vector files", open=False):
-        with gr.Row():
-            p.import_file = gr.File(label="Import (.safetensors of this app, .npy of official EditGAN)",
-                                    file_types=[".safetensors", ".npy"])
-            with gr.Column():
-                p.export_choice = gr.Dropdown(vector_names, label="Vector")
-                p.export_vec_btn = gr.Button("Export vector")
-                p.export_vec_file = gr.File(label="Vector file", interactive=False)
-        p.import_status = gr.Markdown()
+    build_vector_library(p, vector_names)
     # API-only: compose vectors by name (gallery clicks cannot be driven by a client)
     p.api_names = gr.Textbox(visible=False, label="names")
     p.api_scales = gr.Textbox(visible=False, label="scales")
     p.api_apply = gr.Button(visible=False)
+
+
+def build_vector_library(p: Page, vector_names: list[str]) -> None:
+    """Your vectors: rename, delete (after a confirmation), import and export; presets are read-only."""
+    with gr.Accordion("Your vectors: rename, delete, import, export", open=False, elem_id="vector-library"):
+        with gr.Row(equal_height=True):
+            # custom values: an API client may name a vector saved by another session since this one began
+            p.vector_choice = gr.Dropdown(vector_names, value=None, label="Vector", allow_custom_value=True, scale=2,
+                                          elem_id="vector-choice")
+            p.rename_to = gr.Textbox(label="New name", placeholder="e.g. wide smile", scale=2)
+            p.rename_btn = gr.Button("Rename", scale=1, interactive=False, elem_id="rename-btn")
+            p.delete_btn = gr.Button("Delete…", variant="stop", scale=1, interactive=False, elem_id="delete-btn")
+        with gr.Row(visible=False, equal_height=True) as p.delete_confirm:
+            p.delete_question = gr.Markdown()
+            p.delete_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes")
+            p.delete_no = gr.Button("Keep it")
+        p.library_status = gr.Markdown(elem_id="library-status")
+        with gr.Row():
+            p.import_file = gr.File(label="Import (.safetensors of this app, .npy of official EditGAN)",
+                                    file_types=[".safetensors", ".npy"])
+            with gr.Column():
+                p.export_vec_btn = gr.Button("Export the vector chosen above")
+                p.export_vec_file = gr.File(label="Vector file", interactive=False)
+        p.import_status = gr.Markdown()
 
 
 def build_history(p: Page, init: View) -> None:

@@ -64,3 +64,17 @@ class View:
     can_undo: bool
     can_redo: bool
     history_start: int = 0  # history index of the first picture in ``history``
+
+
+@dataclass
+class ModelInfo:
+    """What the page says about a model: one line, its card (Markdown and preview picture), and a note per
+    missing component (``Capabilities.missing``: "encoder", "segmenter", ...) for the section it concerns."""
+
+    bundle_id: str
+    summary: str
+    card: str
+    samples: np.ndarray | None
+    notes: dict[str, str]
+    can_segment: bool
+    has_encoder: bool

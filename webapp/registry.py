@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from editgan_core.bundle import Bundle, BundleError
@@ -19,23 +19,50 @@ log = logging.getLogger(__name__)
 
 
 class ModelRegistry:
-    """Bundle id -> manifest and (once loaded) pipeline; bundles that fail to load are listed in ``problems``."""
+    """Bundle id -> manifest and (once loaded) pipeline; bundles that fail to load are listed in ``problems``.
 
-    def __init__(self, bundle_paths: Sequence[str | Path], device: str | None = None) -> None:
+    ``scan`` lists the bundle folders to look in again on ``refresh`` (the app passes ``list_bundles``), so
+    a bundle made with ``bundle create`` while the studio runs joins the model picker without a restart.
+    """
+
+    def __init__(self, bundle_paths: Sequence[str | Path], device: str | None = None,
+                 scan: Callable[[], Iterable[Path]] | None = None) -> None:
         self.device = device
+        self.scan = scan
         self.bundles: dict[str, Bundle] = {}
         self.problems: list[str] = []
-        for path in bundle_paths:
-            try:
-                bundle = Bundle.load(path)
-            except BundleError as exc:
-                self.problems.append(str(exc))
-                log.warning("skipping bundle %s: %s", path, exc)
-                continue
-            self.bundles.setdefault(bundle.id, bundle)
         self._pipelines: dict[str, EditGANPipeline] = {}
         self._lock = threading.Lock()
         self.thumbnails = ThumbnailCache()
+        self._add(bundle_paths)
+
+    def _add(self, paths: Iterable[str | Path]) -> list[str]:
+        """Open bundles and list those whose id is new (the first one found wins); returns their ids.
+
+        The listing is replaced, never changed in place, so pages reading it meanwhile see the old or
+        the new one whole.
+        """
+        bundles = dict(self.bundles)
+        for path in paths:
+            try:
+                bundle = Bundle.load(path)
+            except BundleError as exc:
+                if str(exc) not in self.problems:
+                    self.problems.append(str(exc))
+                    log.warning("skipping bundle %s: %s", path, exc)
+                continue
+            bundles.setdefault(bundle.id, bundle)
+        added = [k for k in bundles if k not in self.bundles]
+        self.bundles = bundles
+        return added
+
+    def refresh(self) -> list[str]:
+        """Look for bundles added since the app started; returns the ids of those now listed."""
+        if self.scan is None:
+            return []
+        with self._lock:
+            known = {b.root.resolve() for b in self.bundles.values()}
+            return self._add(p for p in self.scan() if Path(p).resolve() not in known)
 
     @property
     def ids(self) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -81,6 +82,11 @@ class History:
             if self.steps and self.steps[self.index] is old:
                 self.steps[self.index] = new
             return self.current
+
+    def rewrite(self, change: Callable[[Step], Step]) -> None:
+        """Replace every step by ``change(step)`` (a vector renamed: the steps that use it follow)."""
+        with self._lock:
+            self.steps = [change(step) for step in self.steps]
 
     def undo(self) -> Step | None:
         with self._lock:

@@ -7,7 +7,7 @@ once and is owned by that app, never a module-level global.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,16 @@ def bundle_paths(preferred: str | Path | None = None) -> list[Path]:
     return paths
 
 
-def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None = None) -> gr.Blocks:
-    """The whole app on ``bundles`` (default: ``bundle_paths()``); the first one is shown first."""
-    registry = ModelRegistry(bundle_paths(os.environ.get("EDITGAN_BUNDLE")) if bundles is None else bundles,
-                             device=device)
+def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None = None,
+               scan: Callable[[], Iterable[Path]] | None = None) -> gr.Blocks:
+    """The whole app on ``bundles`` (default: ``bundle_paths()``); the first one is shown first.
+
+    ``scan`` lists bundle folders again when the model picker is refreshed (default: the checkpoint
+    folders, ``list_bundles``, when ``bundles`` is not given; none otherwise).
+    """
+    if bundles is None:
+        bundles, scan = bundle_paths(os.environ.get("EDITGAN_BUNDLE")), scan or list_bundles
+    registry = ModelRegistry(bundles, device=device, scan=scan)
     if not registry.ids:
         with gr.Blocks(title="EditGAN studio") as demo:
             no_model_page(registry.problems)
@@ -73,7 +79,8 @@ def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None =
     pipe = registry.get(registry.default_id)  # load the default model now: the first click should be quick
     init, gallery_items, vector_names = studio.initial_page()  # every new session starts here
     with gr.Blocks(title="EditGAN studio") as demo:
-        page = build_page(pipe, registry.choices(), studio.editor_factor(pipe), init, gallery_items, vector_names)
+        page = build_page(pipe, registry.choices(), studio.editor_factor(pipe), init, gallery_items, vector_names,
+                          studio.model_info(pipe))
         wire(page, studio, init)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     demo.studio = studio  # for tests and tools that want the objects behind the page

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from editgan_core.pipeline import EditGANPipeline, InputError
+from editgan_core.pipeline import EditGANPipeline, InputError, SegmenterMissingError
 from webapp.registry import ModelRegistry
 from webapp.session import Session, Step
 from webapp.streaming import PREVIEW_EVERY_S
@@ -62,6 +62,14 @@ class StudioBase:
         if current is None or current.labels is not None or pipe.segmenter is None:
             return current
         return session.history.replace(current, replace(current, labels=pipe.render(current.latent).labels))
+
+    def require_segmenter(self, session: Session) -> EditGANPipeline:
+        """The session's pipeline, or ``SegmenterMissingError`` saying what annotation would unlock."""
+        pipe = self.pipeline(session)
+        note = pipe.capabilities.missing().get("segmenter")
+        if note:
+            raise SegmenterMissingError(note)
+        return pipe
 
     def _require_labelled(self, session: Session) -> Step:
         self._require_current(session)

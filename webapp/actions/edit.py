@@ -22,8 +22,8 @@ class EditActions(PaintActions):
 
         ``steps`` defaults to the model's (``EditGANPipeline.defaults.edit_steps``).
         """
+        pipe = self.require_segmenter(session)
         current = self._require_labelled(session)
-        pipe = self.pipeline(session)
         paint = self.read_paint(session, value)
         notice = self.paint_notice(session, paint)
         if notice:

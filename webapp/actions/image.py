@@ -34,6 +34,10 @@ class ImageActions(StudioBase):
         pipe = self.pipeline(session)
         pixels = prepare_image(image, pipe.resolution)
         steps = max(0, int(steps))
+        if steps == 0 and pipe.encoder is None:
+            steps = pipe.defaults.embed_steps
+            yield Notice(f"this model has no encoder, so there is no fast embedding: optimising {steps} steps from "
+                         "the average latent instead (slower)")
         if steps == 0:
             step = self._step(pipe, "embed", "embed (encoder)", pipe.encode(pixels), source=pixels)
             session.history.push(step)

@@ -16,10 +16,8 @@ from webapp.session import Session
 class PaintActions(StudioBase):
     def read_paint(self, session: Session, value: Mapping[str, object] | np.ndarray | None) -> lab.PaintResult:
         """The painted label map as class ids (snapped to the class colours)."""
+        pipe = self.require_segmenter(session)
         current = self._require_labelled(session)
-        pipe = self.pipeline(session)
-        if current.labels is None:
-            raise InputError(f"model '{session.bundle_id}' has no segmentation branch, so there is nothing to paint")
         if value is None:
             raise InputError("paint on the label map first (step 3)")
         return lab.read_painting(value, current.labels, pipe.bundle.palette)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditResult, InputError
-from editgan_core.vectors import EditVector
+from editgan_core.vectors import EditVector, VectorNotFoundError
+from editgan_core.vectors.vector import name_key
 from webapp.actions.base import StudioBase
 from webapp.outcomes import EditOutcome, Notice, Progress
 from webapp.session import Session, Step
@@ -39,6 +41,11 @@ def parse_active(names: str | Sequence[str],
     return [(n, values[i] if i < len(values) else None) for i, n in enumerate(names)]
 
 
+def apply_label(active: Sequence[tuple[str, float]]) -> str:
+    """The history label of an "apply" step: 'apply smile×1.5 + look_left×-0.5'."""
+    return "apply " + (" + ".join(f"{n}×{s:g}" for n, s in active) if active else "nothing")
+
+
 class VectorActions(StudioBase):
     def gallery(self, session: Session) -> tuple[list[tuple[np.ndarray, str]], list[str]]:
         """Thumbnails (picture, caption) of every vector in the library, and their names in order."""
@@ -65,14 +72,13 @@ class VectorActions(StudioBase):
         pipe = self.pipeline(session)
         if len(items) > MAX_ACTIVE:
             raise InputError(f"at most {MAX_ACTIVE} vectors can be combined at once")
-        vectors = [(session.library.get(name), scale) for name, scale in items]
+        vectors = [(self._library_vector(session, name), scale) for name, scale in items]
         resolved = tuple((v.name, float(v.default_scale if s is None else s)) for v, s in vectors)
         if len({n.lower() for n, _ in resolved}) != len(resolved):
             raise InputError("each vector can be active only once; change its strength instead")
         base = current.base if current.kind == "apply" and current.base is not None else current.latent
         latent = pipe.apply(base, [(vec, s) for (vec, _), (_, s) in zip(vectors, resolved, strict=True)])
-        label = "apply " + (" + ".join(f"{n}×{s:g}" for n, s in resolved) if resolved else "nothing")
-        step = self._step(pipe, "apply", label, latent, with_labels, base=base, active=resolved)
+        step = self._step(pipe, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved)
         same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
         if resolved:
             delta = (latent - base).reshape(pipe.latent_shape)
@@ -107,8 +113,8 @@ class VectorActions(StudioBase):
 
         ``steps`` defaults to the model's (``EditGANPipeline.defaults.refine_steps``).
         """
+        pipe = self.require_segmenter(session)
         current = self._require_current(session)
-        pipe = self.pipeline(session)
         items = self.active(session)
         if not items or current.base is None:
             raise InputError("add at least one vector from the gallery first; refinement adapts active vectors")
@@ -116,7 +122,7 @@ class VectorActions(StudioBase):
         if steps <= 0:
             yield Notice("0 refinement steps: the vectors stay applied as they are")
             return
-        vectors = [(session.library.get(n), s) for n, s in items]
+        vectors = [(self._library_vector(session, n), s) for n, s in items]
         base = current.base
         job = session.new_job()
 
@@ -147,3 +153,54 @@ class VectorActions(StudioBase):
             raise InputError("choose a vector to export")
         vec = session.library.get(name)
         return session.library.export(vec.name, self._export_dir(session))
+
+    # -- the user's library: rename and delete (presets are read-only)
+
+    def _library_vector(self, session: Session, name: str) -> EditVector:
+        """A vector by name; an active one that has left the library since (deleted, or renamed in another
+        tab) is named as such, with the way out."""
+        try:
+            return session.library.get(name)
+        except VectorNotFoundError:
+            if any(name_key(n) == name_key(name) for n, _ in self.active(session)):
+                raise InputError(f"vector '{name}' is no longer in the library (deleted, or renamed in another tab): "
+                                 "remove it from the active vectors (its Remove button) to go on") from None
+            raise
+
+    def is_preset(self, session: Session, name: str) -> bool | None:
+        """Whether ``name`` is a read-only preset; None when no vector has that name."""
+        try:
+            return session.library.is_preset(name)
+        except VectorNotFoundError:
+            return None
+
+    def rename_vector(self, session: Session, old: str, new: str) -> EditVector:
+        """Rename one of the user's vectors; this session's history follows, so its steps stay adjustable."""
+        if not (old or "").strip():
+            raise InputError("choose one of your vectors to rename")
+        if not (new or "").strip():
+            raise InputError("type the vector's new name")
+        before = session.library.get(old).name
+        vec = session.library.rename(before, new.strip())
+        key = name_key(before)
+
+        def renamed(step: Step) -> Step:
+            if not any(name_key(n) == key for n, _ in step.active):
+                return step
+            active = tuple((vec.name if name_key(n) == key else n, s) for n, s in step.active)
+            return replace(step, active=active, label=apply_label(active) if step.kind == "apply" else step.label)
+
+        session.history.rewrite(renamed)
+        return vec
+
+    def delete_vector(self, session: Session, name: str) -> tuple[str, Notice | None]:
+        """Delete one of the user's vectors; returns its name, and a notice when it is active on the current
+        picture (its effect stays in the picture, but its strength can no longer be changed)."""
+        if not (name or "").strip():
+            raise InputError("choose one of your vectors to delete")
+        gone = session.library.get(name).name
+        session.library.delete(gone)
+        if any(name_key(n) == name_key(gone) for n, _ in self.active(session)):
+            return gone, Notice(f"'{gone}' is active on the current picture: it stays in the picture, but its strength "
+                                "can no longer be changed; remove it from the active vectors to adjust the others")
+        return gone, None

@@ -1,4 +1,5 @@
-"""What the page shows of a session: the current picture, its segmentation, the history strip."""
+"""What the page shows of a session: the current picture, its segmentation, the history strip (and, through
+``ModelActions``, what it says about the model)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from webapp import labels as lab
+from webapp.actions.model import ModelActions
 from webapp.actions.vectors import VectorActions
 from webapp.outcomes import View
 from webapp.session import Session
@@ -15,7 +17,7 @@ HISTORY_STRIP = 12  # steps shown as pictures in the history strip
 STRIP_MIN_SIDE = 64  # small models' steps are enlarged (crisply) in the strip
 
 
-class ViewActions(VectorActions):
+class ViewActions(VectorActions, ModelActions):
     def history_start(self, session: Session) -> int:
         """Index of the first step in the history strip: the last ``HISTORY_STRIP`` steps around the current one."""
         return max(0, session.history.index - HISTORY_STRIP + 2)

@@ -121,7 +121,7 @@ class Wiring:
 
     def gallery_updates(self, box: SessionBox) -> Updates:
         items, names = self.studio.gallery(self.session(box))
-        return {self.page.gallery: items, self.page.export_choice: gr.Dropdown(choices=names, value=None)}
+        return {self.page.gallery: items, self.page.vector_choice: gr.Dropdown(choices=names, value=None)}
 
     def session_action(self, action: Callable[[Session], Any]) -> Callable[[SessionBox, float], Updates]:
         """A callback that runs ``action(session)`` and shows the result."""

@@ -50,8 +50,8 @@ def wire_edit(w: Wiring) -> None:
     @user_errors
     def on_save(box: SessionBox, name: str, description: str) -> Updates:
         vec = studio.save_vector(w.session(box), name, description)
-        return {p.save_status: f"Saved **{html.escape(vec.name)}** to your vectors (this session).",
-                **w.gallery_updates(box)}
+        return {p.save_status: f"Saved **{html.escape(vec.name)}** to your vectors of this model (kept across "
+                               "restarts).", **w.gallery_updates(box)}
 
-    p.save_btn.click(on_save, [p.box, p.vec_name, p.vec_desc], [p.save_status, p.gallery, p.export_choice],
+    p.save_btn.click(on_save, [p.box, p.vec_name, p.vec_desc], [p.save_status, p.gallery, p.vector_choice],
                      api_name="save_vector", **LIGHT)

@@ -1,4 +1,5 @@
-"""5 · vectors: add from the gallery, strengths, remove, compose by name (API), refine (streamed), files."""
+"""5 · vectors: add from the gallery, strengths, remove, compose by name (API), refine (streamed), files, and
+renaming or deleting your own vectors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from editgan_core.pipeline import InputError
 from webapp.actions.vectors import parse_active
 from webapp.errors import user_errors
 from webapp.events.common import HEAVY, LIGHT, PRIVATE, QUIET, Updates, Wiring, gpu, stream_updates
@@ -26,10 +28,12 @@ def wire_vectors(w: Wiring) -> None:
         _, names = studio.gallery(session)
         if evt.index is None or not 0 <= int(evt.index) < len(names):
             return gr.skip()
-        studio.add_vector(session, names[int(evt.index)])
-        return w.show(box, opacity)
+        name = names[int(evt.index)]
+        studio.add_vector(session, name)
+        return {**w.show(box, opacity), p.vector_choice: gr.Dropdown(value=name)}  # also ready to rename/delete
 
-    w.then_editor(p.gallery.select(on_gallery_select, [p.box, p.opacity], w.view_outputs, **PRIVATE, **LIGHT))
+    w.then_editor(p.gallery.select(on_gallery_select, [p.box, p.opacity], [*w.view_outputs, p.vector_choice],
+                                   **PRIVATE, **LIGHT))
 
     @user_errors
     def on_remove(box: SessionBox, opacity: float, evt: gr.EventData) -> Updates:
@@ -50,6 +54,7 @@ def wire_vectors(w: Wiring) -> None:
     wire_strengths(w)
     wire_refine(w)
     wire_vector_files(w)
+    wire_vector_library(w)
 
 
 def wire_strengths(w: Wiring) -> None:
@@ -123,12 +128,67 @@ def wire_vector_files(w: Wiring) -> None:
                 **w.gallery_updates(box)}
 
     p.import_file.upload(on_import, [p.box, p.import_file],
-                         [p.import_status, p.import_file, p.gallery, p.export_choice], api_name="import_vector",
+                         [p.import_status, p.import_file, p.gallery, p.vector_choice], api_name="import_vector",
                          **LIGHT)
 
     @user_errors
     def on_export_vector(box: SessionBox, name: str | None) -> Any:
         return str(studio.export_vector(w.session(box), name or ""))
 
-    p.export_vec_btn.click(on_export_vector, [p.box, p.export_choice], p.export_vec_file, api_name="export_vector",
+    p.export_vec_btn.click(on_export_vector, [p.box, p.vector_choice], p.export_vec_file, api_name="export_vector",
                            **LIGHT)
+
+
+def wire_vector_library(w: Wiring) -> None:
+    """Rename and delete the user's vectors (delete asks first); presets are read-only, so their buttons are off.
+    The gallery, the vector list and the active-vector sliders follow; the named events are the API."""
+    p, studio = w.page, w.studio
+
+    @user_errors
+    def on_choice(box: SessionBox, name: str | None) -> Updates:
+        preset = studio.is_preset(w.session(box), name) if name else None
+        status = (f"**{html.escape(name)}** is a preset of this model: read-only (it can be exported)." if preset
+                  else "")
+        yours = preset is False
+        return {p.rename_btn: gr.Button(interactive=yours), p.delete_btn: gr.Button(interactive=yours),
+                p.delete_confirm: gr.Row(visible=False), p.library_status: status}
+
+    p.vector_choice.change(on_choice, [p.box, p.vector_choice],
+                           [p.rename_btn, p.delete_btn, p.delete_confirm, p.library_status], **QUIET, **LIGHT)
+
+    @user_errors
+    def on_rename(box: SessionBox, old: str | None, new: str | None, opacity: float) -> Updates:
+        vec = studio.rename_vector(w.session(box), old or "", new or "")
+        return {**w.gallery_updates(box), p.vector_choice: gr.Dropdown(value=vec.name), p.rename_to: "",
+                p.library_status: f"Renamed **{html.escape(old or '')}** to **{html.escape(vec.name)}**.",
+                **w.show(box, opacity)}
+
+    p.rename_btn.click(on_rename, [p.box, p.vector_choice, p.rename_to, p.opacity],
+                       [p.library_status, p.rename_to, p.gallery, p.vector_choice, *w.view_outputs],
+                       api_name="rename_vector", **LIGHT)
+
+    @user_errors
+    def on_delete_ask(box: SessionBox, name: str | None) -> Updates:
+        preset = studio.is_preset(w.session(box), name) if name else None
+        if preset is None:
+            raise InputError(f"no vector named '{name}'" if name else "choose one of your vectors to delete")
+        if preset:
+            raise InputError(f"'{name}' is a preset of this model and cannot be deleted")
+        return {p.delete_confirm: gr.Row(visible=True),
+                p.delete_question: f"Delete **{html.escape(name)}** for good? This cannot be undone."}
+
+    p.delete_btn.click(on_delete_ask, [p.box, p.vector_choice], [p.delete_confirm, p.delete_question], **PRIVATE,
+                       **LIGHT)
+    p.delete_no.click(lambda: gr.Row(visible=False), None, p.delete_confirm, queue=False, **PRIVATE)
+
+    @user_errors
+    def on_delete(box: SessionBox, name: str | None, opacity: float) -> Updates:
+        gone, notice = studio.delete_vector(w.session(box), name or "")
+        if notice is not None:
+            gr.Warning(notice.text)
+        return {p.library_status: f"Deleted **{html.escape(gone)}**.", p.delete_confirm: gr.Row(visible=False),
+                **w.gallery_updates(box), **w.show(box, opacity)}
+
+    p.delete_yes.click(on_delete, [p.box, p.vector_choice, p.opacity],
+                       [p.library_status, p.delete_confirm, p.gallery, p.vector_choice, *w.view_outputs],
+                       api_name="delete_vector", **LIGHT)
