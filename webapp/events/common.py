@@ -119,9 +119,10 @@ class Wiring:
         """Chain the paint-canvas redraw after a latent-changing event."""
         return event.success(user_errors(self.editor_update), [self.page.box], [self.page.editor], **QUIET, **LIGHT)
 
-    def gallery_updates(self, box: SessionBox) -> Updates:
+    def gallery_updates(self, box: SessionBox, chosen: str | None = None) -> Updates:
+        """The gallery and the list of vector names (with ``chosen`` picked in it)."""
         items, names = self.studio.gallery(self.session(box))
-        return {self.page.gallery: items, self.page.vector_choice: gr.Dropdown(choices=names, value=None)}
+        return {self.page.gallery: items, self.page.vector_choice: gr.Dropdown(choices=names, value=chosen)}
 
     def session_action(self, action: Callable[[Session], Any]) -> Callable[[SessionBox, float], Updates]:
         """A callback that runs ``action(session)`` and shows the result."""

@@ -159,7 +159,7 @@ def wire_vector_library(w: Wiring) -> None:
     @user_errors
     def on_rename(box: SessionBox, old: str | None, new: str | None, opacity: float) -> Updates:
         vec = studio.rename_vector(w.session(box), old or "", new or "")
-        return {**w.gallery_updates(box), p.vector_choice: gr.Dropdown(value=vec.name), p.rename_to: "",
+        return {**w.gallery_updates(box, chosen=vec.name), p.rename_to: "",
                 p.library_status: f"Renamed **{html.escape(old or '')}** to **{html.escape(vec.name)}**.",
                 **w.show(box, opacity)}
 
