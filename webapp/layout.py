@@ -205,7 +205,7 @@ def build_edit(p: Page, pipe: EditGANPipeline, info: ModelInfo, notices: dict[st
     with gr.Row(equal_height=True):
         p.vec_name = gr.Textbox(label="Vector name", placeholder="e.g. wide smile", scale=2)
         p.vec_desc = gr.Textbox(label="Description", placeholder="what it does, how strong", scale=3)
-        p.save_btn = gr.Button("Save as vector", scale=1)
+        p.save_btn = gr.Button("Save as vector", scale=1, interactive=info.can_segment)
     p.save_status = gr.Markdown()
 
 
@@ -253,6 +253,7 @@ def build_vector_library(p: Page, vector_names: list[str]) -> None:
             p.rename_to = gr.Textbox(label="New name", placeholder="e.g. wide smile", scale=2)
             p.rename_btn = gr.Button("Rename", scale=1, interactive=False, elem_id="rename-btn")
             p.delete_btn = gr.Button("Delete…", variant="stop", scale=1, interactive=False, elem_id="delete-btn")
+        p.choice_hint = gr.Markdown(elem_id="vector-choice-hint")  # e.g. that a preset is read-only
         with gr.Row(visible=False, equal_height=True) as p.delete_confirm:
             p.delete_question = gr.Markdown()
             p.delete_yes = gr.Button("Yes, delete it", variant="stop", elem_id="delete-yes")

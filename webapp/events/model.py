@@ -27,7 +27,8 @@ def capability_updates(p: Page, info: ModelInfo) -> Updates:
         p.model_info: info.summary, p.model_card: info.card,
         p.model_samples: gr.Image(info.samples, visible=info.samples is not None),
         p.mode: gr.Radio(value=PRECISE, interactive=info.has_encoder),
-        **{button: gr.Button(interactive=info.can_segment) for button in (p.paint_btn, p.edit_btn, p.refine_btn)},
+        **{button: gr.Button(interactive=info.can_segment)
+           for button in (p.paint_btn, p.edit_btn, p.save_btn, p.refine_btn)},
     }
     for component, key in ((p.embed_notice, "embed"), (p.seg_notice, "segmentation"), (p.paint_notice, "paint"),
                            (p.edit_notice, "edit"), (p.refine_notice, "refine")):
@@ -36,7 +37,7 @@ def capability_updates(p: Page, info: ModelInfo) -> Updates:
 
 
 def capability_outputs(p: Page) -> list:
-    return [p.model_card, p.model_samples, p.mode, p.paint_btn, p.edit_btn, p.refine_btn, p.embed_notice,
+    return [p.model_card, p.model_samples, p.mode, p.paint_btn, p.edit_btn, p.save_btn, p.refine_btn, p.embed_notice,
             p.seg_notice, p.paint_notice, p.edit_notice, p.refine_notice]
 
 

@@ -151,10 +151,10 @@ def wire_vector_library(w: Wiring) -> None:
                   else "")
         yours = preset is False
         return {p.rename_btn: gr.Button(interactive=yours), p.delete_btn: gr.Button(interactive=yours),
-                p.delete_confirm: gr.Row(visible=False), p.library_status: status}
+                p.delete_confirm: gr.Row(visible=False), p.choice_hint: status}
 
     p.vector_choice.change(on_choice, [p.box, p.vector_choice],
-                           [p.rename_btn, p.delete_btn, p.delete_confirm, p.library_status], **QUIET, **LIGHT)
+                           [p.rename_btn, p.delete_btn, p.delete_confirm, p.choice_hint], **QUIET, **LIGHT)
 
     @user_errors
     def on_rename(box: SessionBox, old: str | None, new: str | None, opacity: float) -> Updates:
