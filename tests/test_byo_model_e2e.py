@@ -26,6 +26,7 @@ from editgan_core.models.serialization import CheckpointError, read_metadata
 from editgan_core.pipeline import EditGANPipeline, InputError, SegmenterMissingError
 from editgan_core.train import gan
 from editgan_core.vectors import VectorError
+from webapp.actions.model import CARD_CUT, card_markdown, card_picture, card_text
 from webapp.controller import Studio
 from webapp.outcomes import EmbedOutcome, Notice, Progress
 from webapp.registry import ModelRegistry
@@ -188,6 +189,21 @@ def test_presets_cannot_be_renamed_or_deleted_from_the_studio(pytestconfig, tmp_
         studio.delete_vector(session, "smile")
     assert "smile" in studio.gallery(session)[1]
     close_box(box)
+
+
+def test_the_card_as_the_page_shows_it(checkpoints, tmp_path):
+    text = "# Title\n![samples](samples.png)\n![logo](https://example.org/logo.png)\n## Section\n#nohash\n"
+    assert card_markdown(text) == "## Title\n![logo](https://example.org/logo.png)\n### Section\n#nohash\n"
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("manifest.json", "generator.safetensors"):
+        (copy / name).write_bytes((checkpoints / BUNDLE_ID / name).read_bytes())
+    (copy / "README.md").write_text("x" * 100_000)  # grown far past a card: read only in part
+    bundle = Bundle.load(copy)
+    assert card_text(bundle).endswith(CARD_CUT) and len(card_text(bundle)) < 50_000
+    assert card_picture(bundle) is None  # no preview grid in this folder
+    Image.new("RGB", (5000, 10)).save(copy / "samples.png")
+    assert card_picture(bundle) is None  # not a preview grid
 
 
 # ------------------------------------------------------------------------------------- over HTTP
