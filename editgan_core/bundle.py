@@ -24,11 +24,11 @@ from editgan_core import __version__
 from editgan_core.model_card import CARD_FILE, render_card, write_card
 from editgan_core.models.checkpoint import CheckpointError, load_checked, load_generator
 from editgan_core.models.stylegan2 import Generator
+from editgan_core.paths import checkpoint_dirs
 from editgan_core.utils import atomic_write
 
 FORMAT = "editgan-bundle/1"
 MANIFEST = "manifest.json"
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 # The StyleGAN2 projector's initial learning rate; a bundle may name its own (manifest "embedding").
 DEFAULT_EMBED_LR = 0.1
 
@@ -114,8 +114,10 @@ class Bundle:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Bundle:
-        root = resolve_bundle_path(path)
+    def load(cls, path: str | Path, *, hub: bool = True) -> Bundle:
+        """Open a bundle folder, a name in the checkpoint folders or (with ``hub``) a Hub repo; see
+        ``resolve_bundle_path``."""
+        root = resolve_bundle_path(path, hub=hub)
         try:
             manifest = json.loads((root / MANIFEST).read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -172,18 +174,31 @@ def generator_kwargs(config: dict) -> dict:
     return kwargs
 
 
-def resolve_bundle_path(path: str | Path) -> Path:
-    """A bundle folder given as a path or as a name under ``checkpoints/``."""
-    candidate = Path(path)
-    for root in (candidate, CHECKPOINTS / str(path)):
-        if (root / MANIFEST).is_file():
-            return root
-    raise BundleError(f"no bundle at '{path}' (looked for {MANIFEST} there and in {CHECKPOINTS})")
+def resolve_bundle_path(path: str | Path, *, hub: bool = True) -> Path:
+    """The folder of a bundle given as a path, as a name in the checkpoint folders (``editgan_core.paths``)
+    or, with ``hub``, as a Hugging Face Hub repo ``[hf://]owner/name[@revision]`` (downloaded and cached:
+    ``editgan_core.hub``). Local folders win over a repo of the same spelling; ``hf://`` forces the Hub."""
+    from editgan_core import hub as hub_mod
+
+    ref = hub_mod.hub_ref_or_none(path) if hub else None
+    dirs = checkpoint_dirs()
+    if not str(path).startswith(hub_mod.HUB_PREFIX):
+        for root in (Path(path), *(d / str(path) for d in dirs)):
+            if (root / MANIFEST).is_file():
+                return root
+    if ref is not None:
+        return hub_mod.download_bundle(ref)
+    looked = ", ".join(str(d) for d in dirs)
+    raise BundleError(f"no bundle at '{path}' (looked for {MANIFEST} there and in {looked}; a Hub repo is "
+                      f"written owner/name[@revision] or hf://owner/name)")
 
 
-def list_bundles(root: Path = CHECKPOINTS) -> list[Path]:
-    """Bundle folders under ``root``; hidden ones are skipped (``bundle create`` builds in a hidden folder)."""
-    return sorted(p.parent for p in root.glob(f"*/{MANIFEST}") if not p.parent.name.startswith("."))
+def list_bundles(root: Path | None = None) -> list[Path]:
+    """Bundle folders under ``root`` (default: every checkpoint folder); hidden ones are skipped (``bundle
+    create`` builds in a hidden folder)."""
+    roots = [root] if root is not None else checkpoint_dirs()
+    found = [p.parent for r in roots for p in sorted(r.glob(f"*/{MANIFEST}")) if not p.parent.name.startswith(".")]
+    return list(dict.fromkeys(found))
 
 
 def save_generator(generator: Generator, path: Path, config: dict, metadata: dict | None = None) -> None:
