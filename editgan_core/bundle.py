@@ -273,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--id", required=True)
     parser.add_argument("--title", default=None)
     parser.add_argument("--domain", default="faces", help="procedural domain that supplies classes and edit groups")
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     args = parser.parse_args(argv)
     from editgan_core.domains import get_domain
 

@@ -179,7 +179,7 @@ def test_a_repo_without_manifest_or_with_unsafe_names_is_refused(fake_hub: FakeH
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "model.bin").write_bytes(b"0")
     fake_hub.add("someone/plain", tmp_path / "plain")
-    with pytest.raises(BundleError, match="has no manifest.json: not an EditGAN bundle repo"):
+    with pytest.raises(BundleError, match=r"has no manifest\.json: not an EditGAN bundle repo"):
         Bundle.load("someone/plain")
     evil = tmp_path / "evil"
     shutil.copytree(tiny_repo, evil)

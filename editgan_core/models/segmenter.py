@@ -899,6 +899,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classes", type=int, default=12)
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     args = parser.parse_args(argv)
     if not args.bench_memory:
         parser.error("nothing to do (try --bench-memory)")

@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from editgan_core.cli_common import command_parser, set_threads
+from editgan_core.cli_common import command_parser, set_threads, setup_logging
 from editgan_core.losses import masked_l2, psnr
 from editgan_core.models.checkpoint import load_checked
 from editgan_core.models.encoder import Encoder
@@ -418,6 +418,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--encoder", help="encoder for --recon: an encoder.safetensors or a folder holding one")
     p.add_argument("--extremes", type=float, default=0.0,
                    help="--domain only: probability that each editable attribute of a face is at an end of its range")
+    setup_logging()
     a = p.parse_args(argv)
     if a.data and a.extremes:
         p.error("--extremes applies to a rendered --domain, not to --data folders")
