@@ -20,7 +20,7 @@ from editgan_core.vectors import EditVector, save_vector
 def test_shards_partition_sorted_inputs_disjointly() -> None:
     items = [f"img{i:02d}" for i in range(11)]
     parts = [Shard(k, 3).take(items) for k in range(3)]
-    assert sorted(sum(parts, [])) == items
+    assert sorted(item for part in parts for item in part) == items
     assert all(not set(a) & set(b) for a in parts for b in parts if a is not b)
     assert parts[1] == ["img01", "img04", "img07", "img10"]
     assert Shard(0, 1).take(items) == items and Shard(5, 20).take(items) == ["img05"]
