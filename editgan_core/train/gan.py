@@ -11,7 +11,8 @@ An adversarial loss alone lets a generator drop the tails of the data (on the de
 strong gazes), which nothing in EditGAN can edit back; the reconstruction term charges for every real
 image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``.
 
-Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator is
+Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. Losses and throughput go
+to ``metrics.jsonl``, one line per ``--log-every`` steps (``editgan_core.train.metrics``). The EMA generator is
 also written as ``generator_ema.safetensors`` + ``generator_config.json`` at every checkpoint, and
 sample grids (fixed latents) go to ``samples/``.
 """
@@ -42,6 +43,8 @@ from editgan_core.models.checkpoint import load_checked
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream, ImageFolder, infinite_batches
+from editgan_core.train.metrics import FILE as METRICS_FILE
+from editgan_core.train.metrics import MetricsLog
 from editgan_core.utils import atomic_write, save_image_grid
 
 # Lean widths that make CPU training possible; the GPU presets are wider.
@@ -76,6 +79,7 @@ class TrainConfig:
     ema_kimg: float = 10.0
     ema_rampup: float = 0.05
     ckpt_every: int = 250
+    log_every: int = 50  # steps per line of metrics.jsonl
     sample_every: int = 1000
     workers: int = 0
     amp: bool = False
@@ -177,6 +181,8 @@ class Trainer:
         self.mean_path_length = torch.zeros((), device=self.device)
         self.sample_z = torch.randn(32, cfg.style_dim, generator=torch.Generator().manual_seed(1234)).to(self.device)
         self.resume()
+        self.metrics = MetricsLog(self.out / METRICS_FILE, cfg.log_every, enabled=self.rank == 0,
+                                  resume_step=self.step, images_seen=self.images_seen)
         if self.world > 1:
             self.g_ddp = DistributedDataParallel(self.generator, device_ids=self._ids(), broadcast_buffers=False)
             self.d_ddp = DistributedDataParallel(self.discriminator, device_ids=self._ids(), broadcast_buffers=False)
@@ -378,12 +384,14 @@ class Trainer:
             bar.update(real.shape[0] * self.world)
             shown = ("d", "g", "r1", "path", "recon_psnr")
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in shown}, refresh=False)
+            self.metrics.add(self.step, self.images_seen, logs)
             if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > 600:
                 self.save()
                 last_save = time.monotonic()
             if self.images_seen // cfg.sample_every != seen_before // cfg.sample_every:
                 self.write_samples()
         self.save()
+        self.metrics.write(self.step, self.images_seen)
         self.write_samples()
         bar.close()
         if self.world > 1:
@@ -406,6 +414,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--mixing", type=float, default=0.9)
     p.add_argument("--ema-kimg", type=float, default=10.0)
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
+    p.add_argument("--log-every", type=int, default=50, help="steps per line of metrics.jsonl")
     p.add_argument("--sample-every", type=int, default=1000, help="images between sample grids")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX)")
@@ -431,6 +440,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     if "size" in PRESETS[preset_name] and PRESETS[preset_name]["size"] != a.size:
         p.error(f"preset {preset_name} is for {PRESETS[preset_name]['size']} px, not {a.size}")
     return TrainConfig(
+        log_every=a.log_every,
         out=a.out, size=a.size, domain=None if a.data else a.domain, data=a.data, preset=preset_name,
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
