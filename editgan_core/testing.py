@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from editgan_core.bundle import save_generator, write_manifest
+from editgan_core.bundle import generator_kwargs, save_generator, write_manifest
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.segmenter import PixelEnsemble, train_ensemble
 from editgan_core.models.stylegan2 import Generator
@@ -31,20 +31,37 @@ def colour_segmenter(generator: Generator, num_classes: int, images: int = 8) ->
                           pixels_per_step=512, hidden=(16, 8))
 
 
+def tiny_generator_config(size: int = 32) -> dict:
+    """The JSON generator config of the tiny test models (fast on any CPU)."""
+    channels = {k: v for k, v in {4: 32, 8: 32, 16: 16, 32: 16, 64: 8}.items() if k <= size}
+    return {"size": size, "style_dim": 32, "n_mlp": 2, "channels": {str(k): v for k, v in channels.items()}}
+
+
 def make_tiny_bundle(root: Path, size: int = 32, seed: int = 0, bundle_id: str = "tiny-test") -> Path:
     """Write a random bundle with the faces classes, a segmenter, an encoder and two preset vectors."""
+    return make_random_bundle(root, tiny_generator_config(size), seed, bundle_id)
+
+
+def make_random_bundle(root: Path, config: dict, seed: int = 0, bundle_id: str = "random-test",
+                       fit_segmenter: bool = True) -> Path:
+    """A random-weight bundle for any generator ``config`` (e.g. config-f 1024 px for GPU benchmarks).
+
+    ``fit_segmenter`` trains the colour segmenter (needs syntheses on the CPU, so small models only);
+    without it the pixel ensemble keeps its random weights, which costs the same to run.
+    """
     from editgan_core.domains import faces
 
     torch.manual_seed(seed)
-    channels = {4: 32, 8: 32, 16: 16, 32: 16, 64: 8}
-    channels = {k: v for k, v in channels.items() if k <= size}
-    config = {"size": size, "style_dim": 32, "n_mlp": 2, "channels": {str(k): v for k, v in channels.items()}}
-    generator = Generator(size, 32, 2, channels=channels).eval()
+    generator = Generator(**generator_kwargs(config)).eval()
+    size = generator.size
     root.mkdir(parents=True, exist_ok=True)
     save_generator(generator, root / "generator.safetensors", config)
-    segmenter = colour_segmenter(generator, len(faces.CLASSES))
+    if fit_segmenter:
+        segmenter = colour_segmenter(generator, len(faces.CLASSES))
+    else:
+        segmenter = PixelEnsemble(generator.feature_channels(), len(faces.CLASSES)).eval()
     segmenter.save(root / "segmenter.safetensors")
-    encoder = Encoder(size, generator.n_latent, generator.style_dim)
+    encoder = Encoder(min(size, 256), generator.n_latent, generator.style_dim)
     encoder.set_w_avg(generator.mean_latent(256)[0])
     encoder.save(root / "encoder.safetensors")
     for name, classes in TINY_PRESETS.items():

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = Path(os.environ.get("EDITGAN_SHARED", REPO.parent / "shared")) / "fixtures"
+# EDITGAN_FIXTURES names the fixtures folder itself (the GPU run's carried copy); else ../shared/fixtures.
+SHARED_FIXTURES = Path(os.environ.get("EDITGAN_FIXTURES")
+                       or Path(os.environ.get("EDITGAN_SHARED", REPO.parent / "shared")) / "fixtures")
 
 # Tests run many tiny ops: one thread avoids oversubscription overhead and keeps results deterministic.
 torch.set_num_threads(1)
@@ -27,5 +29,5 @@ def editgan_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures not found at {SHARED_FIXTURES} (set EDITGAN_SHARED)")
+        pytest.skip(f"shared fixtures not found at {SHARED_FIXTURES} (set EDITGAN_FIXTURES or EDITGAN_SHARED)")
     return SHARED_FIXTURES

@@ -13,6 +13,17 @@ from editgan_core.ops.upfirdn2d import upfirdn2d_native, upfirdn2d_ref
 
 BLUR = torch.tensor([1.0, 3.0, 3.0, 1.0])
 BLUR = BLUR[None] * BLUR[:, None] / 64
+# (formulation, formulation, device) pairs a whole generator must agree under; the CUDA one on a GPU only.
+PAIRS = [("ref", "native", "cpu"),
+         pytest.param("native", "cuda", "cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+             not torch.cuda.is_available(), reason="needs a CUDA device")])]
+
+
+@pytest.fixture
+def strict_fp32(monkeypatch):
+    """TF32 rounds convolution inputs to 10 bits: a 1e-7 difference could flip one, so compare without it."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
 
 CASES = [  # (up, down, pad x0, x1, y0, y1)
     (1, 1, (1, 1, 1, 1)),
@@ -82,16 +93,18 @@ def test_impl_selection(monkeypatch):
         upfirdn2d(torch.zeros(3, 4, 4), BLUR)
 
 
-def test_generator_identical_under_ref_and_native_ops():
+@pytest.mark.parametrize(("impl_a", "impl_b", "device"), PAIRS)
+def test_generator_identical_under_both_formulations(impl_a, impl_b, device, strict_fp32):
     from editgan_core.models.stylegan2 import Generator
 
     torch.manual_seed(3)
-    g = Generator(32, 32, 2, channels={4: 16, 8: 16, 16: 8, 32: 8}).eval()
-    w = torch.randn(2, g.n_latent, 32)
+    g = Generator(32, 32, 2, channels={4: 16, 8: 16, 16: 8, 32: 8}).eval().to(device)
+    w = torch.randn(2, g.n_latent, 32, device=device)
     noise = g.stored_noise()
     with torch.no_grad():
-        a = g.synthesis(w, noise=noise).image
-        with use_impl("ref"):
+        with use_impl(impl_a):
+            a = g.synthesis(w, noise=noise).image
+        with use_impl(impl_b):
             b = g.synthesis(w, noise=noise).image
     assert torch.allclose(a, b, atol=1e-5)
 
@@ -126,14 +139,16 @@ def test_native_upfirdn2d_matches_reference_on_random_configurations():
         assert torch.allclose(upfirdn2d_native(x, kernel, *args), ref, atol=1e-12), args
 
 
-def test_generator_and_discriminator_gradients_match_reference_ops():
-    """In-place activations and the 1x1 matmul path must leave first and second derivatives intact."""
+@pytest.mark.parametrize(("impl_a", "impl_b", "device"), PAIRS)
+def test_generator_and_discriminator_gradients_match_across_formulations(impl_a, impl_b, device):
+    """In-place activations, the 1x1 matmul path and the CUDA kernels' backward Functions must leave first
+    and second derivatives intact."""
     from editgan_core.models.stylegan2 import Discriminator, Generator
 
     torch.manual_seed(4)
-    g = Generator(16, 16, 2, channels={4: 8, 8: 8, 16: 8}).double()
-    d = Discriminator(16, channels={4: 8, 8: 8, 16: 8}).double()
-    w = torch.randn(2, g.n_latent, 16, dtype=torch.float64)
+    g = Generator(16, 16, 2, channels={4: 8, 8: 8, 16: 8}).double().to(device)
+    d = Discriminator(16, channels={4: 8, 8: 8, 16: 8}).double().to(device)
+    w = torch.randn(2, g.n_latent, 16, dtype=torch.float64).to(device)
     noise = [n.double() for n in g.stored_noise()]
 
     def grads(impl):
@@ -153,5 +168,5 @@ def test_generator_and_discriminator_gradients_match_reference_ops():
             d.zero_grad()
             return out
 
-    for a, b in zip(grads("ref"), grads("native"), strict=True):
+    for a, b in zip(grads(impl_a), grads(impl_b), strict=True):
         assert torch.allclose(a, b, atol=1e-9, rtol=1e-7)

@@ -54,7 +54,7 @@ def edit_step_ratio(pipeline: EditGANPipeline, latent: torch.Tensor, painted: np
     """
     step_times, forward_times, ratios = [], [], []
     for _ in range(rounds):
-        forward_time = median_time(forward, 5)
+        forward_time = median_time(forward, 5, device=pipeline.device)
         stamps: list[float] = []
         pipeline.learn_edit(latent, painted, steps=steps + 1,
                             callback=lambda _info, s=stamps: s.append(time.perf_counter()))
@@ -94,7 +94,8 @@ def attribute_spread(pipeline: EditGANPipeline, judge, domain, attribute: str,
     return float(np.std(samples)), float(np.std(renders))
 
 
-def timing_report(pipeline: EditGANPipeline, vector, repeats: int = 5, long_repeats: int = 3) -> dict[str, float]:
+def timing_report(pipeline: EditGANPipeline, vector, repeats: int = 5, long_repeats: int = 3,
+                  rounds: int = 9, refine_steps: int = 30, edit_steps: int = 100) -> dict[str, float]:
     """Seconds for the interactive operations on one face, next to one generator forward.
 
     The long operations are timed ``long_repeats`` times too: single runs on a shared 2-core box
@@ -116,10 +117,13 @@ def timing_report(pipeline: EditGANPipeline, vector, repeats: int = 5, long_repe
     def apply_and_render():
         pipeline.render(pipeline.apply(latent, [(vector, 1.0)]))
 
-    report = {"apply_and_render": median_time(apply_and_render, repeats)}
-    report["refine_30"] = median_time(lambda: pipeline.refine(latent, [(vector, 1.0)], steps=30), long_repeats)
-    report["learn_edit_100"] = median_time(lambda: pipeline.learn_edit(latent, painted, steps=100), long_repeats)
-    step, forward_time, ratio = edit_step_ratio(pipeline, latent, painted, forward)
+    device = pipeline.device  # on CUDA, median_time waits for the queued kernels
+    report = {"apply_and_render": median_time(apply_and_render, repeats, device=device)}
+    report[f"refine_{refine_steps}"] = median_time(
+        lambda: pipeline.refine(latent, [(vector, 1.0)], steps=refine_steps), long_repeats, device=device)
+    report[f"learn_edit_{edit_steps}"] = median_time(
+        lambda: pipeline.learn_edit(latent, painted, steps=edit_steps), long_repeats, device=device)
+    step, forward_time, ratio = edit_step_ratio(pipeline, latent, painted, forward, rounds=rounds)
     report.update(generator_forward=forward_time, edit_step=step, edit_step_over_forward=ratio)
     return report
 

@@ -20,6 +20,7 @@ DEMO_CHANNELS = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32}
 CONFIGS = {
     "demo64": dict(size=64, style_dim=128, n_mlp=4, channels=DEMO_CHANNELS),
     "256": dict(size=256, style_dim=512, n_mlp=8),
+    "512": dict(size=512, style_dim=512, n_mlp=8),
     "1024": dict(size=1024, style_dim=512, n_mlp=8),
 }
 
@@ -51,7 +52,7 @@ def bench_config(name: str, device: torch.device, impls: list[str], repeats: int
 
 def main(argv: list[str] | None = None) -> None:
     parser = command_parser(__doc__, device=True, device_default="cpu")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=["demo64", "256", "1024"], choices=list(CONFIGS))
     parser.add_argument("--impls", nargs="+", default=["ref", "native"], choices=["ref", "native", "cuda"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1)

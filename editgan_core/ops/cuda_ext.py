@@ -39,17 +39,28 @@ _compiled: Kernels | None = None
 _build_error: str | None = None  # set once a build has failed; the failure is not retried
 
 
-def _build() -> Kernels:
-    """JIT-compile both extensions (cached on disk by torch, so later processes only load them)."""
+# Each extension's name in torch's build cache and its sources in ``cuda/``.
+EXTENSIONS = {
+    "editgan_upfirdn2d": ("upfirdn2d.cpp", "upfirdn2d_kernel.cu"),
+    "editgan_fused_bias_act": ("fused_bias_act.cpp", "fused_bias_act_kernel.cu"),
+}
+
+
+def build_extension(name: str) -> Any:
+    """JIT-compile one extension of ``EXTENSIONS`` (or load it from torch's on-disk cache).
+
+    Separate so that a build step can compile both in parallel processes; later loads hit the cache.
+    """
     from torch.utils.cpp_extension import load
 
-    def build(name: str, *sources: str) -> Any:
-        return load(name=name, sources=[str(CUDA_SOURCES / s) for s in sources],
-                    extra_cuda_cflags=["--use_fast_math"], verbose=False)
+    return load(name=name, sources=[str(CUDA_SOURCES / s) for s in EXTENSIONS[name]],
+                extra_cuda_cflags=["--use_fast_math"], verbose=False)
 
-    upfirdn2d_ext = build("editgan_upfirdn2d", "upfirdn2d.cpp", "upfirdn2d_kernel.cu")
-    fused_ext = build("editgan_fused_bias_act", "fused_bias_act.cpp", "fused_bias_act_kernel.cu")
-    return Kernels(upfirdn2d=upfirdn2d_ext.upfirdn2d, fused_bias_act=fused_ext.fused_bias_act)
+
+def _build() -> Kernels:
+    """Both extensions (cached on disk by torch, so later processes only load them)."""
+    return Kernels(upfirdn2d=build_extension("editgan_upfirdn2d").upfirdn2d,
+                   fused_bias_act=build_extension("editgan_fused_bias_act").fused_bias_act)
 
 
 def _summarise(error: BaseException, max_lines: int = 6) -> str:

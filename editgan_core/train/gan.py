@@ -9,12 +9,14 @@ regularized GANs"): real images are encoded to W+ and the generator is also trai
 (L2 weighted by W, plus the adversarial loss on the redrawn images), with the encoder trained alongside.
 An adversarial loss alone lets a generator drop the tails of the data (on the demo faces: broad smiles,
 strong gazes), which nothing in EditGAN can edit back; the reconstruction term charges for every real
-image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``.
+image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``;
+``--encoder new`` starts it from scratch with the generator (Che et al.'s joint training).
 
 Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. Losses and throughput go
 to ``metrics.jsonl``, one line per ``--log-every`` steps (``editgan_core.train.metrics``). The EMA generator is
 also written as ``generator_ema.safetensors`` + ``generator_config.json`` at every checkpoint, and
-sample grids (fixed latents) go to ``samples/``.
+sample grids (fixed latents) go to ``samples/``. ``--minutes`` stops a run after that much wall time
+with a final checkpoint; ``--ckpt-minutes`` checkpoints at least that often (default 10).
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ from editgan_core.models.checkpoint import load_checked
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream, ImageFolder, infinite_batches
+from editgan_core.train.encoder import average_latent
 from editgan_core.train.metrics import FILE as METRICS_FILE
 from editgan_core.train.metrics import MetricsLog
 from editgan_core.utils import atomic_write, save_image_grid
 
 # Lean widths that make CPU training possible; the GPU presets are wider.
+NEW_ENCODER = "new"  # --encoder value: co-train a fresh encoder from the first step
 PRESETS: dict[str, dict] = {
     "tiny32": dict(size=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16}),  # tests, smoke runs
     "demo64": dict(size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32}),
@@ -91,6 +95,8 @@ class TrainConfig:
     recon_batch: int | None = None  # real images reconstructed per step (default batch // 2)
     encoder: str | None = None  # encoder file, or a bundle/run folder with encoder.safetensors
     extremes: float = 0.0  # rate at which a rendered face's editable attributes sit at an end of their range
+    minutes: float | None = None  # wall-clock budget of this invocation; stops with a final checkpoint
+    ckpt_minutes: float = 10.0  # also checkpoint once this long has passed since the last checkpoint
 
 
 def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Discriminator, Generator]:
@@ -198,7 +204,11 @@ class Trainer:
     def _build_encoder(self) -> tuple[Encoder, torch.optim.Optimizer]:
         """The encoder that maps real images into W+ for the reconstruction term, and its optimiser."""
         if not self.cfg.encoder:
-            raise ValueError("--recon needs --encoder (an encoder.safetensors, or a folder holding one)")
+            raise ValueError("--recon needs --encoder (an encoder.safetensors, a folder holding one, or 'new')")
+        if self.cfg.encoder == NEW_ENCODER:
+            g = self.generator
+            encoder = Encoder(min(g.size, 256), g.n_latent, g.style_dim).to(self.device).set_w_avg(average_latent(g))
+            return encoder.train(), torch.optim.Adam(encoder.parameters(), lr=self.cfg.lr * 0.5, betas=(0.9, 0.99))
         path = Path(self.cfg.encoder)
         path = path / "encoder.safetensors" if path.is_dir() else path
         if not path.is_file():
@@ -371,9 +381,10 @@ class Trainer:
         bar = tqdm(total=total, initial=self.images_seen, unit="img", unit_scale=True, smoothing=0.05,
                    disable=self.rank != 0, dynamic_ncols=True)
         last_save = time.monotonic()
+        stop_at = last_save + cfg.minutes * 60 if cfg.minutes else math.inf
         if self.images_seen == 0:
             self.write_samples()
-        while self.images_seen < total:
+        while self.images_seen < total and time.monotonic() < stop_at:
             real = next(batches).to(self.device, non_blocking=True)
             logs = self.d_step(real)
             logs.update(self.g_step(real))
@@ -385,7 +396,7 @@ class Trainer:
             shown = ("d", "g", "r1", "path", "recon_psnr")
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in shown}, refresh=False)
             self.metrics.add(self.step, self.images_seen, logs)
-            if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > 600:
+            if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > cfg.ckpt_minutes * 60:
                 self.save()
                 last_save = time.monotonic()
             if self.images_seen // cfg.sample_every != seen_before // cfg.sample_every:
@@ -414,6 +425,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--mixing", type=float, default=0.9)
     p.add_argument("--ema-kimg", type=float, default=10.0)
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
+    p.add_argument("--ckpt-minutes", type=float, default=10.0, help="also checkpoint at least this often")
+    p.add_argument("--minutes", type=float, help="stop after this much wall time, with a final checkpoint")
     p.add_argument("--log-every", type=int, default=50, help="steps per line of metrics.jsonl")
     p.add_argument("--sample-every", type=int, default=1000, help="images between sample grids")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
@@ -424,7 +437,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    help="weight of the mode-regularising reconstruction of encoded real images (0: off)")
     p.add_argument("--recon-adv", type=float, default=1.0, help="adversarial weight on those reconstructions")
     p.add_argument("--recon-batch", type=int, help="real images reconstructed per step (default batch // 2)")
-    p.add_argument("--encoder", help="encoder for --recon: an encoder.safetensors or a folder holding one")
+    p.add_argument("--encoder", help=f"encoder for --recon: an encoder.safetensors, a folder holding one, or "
+                                     f"'{NEW_ENCODER}' to train one from scratch alongside")
     p.add_argument("--extremes", type=float, default=0.0,
                    help="--domain only: probability that each editable attribute of a face is at an end of its range")
     setup_logging()
@@ -434,7 +448,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     if not 0.0 <= a.extremes <= 1.0:
         p.error(f"--extremes is a probability, got {a.extremes}")
     if a.recon > 0 and not a.encoder:
-        p.error("--recon needs --encoder (an encoder.safetensors, or a bundle/run folder holding one)")
+        p.error(f"--recon needs --encoder (an encoder.safetensors, a bundle/run folder holding one, or "
+                f"'{NEW_ENCODER}')")
     preset_name = a.preset or {64: "demo64", 128: "demo128"}.get(a.size, "config-f")
     preset = {k: v for k, v in PRESETS[preset_name].items() if k != "size"}
     if "size" in PRESETS[preset_name] and PRESETS[preset_name]["size"] != a.size:
@@ -445,7 +460,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
         seed=a.seed, init=a.init, recon=a.recon, recon_adv=a.recon_adv, recon_batch=a.recon_batch,
-        encoder=a.encoder, extremes=a.extremes, **preset,
+        encoder=a.encoder, extremes=a.extremes, minutes=a.minutes, ckpt_minutes=a.ckpt_minutes, **preset,
     )
 
 
