@@ -151,6 +151,10 @@ def test_wheel_installs_and_serves_from_outside_the_checkout(tmp_path: Path, pyt
     where = subprocess.run([python, "-c", "import editgan_core, webapp; print(editgan_core.__file__, webapp.__file__)"],
                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert str(REPO) not in where and str(env_dir) in where
+    sources = ("from editgan_core.ops import cuda_ext as c; "
+               "print(all((c.CUDA_SOURCES / s).is_file() for f in c.EXTENSIONS.values() for s in f), c.CUDA_SOURCES)")
+    found = subprocess.run([python, "-c", sources], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert found.startswith("True ") and str(env_dir) in found  # the installed copy finds its own kernels
 
     bundle = shutil.copytree(cached_tiny_bundle(pytestconfig, tmp_path_factory), tmp_path / "elsewhere" / "tiny")
     port = _free_port()
