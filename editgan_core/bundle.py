@@ -180,14 +180,16 @@ def resolve_bundle_path(path: str | Path, *, hub: bool = True) -> Path:
     ``editgan_core.hub``). Local folders win over a repo of the same spelling; ``hf://`` forces the Hub."""
     from editgan_core import hub as hub_mod
 
-    ref = hub_mod.hub_ref_or_none(path) if hub else None
+    ref = hub_mod.hub_ref_or_none(path)
     dirs = checkpoint_dirs()
     if not str(path).startswith(hub_mod.HUB_PREFIX):
         for root in (Path(path), *(d / str(path) for d in dirs)):
             if (root / MANIFEST).is_file():
                 return root
-    if ref is not None:
+    if ref is not None and hub:
         return hub_mod.download_bundle(ref)
+    if ref is not None:
+        raise BundleError(f"'{path}' names a Hub repo, but this changes a bundle in place: it needs a local folder")
     looked = ", ".join(str(d) for d in dirs)
     raise BundleError(f"no bundle at '{path}' (looked for {MANIFEST} there and in {looked}; a Hub repo is "
                       f"written owner/name[@revision] or hf://owner/name)")

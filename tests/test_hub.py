@@ -162,6 +162,13 @@ def test_only_the_manifests_files_are_downloaded_at_one_commit(fake_hub: FakeHub
     assert pipe.bundle.root == root and pipe.capabilities.presets
 
 
+def test_commands_that_change_a_bundle_take_local_folders_only(fake_hub: FakeHub, tiny_repo: Path) -> None:
+    fake_hub.add("someone/tiny", tiny_repo)
+    with pytest.raises(BundleError, match="names a Hub repo, but this changes a bundle in place"):
+        Bundle.load("someone/tiny", hub=False)
+    assert cli.main(["bundle", "card", "--bundle", "someone/tiny"]) == 1 and fake_hub.calls == []
+
+
 def test_discriminator_on_request_and_missing_files_named(fake_hub: FakeHub, tiny_repo: Path, tmp_path: Path) -> None:
     fake_hub.add("someone/tiny", tiny_repo)
     root = hub.download_bundle("someone/tiny", with_discriminator=True)
