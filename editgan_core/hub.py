@@ -128,7 +128,7 @@ def _read_manifest(path: Path, ref: HubRef) -> dict:
 # ------------------------------------------------------------------------------------------ downloading
 
 
-def _explain(ref: HubRef, exc: Exception, offline: bool, token: str | None) -> str:
+def _explain(ref: HubRef, exc: Exception, offline: bool, token: str | None, action: str = "downloading") -> str:
     """One sentence for the user: what went wrong with ``ref`` and what to do about it."""
     from huggingface_hub import constants, errors
 
@@ -147,7 +147,7 @@ def _explain(ref: HubRef, exc: Exception, offline: bool, token: str | None) -> s
         return f"{ref.repo_id} has no branch, tag or commit '{ref.revision}'"
     if isinstance(exc, errors.EntryNotFoundError):
         return f"{ref} has no {MANIFEST}: not an EditGAN bundle repo (upload one with `editgan bundle push`)"
-    return f"downloading {ref} failed: {type(exc).__name__}: {_first_line(exc)}"
+    return f"{action} {ref} failed: {type(exc).__name__}: {_first_line(exc)}"
 
 
 def _first_line(exc: Exception) -> str:
@@ -217,5 +217,5 @@ def push_bundle(bundle: str | Path, repo: str, *, private: bool = False, token: 
                                  revision=ref.revision, repo_type="model",
                                  commit_message=message or f"EditGAN bundle {loaded.id}")
     except (errors.HfHubHTTPError, OSError) as exc:
-        raise BundleError(f"uploading to {ref}: {_explain(ref, exc, False, token)}") from exc
+        raise BundleError(f"bundle push: {_explain(ref, exc, False, token, 'uploading to')}") from exc
     return str(getattr(info, "commit_url", info))
