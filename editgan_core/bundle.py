@@ -11,24 +11,27 @@ import argparse
 import datetime as dt
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 import numpy as np
-import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from editgan_core import __version__
 from editgan_core.model_card import CARD_FILE, render_card, write_card
-from editgan_core.models.checkpoint import CheckpointError, load_checked, load_generator
-from editgan_core.models.stylegan2 import Generator
+from editgan_core.models.checkpoint import load_generator, read_torch_file
+from editgan_core.models.encoder import Encoder
+from editgan_core.models.segmenter import PixelEnsemble
+from editgan_core.models.serialization import CheckpointError, read_metadata
+from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.paths import checkpoint_dirs
 from editgan_core.utils import atomic_write
 
 FORMAT = "editgan-bundle/1"
 MANIFEST = "manifest.json"
+T = TypeVar("T")
 # The StyleGAN2 projector's initial learning rate; a bundle may name its own (manifest "embedding").
 DEFAULT_EMBED_LR = 0.1
 
@@ -147,31 +150,22 @@ class Bundle:
         return write_card(self.root, self.manifest)
 
     # -- components ----------------------------------------------------------------------------
-    def load_generator(self) -> Generator:
+    def _load(self, component: str, loader: Callable[[Path], T]) -> T:
+        """``loader(file)``, frozen and in eval mode, with a bad file reported as this bundle's error."""
         try:
-            generator, _ = load_generator(self._file("generator"))
+            return loader(self._file(component))
         except CheckpointError as exc:
             raise BundleError(f"bundle '{self.id}': {exc}") from exc
+
+    def load_generator(self) -> Generator:
+        generator, _ = self._load("generator", load_generator)
         return generator
 
-    def load_segmenter(self):
-        from editgan_core.models.segmenter import PixelEnsemble
+    def load_segmenter(self) -> PixelEnsemble:
+        return self._load("segmenter", PixelEnsemble.load)
 
-        return PixelEnsemble.load(self._file("segmenter")).eval().requires_grad_(False)
-
-    def load_encoder(self):
-        from editgan_core.models.encoder import Encoder
-
-        return Encoder.load(self._file("encoder")).eval().requires_grad_(False)
-
-
-def generator_kwargs(config: dict) -> dict:
-    """Generator constructor arguments from a JSON config (JSON turns int keys into strings)."""
-    kwargs = {k: v for k, v in config.items() if k in ("size", "style_dim", "n_mlp", "channel_multiplier", "lr_mlp",
-                                                       "blur_kernel")}
-    if config.get("channels"):
-        kwargs["channels"] = {int(k): int(v) for k, v in config["channels"].items()}
-    return kwargs
+    def load_encoder(self) -> Encoder:
+        return self._load("encoder", Encoder.load)
 
 
 def resolve_bundle_path(path: str | Path, *, hub: bool = True) -> Path:
@@ -203,12 +197,6 @@ def list_bundles(root: Path | None = None) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def save_generator(generator: Generator, path: Path, config: dict, metadata: dict | None = None) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    meta = {"config": json.dumps(config), **{k: str(v) for k, v in (metadata or {}).items()}}
-    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
-
-
 def write_manifest(root: Path, manifest: dict) -> Path:
     """Write the manifest atomically, then refresh the model card from it (README.md)."""
     # Bookkeeping keys are always rewritten, so a manifest read back from disk can be passed as is.
@@ -222,25 +210,21 @@ def write_manifest(root: Path, manifest: dict) -> Path:
 
 def build_from_run(run: Path, out: Path, bundle_id: str, title: str, domain: str | None, classes: list[dict],
                    edit_groups: dict[str, list[int]]) -> Bundle:
-    """Start a bundle from a GAN training run folder (``generator_ema.safetensors`` + config)."""
+    """Start a bundle from a GAN training run folder (``generator_ema.safetensors``)."""
     src = run / "generator_ema.safetensors"
     if not src.is_file():
         raise BundleError(f"{run} has no generator_ema.safetensors (is it a training run folder?)")
-    config = json.loads((run / "generator_config.json").read_text())
-    generator = Generator(**generator_kwargs(config))
-    tensors = load_file(src)
     try:
-        load_checked(generator, tensors, str(src))
+        generator, _ = load_generator(src)
+        run_meta = read_metadata(src)
     except CheckpointError as exc:
         raise BundleError(str(exc)) from exc
-    with safe_open(str(src), framework="pt") as f:
-        run_meta = f.metadata() or {}
     out.mkdir(parents=True, exist_ok=True)
-    save_generator(generator, out / "generator.safetensors", config, run_meta)
+    generator.save(out / "generator.safetensors", metadata=run_meta)
     disc = export_discriminator(run, out / "discriminator.safetensors", run_meta)
     existing = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).is_file() else {}
     manifest = {
-        **existing, "id": bundle_id, "title": title, "domain": domain, "resolution": config["size"],
+        **existing, "id": bundle_id, "title": title, "domain": domain, "resolution": generator.size,
         "latent_shape": [generator.n_latent, generator.style_dim],
         "generator": {"file": "generator.safetensors", "images_seen": int(run_meta.get("images_seen", 0))},
         "discriminator": {"file": disc.name, "note": "lets training continue: train.gan --init"} if disc else None,
@@ -253,19 +237,23 @@ def build_from_run(run: Path, out: Path, bundle_id: str, title: str, domain: str
     return Bundle.load(out)
 
 
-def export_discriminator(run: Path, dest: Path, metadata: dict) -> Path | None:
+def export_discriminator(run: Path, dest: Path, metadata: dict[str, str]) -> Path | None:
     """Copy the run's discriminator (exported, or read from its checkpoint) so training can continue."""
     src = run / "discriminator.safetensors"
     if src.is_file():
         shutil.copyfile(src, dest)
         return dest
-    ckpt = run / "checkpoint.pt"
-    if not ckpt.is_file():
+    path = run / "checkpoint.pt"
+    if not path.is_file():
         return None
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["d"]
-    tensors = {k: v.contiguous() for k, v in state.items()}
-    atomic_write(dest, lambda p: save_file(tensors, str(p), metadata={k: str(v) for k, v in metadata.items()}))
-    return dest
+    try:  # a run from before discriminator.safetensors was exported: train.gan's config gives the architecture
+        ckpt = read_torch_file(path)
+        config = json.loads(ckpt["config"])
+        disc = Discriminator.from_state({"size": config["size"], "channels": config["channels"]}, ckpt["d"],
+                                        f"discriminator in {path}")
+    except (CheckpointError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"cannot read the discriminator in {path}: {exc}") from exc
+    return disc.save(dest, metadata)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,30 +27,27 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
 
-from editgan_core.bundle import MANIFEST, Bundle, BundleError, list_bundles, save_generator, write_manifest
+from editgan_core.bundle import MANIFEST, Bundle, BundleError, list_bundles, write_manifest
 from editgan_core.bundle_classes import ClassSpec, resolve_class
+from editgan_core.formats import editgan_official
 from editgan_core.losses import psnr
 from editgan_core.model_card import SAMPLES_FILE, display_path, write_card
 from editgan_core.models.checkpoint import (
-    CheckpointError,
     ImportedCheckpoint,
     detect_format,
-    discriminator_config,
-    generator_config,
     import_checkpoint,
-    load_checked,
     load_generator,
     read_torch_file,
     resolve_generator_file,
 )
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.segmenter import PixelEnsemble
+from editgan_core.models.serialization import CONFIG_KEY, CheckpointError, read_metadata, read_safetensors
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.pipeline import EditGANPipeline
-from editgan_core.utils import atomic_write, save_image_grid
+from editgan_core.utils import save_image_grid
 from editgan_core.vectors import EditVector, VectorError, import_npy, load_vector, sanitize_name, save_vector
 
 log = logging.getLogger(__name__)
@@ -168,16 +165,9 @@ def _swap_in(stage: Path, out: Path) -> None:
 def _check_round_trip(path: Path, generator: Generator) -> None:
     written, _ = load_generator(path)
     theirs = written.state_dict()
-    if (generator_config(written) != generator_config(generator)
+    if (written.config != generator.config
             or any(not torch.equal(v, theirs[k]) for k, v in generator.state_dict().items())):
         raise BundleError(f"{path.name} does not read back identically to the source generator")
-
-
-def save_discriminator(disc: Discriminator, path: Path, source: str) -> Path:
-    """Weights plus the constructor config (JSON under "config"), as ``read_discriminator`` reads them back."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in disc.state_dict().items()}
-    meta = {"config": json.dumps(discriminator_config(disc)), "source": source}
-    return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
 
 
 def preview_grid(bundle_dir: Path, count: int = 8, max_side: int = 256) -> Path:
@@ -220,10 +210,10 @@ def create_bundle(generator_file: str | Path, spec: ClassSpec, out: str | Path, 
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         os.chmod(stage, 0o755)  # mkdtemp makes private folders; bundles are meant to be shared
-        save_generator(generator, stage / "generator.safetensors", generator_config(generator), {"source": path.name})
+        generator.save(stage / "generator.safetensors", metadata={"source": path.name})
         _check_round_trip(stage / "generator.safetensors", generator)
         if disc is not None:
-            save_discriminator(disc, stage / "discriminator.safetensors", path.name)
+            disc.save(stage / "discriminator.safetensors", metadata={"source": path.name})
         (stage / "vectors").mkdir()
         write_manifest(stage, manifest)
         if samples:
@@ -267,8 +257,7 @@ def add_encoder(bundle: str | Path | Bundle, file: str | Path, *, force: bool = 
     path = _input_file(file, "encoder")
     try:
         encoder = Encoder.load(path)
-        with safe_open(str(path), framework="pt") as f:
-            metadata = {k: v for k, v in (f.metadata() or {}).items() if k != "config"}
+        metadata = {k: v for k, v in read_metadata(path).items() if k != CONFIG_KEY}
     except READ_ERRORS as exc:
         raise BundleError(f"{path.name} is not an encoder saved by this project (Encoder.save): {exc}") from exc
     generator = bundle.load_generator()
@@ -295,7 +284,7 @@ def _read_segmenter(paths: Sequence[Path], feature_channels: list[int]) -> Pixel
         return PixelEnsemble.load(paths[0])
     if any(p.suffix == ".safetensors" for p in paths):
         raise BundleError("give one .safetensors segmenter, or the official ensemble's member files (.pth)")
-    return PixelEnsemble.from_official(paths, feature_channels)
+    return editgan_official.load_segmenter(paths, feature_channels)
 
 
 def add_segmenter(bundle: str | Path | Bundle, files: Sequence[str | Path], *, force: bool = False,
@@ -344,20 +333,15 @@ def read_discriminator(path: Path, generator: Generator) -> Discriminator:
             raise BundleError(f"{path.name} holds no discriminator")
         return disc
     if kind == "safetensors":
-        state = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            config = json.loads((f.metadata() or {}).get("config", "null"))
+        state, metadata = read_safetensors(path)
+        config = Discriminator.config_in(metadata, path.name) if CONFIG_KEY in metadata else None
     else:
         state, config = obj.get("d", obj), None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BundleError(f"{path.name} holds no discriminator state dict of tensors")
     if config is None:
-        config = {"size": generator.size, "channels": generator.channels,
-                  "conv_clamp": generator_config(generator)["conv_clamp"]}
-    config["channels"] = {int(k): int(v) for k, v in config["channels"].items()}
-    disc = Discriminator(**config)
-    load_checked(disc, state, f"discriminator {path.name}")
-    return disc
+        config = {"size": generator.size, "channels": generator.channels, "conv_clamp": generator.config["conv_clamp"]}
+    return Discriminator.from_state(config, state, f"discriminator {path.name}")
 
 
 def add_discriminator(bundle: str | Path | Bundle, file: str | Path, *, force: bool = False) -> Bundle:
@@ -373,12 +357,12 @@ def add_discriminator(bundle: str | Path | Bundle, file: str | Path, *, force: b
         disc = read_discriminator(path, generator)
     except READ_ERRORS as exc:
         raise BundleError(f"{path.name} is not a usable discriminator ({needs}): {exc}") from exc
-    found = discriminator_config(disc)
-    if found["size"] != generator.size or found["channels"] != widths:
-        raise BundleError(f"{path.name} is a {found['size']}-px discriminator with widths {found['channels']}, but "
-                          f"{needs}")
+    size = disc.config["size"]
+    found = {r: c for r, c in disc.channels.items() if r <= size}
+    if size != generator.size or found != widths:
+        raise BundleError(f"{path.name} is a {size}-px discriminator with widths {found}, but {needs}")
     verb = _verb(bundle, "discriminator")
-    save_discriminator(disc, bundle.root / "discriminator.safetensors", path.name)
+    disc.save(bundle.root / "discriminator.safetensors", metadata={"source": path.name})
     entry = {"file": "discriminator.safetensors", "note": "lets training continue: train.gan --init",
              "source_file": path.name}
     return _commit(bundle, "discriminator", entry, f"discriminator {verb} from {path.name}")

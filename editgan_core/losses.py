@@ -28,9 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from editgan_core.models.serialization import ModelMixin, load_checked, register_config
 from editgan_core.paths import cache_dir, checkpoint_dirs
 
 WEIGHTS_FILE = "lpips_vgg.safetensors"
+WEIGHTS_METADATA = {"format": "lpips-vgg16", "lpips_version": "0.1"}
 VGG16_FILE = "vgg16-397923af.pth"
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 HEADS_URL = "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1/vgg.pth"
@@ -138,7 +140,7 @@ def _mask_at(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.adaptive_avg_pool2d(mask, tuple(size))
 
 
-class LPIPS(nn.Module):
+class LPIPS(ModelMixin, nn.Module):
     """LPIPS distance (VGG16, lpips v0.1 layout) for images in [-1, 1]; frozen, but input gradients flow.
 
     ``forward(x, y)`` gives one distance per sample. With ``mask`` (N, 1, H, W) in [0, 1], every layer's
@@ -146,6 +148,7 @@ class LPIPS(nn.Module):
     can be held to the original image outside its region only.
     """
 
+    @register_config
     def __init__(self) -> None:
         super().__init__()
         self.scaling_layer = ScalingLayer()
@@ -188,24 +191,8 @@ class LPIPS(nn.Module):
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> LPIPS:
         """Load trunk and heads from any mix of torchvision, lpips and own key names (all must be present)."""
-        self.load_state_dict(convert_state_dict(state_dict), strict=True)
+        load_checked(self, convert_state_dict(state_dict), "LPIPS weights")
         return self
-
-    def save_safetensors(self, path: str | Path) -> Path:
-        """Write trunk and heads to one safetensors file (own key names): the format ``from_local`` likes."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(path), metadata={"format": "lpips-vgg16", "lpips_version": "0.1"})
-        return path
-
-    @classmethod
-    def from_safetensors(cls, path: str | Path) -> LPIPS:
-        from safetensors.torch import load_file
-
-        return cls().load_weights(load_file(str(path)))
 
     @classmethod
     def from_local(cls, search_dirs: Iterable[str | Path] | None = None) -> LPIPS | None:
@@ -217,7 +204,7 @@ class LPIPS(nn.Module):
         if not files:
             return None
         if len(files) == 1:
-            return cls.from_safetensors(files[0])
+            return cls.load(files[0])
         return cls().load_weights({k: v for f in files for k, v in _torch_load(f).items()})
 
     @classmethod
@@ -232,7 +219,7 @@ class LPIPS(nn.Module):
             HEADS_URL, map_location="cpu", progress=True, file_name=HEADS_CACHE_NAMES[0], weights_only=True
         )
         model = cls().load_weights({**trunk, **heads})
-        return model.save_safetensors(Path(dest_dir) / WEIGHTS_FILE)
+        return model.save(Path(dest_dir) / WEIGHTS_FILE, metadata=WEIGHTS_METADATA)
 
 
 # --- key names ------------------------------------------------------------------------------------
@@ -367,7 +354,7 @@ def load_lpips(allow_download: bool = False, search_dirs: Iterable[str | Path] |
         model = LPIPS.from_local(search_dirs)
         if model is None and allow_download:
             dest = Path(search_dirs[0]) if search_dirs else weights_cache()
-            model = LPIPS.from_safetensors(LPIPS.download(dest))
+            model = LPIPS.load(LPIPS.download(dest))
     except Exception as e:  # any failure degrades to L2, and the warning says why
         model, reason = None, f"{type(e).__name__}: {e}"
     if model is None:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import torch
 
-from editgan_core.bundle import generator_kwargs, save_generator, write_manifest
+from editgan_core.bundle import write_manifest
 from editgan_core.models.encoder import Encoder
-from editgan_core.models.segmenter import PixelEnsemble, train_ensemble
+from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.stylegan2 import Generator
+from editgan_core.train.pixel_ensemble import train_ensemble
 from editgan_core.vectors import EditVector, save_vector
 
 TINY_PRESETS = {"smile": (8, 9), "look_left": (5, 6)}
@@ -52,10 +53,10 @@ def make_random_bundle(root: Path, config: dict, seed: int = 0, bundle_id: str =
     from editgan_core.domains import faces
 
     torch.manual_seed(seed)
-    generator = Generator(**generator_kwargs(config)).eval()
+    generator = Generator.from_config(config).eval()
     size = generator.size
     root.mkdir(parents=True, exist_ok=True)
-    save_generator(generator, root / "generator.safetensors", config)
+    generator.save(root / "generator.safetensors")
     if fit_segmenter:
         segmenter = colour_segmenter(generator, len(faces.CLASSES))
     else:

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from editgan_core.models.attribute_net import AttributeNet, read_metadata
+from editgan_core.models.attribute_net import AttributeNet
+from editgan_core.models.serialization import read_metadata
 from editgan_core.train import attributes as train_attributes
 
 TARGETS = {"smile": (-1.0, 1.0), "mouth_open": (0.0, 1.0), "tone": (0.0, 1.0)}

@@ -292,13 +292,19 @@ def test_notes_below_the_marker_survive_regeneration(created, tmp_path):
 
 def test_old_run_to_bundle_command_still_works(tmp_path):
     run = tmp_path / "run"
-    config = {"size": 32, "style_dim": 32, "n_mlp": 2, "channels": {"4": 16, "8": 16, "16": 8, "32": 8}}
-    generator = Generator(**bundle_mod.generator_kwargs(config))
-    bundle_mod.save_generator(generator, run / "generator_ema.safetensors", config, {"images_seen": 1200})
-    (run / "generator_config.json").write_text(json.dumps(config))
+    channels = {4: 16, 8: 16, 16: 8, 32: 8}
+    generator = Generator(32, 32, 2, channels=channels)
+    run.mkdir()  # a run from before the save/load contract: EMA weights without a config in the file
+    save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(run / "generator_ema.safetensors"),
+              metadata={"images_seen": "1200"})
+    disc = Discriminator(32, channels=channels)  # only in checkpoint.pt, as train.gan kept it before exporting it
+    config = json.dumps({"size": 32, "channels": channels})
+    torch.save({"d": disc.state_dict(), "config": config}, run / "checkpoint.pt")
     bundle_mod.main(["--run", str(run), "--out", str(tmp_path / "b"), "--id", "demo32"])
     bundle = Bundle.load(tmp_path / "b")
     assert bundle.domain == "faces" and "1 k images seen in training" in bundle.model_card()
+    exported = Discriminator.load(tmp_path / "b" / "discriminator.safetensors")
+    assert all(torch.equal(exported.state_dict()[k], v) for k, v in disc.state_dict().items())
 
 
 def test_train_encoder_into_a_bundle(created, tmp_path):

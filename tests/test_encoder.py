@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from editgan_core.models.encoder import Encoder, latent_groups
 from editgan_core.models.stylegan2 import Generator
@@ -24,11 +21,8 @@ def tiny_generator() -> Generator:
 
 @pytest.fixture
 def generator_dir(tmp_path, tiny_generator):
-    """A run folder like the GAN trainer writes: EMA weights + JSON config with string channel keys."""
-    save_file({k: v.contiguous() for k, v in tiny_generator.state_dict().items()},
-              str(tmp_path / "generator_ema.safetensors"))
-    config = {"size": 32, "style_dim": 32, "n_mlp": 2, "channels": {str(k): v for k, v in TINY_CHANNELS.items()}}
-    (tmp_path / "generator_config.json").write_text(json.dumps(config))
+    """A run folder like the GAN trainer writes: the EMA generator, its config in the file's metadata."""
+    tiny_generator.save(tmp_path / "generator_ema.safetensors")
     return tmp_path
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from editgan_core.domains import faces
-from editgan_core.eval.embedding import evaluate_embedding, evaluate_range, main
-from editgan_core.eval.segmentation import shifted_miou
+from editgan_core.eval.embedding import evaluate_range, main
 from editgan_core.pipeline import EditGANPipeline
+from editgan_core.scoring import evaluate_embedding, shifted_miou
 from editgan_core.testing import make_tiny_bundle
 
 

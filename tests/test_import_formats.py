@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import pickle
 import sys
@@ -21,12 +20,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from editgan_core.formats import nvlabs
 from editgan_core.formats.nvlabs import SavedModule, read_snapshot
 from editgan_core.formats.rosinality import MEAN_LATENT_SAMPLES
-from editgan_core.models.checkpoint import CheckpointError, import_checkpoint, load_generator
+from editgan_core.models.checkpoint import import_checkpoint, load_generator
+from editgan_core.models.serialization import CheckpointError
 from editgan_core.models.stylegan2 import Discriminator, Generator
 
 TOL = 1e-3
@@ -130,7 +130,7 @@ def test_nvlabs_latent_sensitive_clamped_and_discriminator_parity(imported):
     ref = torch.load(REFERENCE, weights_only=True)
     g, d = copy.deepcopy(imported.generator), imported.discriminator
     assert (ref["image"][0] - ref["image"][1]).abs().max() > 1  # these renders do depend on the latent
-    unclamped = Generator(**{**imported.generator_config, "conv_clamp": None})
+    unclamped = Generator.from_config({**imported.generator.config, "conv_clamp": None})
     unclamped.load_state_dict(g.state_dict())
     with torch.no_grad():
         assert (g.synthesis(ref["wplus"], noise=g.stored_noise()).image - ref["image"]).abs().max() <= TOL
@@ -149,12 +149,8 @@ def test_nvlabs_latent_sensitive_clamped_and_discriminator_parity(imported):
 
 def test_converted_models_round_trip_through_safetensors(imported, tmp_path):
     g, d = imported.generator, imported.discriminator
-    save_file({k: v.contiguous() for k, v in d.state_dict().items()}, str(tmp_path / "d.safetensors"))
-    d2 = Discriminator(**imported.discriminator_config)
-    d2.load_state_dict(load_file(str(tmp_path / "d.safetensors")), strict=True)
-    save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(tmp_path / "g.safetensors"),
-              metadata={"config": json.dumps(imported.generator_config)})
-    g2, _ = load_generator(tmp_path / "g.safetensors")
+    d2 = Discriminator.load(d.save(tmp_path / "d.safetensors"))
+    g2, _ = load_generator(g.save(tmp_path / "g.safetensors"))
     assert g2.conv1.activate.clamp == 256
     images = torch.randn(4, 3, g.size, g.size)
     wplus = g.w_to_wplus(imported.w_avg.repeat(2, 1)) + torch.randn(2, g.n_latent, g.style_dim)
@@ -162,7 +158,7 @@ def test_converted_models_round_trip_through_safetensors(imported, tmp_path):
         assert torch.equal(d(images), d2(images))
         assert torch.equal(g.synthesis(wplus, noise=g.stored_noise()).image,
                            g2.synthesis(wplus, noise=g2.stored_noise()).image)
-    assert imported.metadata["conv_clamp"] == 256 and imported.discriminator_config["conv_clamp"] == 256
+    assert imported.metadata["conv_clamp"] == 256 and imported.discriminator.config["conv_clamp"] == 256
 
 
 def test_python37_protocol3_snapshot_reads_the_same(saved, imported, tmp_path):
@@ -324,4 +320,5 @@ def test_trainpy_checkpoint_keeps_its_discriminator(tmp_path):
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(imported.discriminator(images), d.eval()(images))
-    assert imported.discriminator_config["channels"] == channels and imported.metadata["ada_aug_p"] == 0.1
+    assert imported.discriminator.config["channels"] == {str(k): v for k, v in channels.items()}
+    assert imported.metadata["ada_aug_p"] == 0.1

@@ -10,18 +10,14 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
 
+from editgan_core import pixel_sampling
+from editgan_core.formats import editgan_official
 from editgan_core.models import segmenter
-from editgan_core.models.checkpoint import CheckpointError
-from editgan_core.models.segmenter import (
-    PixelBank,
-    PixelEnsemble,
-    TrainProgress,
-    interp_table,
-    official_hidden,
-    sample_features,
-    train_ensemble,
-)
+from editgan_core.models.segmenter import PixelEnsemble, official_hidden
+from editgan_core.models.serialization import CheckpointError
 from editgan_core.models.stylegan2 import Generator
+from editgan_core.pixel_sampling import interp_table, sample_features
+from editgan_core.train.pixel_ensemble import PixelBank, TrainProgress, train_ensemble
 
 TOL = 1e-5
 CLASSES = 13
@@ -129,7 +125,7 @@ def test_pixel_subset_equals_full_image(generator, features, mode, monkeypatch):
     ens.chunk_bytes = 50 * ens.hidden[0] * 3 * 8  # 50 pixels per block
     # count both ways of reading a block: project the source rows, or gather features then project
     calls = {"rows": 0, "gather": 0}
-    rows_call, gather = segmenter.ProjectedRows.__call__, segmenter.sample_map
+    rows_call, gather = pixel_sampling.ProjectedRows.__call__, segmenter.sample_map
 
     def counting_rows(self, s0, s1):
         calls["rows"] += 1
@@ -139,7 +135,7 @@ def test_pixel_subset_equals_full_image(generator, features, mode, monkeypatch):
         calls["gather"] += 1
         return gather(*args)
 
-    monkeypatch.setattr(segmenter.ProjectedRows, "__call__", counting_rows)
+    monkeypatch.setattr(pixel_sampling.ProjectedRows, "__call__", counting_rows)
     monkeypatch.setattr(segmenter, "sample_map", counting_gather)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -301,10 +297,10 @@ def write_official(tmp_path, dim, count=3, seed=0, **kwargs):
     return models, paths
 
 
-def test_from_official_reproduces_the_mean_logits(tmp_path, generator, features):
+def test_official_import_reproduces_the_mean_logits(tmp_path, generator, features):
     models, paths = write_official(tmp_path, dim=96)
     assert "module.layers.2.running_var" in torch.load(paths[0], weights_only=True)["model_state_dict"]
-    ens = PixelEnsemble.from_official(paths, generator.feature_channels()).double()
+    ens = editgan_official.load_segmenter(paths, generator.feature_channels()).double()
     assert not ens.training and len(ens.members) == 3 and ens.hidden == (128, 32)
     x = stack(features, (32, 32)).permute(0, 2, 3, 1).reshape(-1, 96)
     with torch.no_grad():
@@ -313,25 +309,25 @@ def test_from_official_reproduces_the_mean_logits(tmp_path, generator, features)
         assert (ens(features) - expected).abs().max() < TOL
 
 
-def test_from_official_explains_mismatches(tmp_path, generator):
+def test_official_import_explains_mismatches(tmp_path, generator):
     _, paths = write_official(tmp_path, dim=90, count=1)
     message = r"car_model_iter10000_number_0\.pth: module\.layers\.0\.weight.*d=90.*96"
     with pytest.raises(CheckpointError, match=message):
-        PixelEnsemble.from_official(paths, generator.feature_channels())
+        editgan_official.load_segmenter(paths, generator.feature_channels())
     (tmp_path / "b").mkdir()
     _, good = write_official(tmp_path, dim=96, count=1)
     _, wide = write_official(tmp_path / "b", dim=96, count=1, h1=64, h2=16)
     with pytest.raises(CheckpointError, match="differs from the first"):
-        PixelEnsemble.from_official([*good, *wide], generator.feature_channels())
+        editgan_official.load_segmenter([*good, *wide], generator.feature_channels())
     broken = tmp_path / "broken.pth"
     torch.save({"model_state_dict": {"module.layers.0.weight": torch.zeros(128, 96)}}, broken)
     with pytest.raises(CheckpointError, match=r"broken\.pth: no 'module\.layers\.3\.weight'"):
-        PixelEnsemble.from_official([broken], generator.feature_channels())
+        editgan_official.load_segmenter([broken], generator.feature_channels())
     state = torch.load(good[0], weights_only=True)["model_state_dict"]
     del state["module.layers.5.bias"]
     torch.save({"model_state_dict": state}, broken)
     with pytest.raises(CheckpointError, match=r"missing keys: layers\.5\.bias"):
-        PixelEnsemble.from_official([broken], generator.feature_channels())
+        editgan_official.load_segmenter([broken], generator.feature_channels())
 
 
 def test_save_load_roundtrip(tmp_path, generator, features):

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from editgan_core.models.checkpoint import CheckpointError, load_rosinality_generator, read_torch_file
+from editgan_core.models.checkpoint import load_rosinality_generator, read_torch_file
+from editgan_core.models.serialization import CheckpointError
 from editgan_core.models.stylegan2 import Discriminator, Generator, ModulatedConv2d
 
 TOL = 1e-4

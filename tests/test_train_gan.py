@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from editgan_core.bundle import generator_kwargs
 from editgan_core.models.encoder import Encoder
-from editgan_core.models.stylegan2 import Generator
+from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.train import gan
 from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream
 
@@ -25,9 +22,9 @@ def test_trains_exports_and_resumes(tmp_path):
     run(out, 0.008)  # 2 steps of 4 images
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 2 and state["images_seen"] == 8
-    config = json.loads((out / "generator_config.json").read_text())
-    g = Generator(**generator_kwargs(config))
-    g.load_state_dict(load_file(out / "generator_ema.safetensors"))  # strict: the export is complete
+    g = Generator.load(out / "generator_ema.safetensors")  # checked: the export is complete and carries its config
+    assert g.config == Generator(**gan.PRESETS["tiny32"]).config
+    assert Discriminator.load(out / "discriminator.safetensors").channels[32] == 16
     assert sorted(p.name for p in (out / "samples").glob("*.png"))
     first = load_file(out / "generator_ema.safetensors")
     run(out, 0.016, "--r1", "0.1")  # resumes for 2 more steps, R1 (step 0 mod 16 was step 0) already ran

@@ -16,40 +16,14 @@ renders' embeddings: the generator cannot draw them exactly.
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
-from editgan_core.eval.segmentation import confusion, iou_per_class, shifted_miou
 from editgan_core.pipeline import EditGANPipeline
-
-
-def evaluate_embedding(pipeline: EditGANPipeline, domain, seeds: range, step_counts: list[int],
-                       progress: bool = True) -> dict[int, dict]:
-    """Per step count: mean PSNR, mean seconds per image, mIoU and per-class IoU."""
-    num_classes = len(pipeline.bundle.classes)
-    names = [c.name for c in pipeline.bundle.classes]
-    rows = {n: {"psnr": [], "seconds": [], "conf": np.zeros((num_classes, num_classes), np.int64)}
-            for n in step_counts}
-    for seed in tqdm(seeds, desc="embed", unit="face", disable=not progress):
-        face = domain.render_face(seed, pipeline.resolution)
-        for steps in step_counts:
-            start = time.perf_counter()
-            result = pipeline.embed(face.image, steps=steps)
-            rows[steps]["seconds"].append(time.perf_counter() - start)
-            rows[steps]["psnr"].append(result.psnr)
-            if result.render.labels is not None:
-                rows[steps]["conf"] += confusion(result.render.labels, face.labels, num_classes)
-    report = {}
-    for steps, r in rows.items():
-        ious = iou_per_class(r["conf"]) if r["conf"].any() else np.full(num_classes, np.nan)
-        report[steps] = {"psnr": float(np.mean(r["psnr"])), "seconds": float(np.mean(r["seconds"])),
-                         "miou": float(np.nanmean(ious)) if r["conf"].any() else float("nan"),
-                         "per_class": dict(zip(names, ious.tolist(), strict=True))}
-    return report
+from editgan_core.scoring import confusion, evaluate_embedding, iou_per_class, shifted_miou
 
 
 def evaluate_range(pipeline: EditGANPipeline, seeds: range, steps: int, progress: bool = True) -> dict[str, float]:

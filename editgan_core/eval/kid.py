@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from editgan_core.cli_common import command_parser, parse_command
 from editgan_core.models import checkpoint
 from editgan_core.models.attribute_net import AttributeNet
+from editgan_core.models.serialization import read_metadata
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.paths import find_checkpoint_file
 
@@ -93,8 +93,7 @@ def load_generator(path: str | Path) -> LoadedGenerator:
     weights = checkpoint.resolve_generator_file(path)
     seen = None
     if weights.suffix == ".safetensors":
-        with safe_open(str(weights), framework="pt", device="cpu") as f:
-            seen = (f.metadata() or {}).get("images_seen")
+        seen = read_metadata(weights).get("images_seen")
     return LoadedGenerator(generator, int(seen) if seen else None, str(weights))
 
 

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from editgan_core.formats.nvlabs_convert import convert_discriminator, convert_generator
-from editgan_core.models.checkpoint import CheckpointError, ImportedCheckpoint
+from editgan_core.models.checkpoint import ImportedCheckpoint
+from editgan_core.models.serialization import CheckpointError
 
 PERSISTENCE_VERSION = 6  # torch_utils.persistence's format version in stylegan2-ada-pytorch and stylegan3
 NUMPY_KINDS = "biuf"  # numpy scalars a snapshot may hold as attributes (gains, betas): bool, int, float
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     imported = import_snapshot(args.file)
     g = imported.generator
-    print(f"{args.file.name}: {g.size} px, w {g.style_dim}, {g.n_latent} ws, config {imported.generator_config}")
+    print(f"{args.file.name}: {g.size} px, w {g.style_dim}, {g.n_latent} ws, config {imported.generator.config}")
     print(f"discriminator: {'converted' if imported.discriminator is not None else 'none'}; "
           f"metadata {imported.metadata}")
 

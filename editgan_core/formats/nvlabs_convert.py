@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from editgan_core.models.checkpoint import CheckpointError, load_checked
+from editgan_core.models.serialization import CheckpointError, load_checked
 from editgan_core.models.stylegan2 import DEFAULT_BLUR, Discriminator, Generator, make_kernel
 
 if TYPE_CHECKING:

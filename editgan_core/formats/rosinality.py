@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 import torch
 
-from editgan_core.models.checkpoint import CheckpointError, ImportedCheckpoint, load_checked, load_rosinality_generator
+from editgan_core.models.checkpoint import ImportedCheckpoint, load_rosinality_generator
+from editgan_core.models.serialization import CheckpointError, load_checked
 from editgan_core.models.stylegan2 import Discriminator, Generator
 
 # rosinality's generate.py and projector.py average 4096 mapped z for the truncation centre; so do we.

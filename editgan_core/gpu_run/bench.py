@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from editgan_core.bundle import generator_kwargs
 from editgan_core.eval.edit import timing_report
 from editgan_core.eval.ops_speed import CONFIGS, bench_config
+from editgan_core.eval.segmenter_memory import measure_peak
 from editgan_core.losses import LPIPS
-from editgan_core.models.segmenter import PixelEnsemble, measure_peak
+from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.stylegan2 import Generator
 from editgan_core.ops import use_impl
 from editgan_core.pipeline import EditGANPipeline
@@ -215,6 +215,9 @@ def pipeline_timings(config: dict, device: torch.device, work: Path, dry: bool) 
 
 
 def main(argv: list[str] | None = None) -> None:
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="the JSON file")
     p.add_argument("--work", type=Path, required=True, help="scratch folder (the benchmark bundle)")
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = {
         "generator": lambda: generator_speed(names, device, impls, modes, 1 if args.dry_run else 5, record),
         "accuracy": lambda: accuracy(names, device, [("cuda", "fp32")] * cuda_ops + [("native", m) for m in modes[1:]]),
-        "segmentation_memory": lambda: segmentation_memory(generator_kwargs(config), device),
+        "segmentation_memory": lambda: segmentation_memory(config, device),
         "pipeline": lambda: pipeline_timings(config, device, args.work, args.dry_run),
     }
     for section in args.sections:

@@ -1,1 +1,2 @@
-"""Networks: StyleGAN2 (generator, discriminator), segmentation branch, encoder."""
+"""Networks (StyleGAN2, segmentation branch, encoder, attribute net), their save/load contract and generator
+checkpoint loading."""

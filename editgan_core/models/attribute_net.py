@@ -11,17 +11,13 @@ attributes in the renderer's own units. Any input resolution is resized to ``inp
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from editgan_core.utils import atomic_write
+from editgan_core.models.serialization import ModelMixin, register_config
 
 
 class ConvBlock(nn.Sequential):
@@ -35,7 +31,7 @@ class ConvBlock(nn.Sequential):
         )
 
 
-class AttributeNet(nn.Module):
+class AttributeNet(ModelMixin, nn.Module):
     """Stride-2 stem, then (stride-2 block, block) per width, flatten, hidden layer, linear head.
 
     ``targets`` maps every regressed value to its (low, high) range, in output order; ``attributes``
@@ -43,6 +39,7 @@ class AttributeNet(nn.Module):
     rather than averaged, as in StyleGAN's discriminator, so positions (gaze, pose) stay readable.
     """
 
+    @register_config
     def __init__(self, targets: Mapping[str, Sequence[float]], attributes: Sequence[str] | None = None,
                  input_size: int = 64, channels: Sequence[int] = (24, 32, 64, 128), hidden: int = 256) -> None:
         super().__init__()
@@ -74,11 +71,6 @@ class AttributeNet(nn.Module):
         self.register_buffer("attribute_index", index, persistent=False)
 
     @property
-    def config(self) -> dict:
-        return {"targets": {n: list(r) for n, r in self.targets.items()}, "attributes": self.attribute_names,
-                "input_size": self.input_size, "channels": self.channels, "hidden": self.hidden}
-
-    @property
     def target_names(self) -> list[str]:
         return list(self.targets)
 
@@ -105,26 +97,3 @@ class AttributeNet(nn.Module):
         """Images in [-1, 1] -> (B, len(attribute_names)) attributes in the renderer's units."""
         values = self.normalised(x)[:, self.attribute_index]
         return values * self.span[self.attribute_index] + self.low[self.attribute_index]
-
-    def save(self, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
-        """safetensors with the constructor arguments as JSON under metadata key "config"."""
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        meta = {**(metadata or {}), "config": json.dumps(self.config)}
-        return atomic_write(path, lambda p: save_file(state, str(p), metadata=meta))
-
-    @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> AttributeNet:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-        if "config" not in meta:
-            raise ValueError(f"{path} has no 'config' metadata; not an AttributeNet checkpoint")
-        net = cls(**json.loads(meta["config"]))
-        net.load_state_dict(state)
-        return net.to(map_location).eval()
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The safetensors metadata of a checkpoint (e.g. the validation errors stored at training)."""
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        return dict(f.metadata() or {})

@@ -9,7 +9,6 @@ vs found shapes instead of PyTorch's wall of text.
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import re
 from collections.abc import Mapping
@@ -17,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from editgan_core.models.serialization import CONFIG_KEY, CheckpointError, load_checked, read_safetensors
 from editgan_core.models.stylegan2 import Discriminator, Generator
 
-MAX_LISTED = 5
 # Far above any StyleGAN2 snapshot (an FFHQ 1024 NVlabs pickle with G, D and G_ema is ~380 MB).
 MAX_CHECKPOINT_BYTES = 4 << 30
 ACCEPTED_FORMATS = ("NVlabs stylegan2-ada-pytorch .pkl snapshots, rosinality .pt checkpoints (converted or train.py) "
@@ -29,10 +27,6 @@ ACCEPTED_FORMATS = ("NVlabs stylegan2-ada-pytorch .pkl snapshots, rosinality .pt
 SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit
 # torch.save's legacy (pre-zip) files open with this number pickled as a 10-byte long.
 TORCH_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used as asked; the message says why."""
 
 
 class GeneratorNotFoundError(CheckpointError, FileNotFoundError):
@@ -56,29 +50,6 @@ class ImportedCheckpoint:
     source_format: str
     discriminator: Discriminator | None = None
     metadata: dict = field(default_factory=dict)
-
-    @property
-    def generator_config(self) -> dict:
-        return generator_config(self.generator)
-
-    @property
-    def discriminator_config(self) -> dict | None:
-        return None if self.discriminator is None else discriminator_config(self.discriminator)
-
-
-def generator_config(generator: Generator) -> dict:
-    """Constructor arguments that rebuild ``generator``'s architecture."""
-    return {"size": generator.size, "style_dim": generator.style_dim, "n_mlp": len(generator.style) - 1,
-            "lr_mlp": generator.style[1].lr_mul,
-            "channels": {r: c for r, c in generator.channels.items() if r <= generator.size},
-            "conv_clamp": generator.conv1.activate.clamp}
-
-
-def discriminator_config(discriminator: Discriminator) -> dict:
-    """Constructor arguments that rebuild ``discriminator``'s architecture."""
-    size = 2 ** (len(discriminator.convs) + 1)  # one 1x1 input conv, then one ResBlock per halving down to 4 px
-    return {"size": size, "channels": {r: c for r, c in discriminator.channels.items() if r <= size},
-            "conv_clamp": discriminator.final_conv[-1].clamp, "stddev_group": discriminator.stddev_group}
 
 
 def read_torch_file(path: str | Path) -> dict:
@@ -105,30 +76,6 @@ def read_torch_file(path: str | Path) -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path.name} holds a {type(obj).__name__}, expected a dict of tensors")
     return obj
-
-
-def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "checkpoint") -> None:
-    """Raise ``CheckpointError`` naming missing/unexpected keys and shape mismatches."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [
-        f"{k}: expected {tuple(expected[k].shape)}, found {tuple(state_dict[k].shape)}"
-        for k in expected
-        if k in state_dict and tuple(expected[k].shape) != tuple(state_dict[k].shape)
-    ]
-    problems = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
-        if items:
-            more = f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
-            problems.append(f"{len(items)} {label}: " + "; ".join(items[:MAX_LISTED]) + more)
-    if problems:
-        raise CheckpointError(f"{what} does not match the model. " + " | ".join(problems))
-
-
-def load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "checkpoint") -> None:
-    check_state_dict(module, state_dict, what)
-    module.load_state_dict(state_dict, strict=True)
 
 
 def infer_generator_config(state_dict: Mapping[str, torch.Tensor]) -> dict:
@@ -236,9 +183,9 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu") -> tu
     """A frozen, eval-mode generator and its average w (None if the file has none and none is computed).
 
     ``source`` may be a run or bundle folder holding ``generator_ema.safetensors`` or ``generator.safetensors``
-    (config from the file's "config" metadata, a ``generator_config.json`` beside it, or read off the
-    tensor shapes), such a safetensors file itself, a rosinality ``.pt`` checkpoint (``{"g_ema", "latent_avg"}``
-    or a ``train.py`` checkpoint) or an NVlabs stylegan2-ada-pytorch ``.pkl`` snapshot; see ``import_checkpoint``.
+    (config from the file's "config" metadata, or read off the tensor shapes where it has none), such a
+    safetensors file itself, a rosinality ``.pt`` checkpoint (``{"g_ema", "latent_avg"}`` or a ``train.py``
+    checkpoint) or an NVlabs stylegan2-ada-pytorch ``.pkl`` snapshot; see ``import_checkpoint``.
     """
     imported = import_checkpoint(source)
     generator = imported.generator.to(device).eval().requires_grad_(False)
@@ -246,22 +193,9 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu") -> tu
 
 
 def _load_safetensors_generator(path: Path) -> tuple[Generator, torch.Tensor | None]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    state = load_file(str(path))
+    """``Generator.load``, also for files without a "config" (read off the shapes) or with a ``latent_avg``."""
+    state, metadata = read_safetensors(path)
     latent_avg = state.pop("latent_avg", None)
-    if "config" in meta:
-        config = json.loads(meta["config"])
-    elif (path.parent / "generator_config.json").is_file():
-        config = json.loads((path.parent / "generator_config.json").read_text())
-    else:
-        config = infer_generator_config(state)
-    config = dict(config)
-    if config.get("channels"):
-        config["channels"] = {int(k): int(v) for k, v in config["channels"].items()}
-    generator = Generator(**config)
-    load_checked(generator, state, path.name)
+    config = Generator.config_in(metadata, path.name) if CONFIG_KEY in metadata else infer_generator_config(state)
+    generator = Generator.from_state(config, state, path.name)
     return generator, None if latent_avg is None else latent_avg.reshape(1, -1).float()

@@ -13,17 +13,15 @@ training starts from a sensible latent instead of a random one.
 from __future__ import annotations
 
 import itertools
-import json
 import math
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from editgan_core.models.serialization import ModelMixin, int_keys, register_config
 from editgan_core.models.stylegan2 import ConvLayer, EqualConv2d, EqualLinear, ResBlock
-from editgan_core.utils import atomic_write
 
 # How many W+ entries each pyramid level predicts, coarse first; the last level takes the rest.
 COARSE_LATENTS = 4
@@ -72,19 +70,20 @@ class StyleHead(nn.Module):
         return self.linear(out).view(-1, self.count, self.style_dim)
 
 
-class Encoder(nn.Module):
+class Encoder(ModelMixin, nn.Module):
     """Image (B, 3, size, size) in [-1, 1] -> W+ (B, n_latent, style_dim) = ``w_avg`` + predicted offset.
 
     ``size`` is the input resolution and need not be the generator's (a 1024-px generator is usually
     encoded from a 256-px copy); other input sizes are resized on the way in.
     """
 
-    def __init__(self, size: int, n_latent: int, style_dim: int, channels: dict[int, int] | None = None,
+    @register_config
+    def __init__(self, size: int, n_latent: int, style_dim: int, channels: Mapping[int, int] | None = None,
                  head_width: int | None = None) -> None:
         super().__init__()
         if size < 4 or size & (size - 1):
             raise ValueError(f"size must be a power of two >= 4, got {size}")
-        channels = {int(k): int(v) for k, v in (channels or default_channels(size, style_dim)).items()}
+        channels = int_keys(channels) or default_channels(size, style_dim)
         missing = [2**i for i in range(2, int(math.log2(size)) + 1) if 2**i not in channels]
         if missing:
             raise ValueError(f"channels has no width for resolutions {missing}")
@@ -114,12 +113,6 @@ class Encoder(nn.Module):
             for res, (start, stop) in zip(self.resolutions, groups, strict=True)
         )
         self.register_buffer("w_avg", torch.zeros(style_dim))
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments: what ``save`` writes next to the weights."""
-        return {"size": self.size, "n_latent": self.n_latent, "style_dim": self.style_dim,
-                "channels": {str(k): v for k, v in self.channels.items()}, "head_width": self.head_width}
 
     @torch.no_grad()
     def set_w_avg(self, w_avg: torch.Tensor) -> Encoder:
@@ -152,26 +145,3 @@ class Encoder(nn.Module):
                 pyramid = features[res] + top_down
             offsets.append(head(pyramid))
         return self.w_avg + torch.cat(offsets, dim=1)
-
-    # -- files ---------------------------------------------------------------------------------
-    def save(self, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-        """One safetensors file: weights + ``w_avg``, constructor config as JSON under "config"."""
-        from safetensors.torch import save_file
-
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        meta = {**(metadata or {}), "config": json.dumps(self.config)}
-        return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Encoder:
-        """Rebuild an encoder written by ``save`` (eval mode)."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if "config" not in meta:
-            raise ValueError(f"{path} has no 'config' metadata; not an encoder saved by Encoder.save")
-        encoder = cls(**json.loads(meta["config"]))
-        encoder.load_state_dict(load_file(str(path), device=str(device)), strict=True)
-        return encoder.to(device).eval()

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from editgan_core.models.serialization import ModelMixin, int_keys, register_config
 from editgan_core.ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
 
 DEFAULT_BLUR = (1, 3, 3, 1)
@@ -209,8 +210,7 @@ class ModulatedConv2d(nn.Module):
             height, width = x.shape[2:]
             out = F.conv2d(x.reshape(1, batch * in_channel, height, width), weight, stride=2, groups=batch)
         else:
-            out = F.conv2d(x.reshape(1, batch * in_channel, height, width), weight,
-                           padding=self.padding, groups=batch)
+            out = F.conv2d(x.reshape(1, batch * in_channel, height, width), weight, padding=self.padding, groups=batch)
         return out.view(batch, self.out_channel, out.shape[2], out.shape[3])
 
 
@@ -284,7 +284,7 @@ class SynthesisOutput:
     features: list[torch.Tensor] | None = None
 
 
-class Generator(nn.Module):
+class Generator(ModelMixin, nn.Module):
     """StyleGAN2 generator: mapping network ``style`` (z -> w) and the synthesis network.
 
     W+ latents have shape (B, n_latent, style_dim) with ``n_latent = 2 * log2(size) - 2``; entry 0
@@ -292,9 +292,10 @@ class Generator(nn.Module):
     ``conv_clamp`` (None: off) clips conv outputs like NVlabs' models trained with it.
     """
 
+    @register_config
     def __init__(self, size: int, style_dim: int, n_mlp: int, channel_multiplier: int = 2,
                  blur_kernel: Sequence[float] = DEFAULT_BLUR, lr_mlp: float = 0.01,
-                 channels: dict[int, int] | None = None, conv_clamp: float | None = None) -> None:
+                 channels: Mapping[int, int] | None = None, conv_clamp: float | None = None) -> None:
         super().__init__()
         if size < 4 or size & (size - 1):
             raise ValueError(f"size must be a power of two >= 4, got {size}")
@@ -304,7 +305,7 @@ class Generator(nn.Module):
             PixelNorm(),
             *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)],
         )
-        self.channels = {**config_f_channels(channel_multiplier), **(channels or {})}
+        self.channels = {**config_f_channels(channel_multiplier), **int_keys(channels)}
         ch = self.channels
         self.input = ConstantInput(ch[4])
         self.conv1 = StyledConv(ch[4], ch[4], 3, style_dim, blur_kernel=blur_kernel, conv_clamp=conv_clamp)
@@ -461,14 +462,15 @@ class ResBlock(nn.Module):
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
 
 
-class Discriminator(nn.Module):
+class Discriminator(ModelMixin, nn.Module):
     """StyleGAN2 residual discriminator with the minibatch standard-deviation layer."""
 
+    @register_config
     def __init__(self, size: int, channel_multiplier: int = 2, blur_kernel: Sequence[float] = DEFAULT_BLUR,
-                 channels: dict[int, int] | None = None, conv_clamp: float | None = None,
+                 channels: Mapping[int, int] | None = None, conv_clamp: float | None = None,
                  stddev_group: int = 4) -> None:
         super().__init__()
-        ch = {**config_f_channels(channel_multiplier), **(channels or {})}
+        ch = {**config_f_channels(channel_multiplier), **int_keys(channels)}
         self.channels = ch
         convs: list[nn.Module] = [ConvLayer(3, ch[size], 1, conv_clamp=conv_clamp)]
         log_size = int(math.log2(size))
@@ -481,10 +483,8 @@ class Discriminator(nn.Module):
         self.stddev_group = stddev_group
         self.stddev_feat = 1
         self.final_conv = ConvLayer(in_channel + 1, ch[4], 3, conv_clamp=conv_clamp)
-        self.final_linear = nn.Sequential(
-            EqualLinear(ch[4] * 4 * 4, ch[4], activation="fused_lrelu"),
-            EqualLinear(ch[4], 1),
-        )
+        self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], activation="fused_lrelu"),
+                                          EqualLinear(ch[4], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.convs(x)

@@ -337,8 +337,7 @@ class EncoderTrainer:
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p = command_parser(__doc__, device=True)
-    p.add_argument("--generator",
-                   help="run/bundle folder, generator .safetensors (+ generator_config.json) or rosinality .pt")
+    p.add_argument("--generator", help="run/bundle folder, generator .safetensors or rosinality .pt")
     p.add_argument("--bundle", help="train for this bundle's generator and install the encoder into it at the end")
     p.add_argument("--replace", action="store_true", help="with --bundle: replace the bundle's current encoder")
     p.add_argument("--out", required=True, help="run directory (checkpoint, samples, encoder); reused to resume")

@@ -12,11 +12,12 @@ strong gazes), which nothing in EditGAN can edit back; the reconstruction term c
 image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``;
 ``--encoder new`` starts it from scratch with the generator (Che et al.'s joint training).
 
-Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. Losses and throughput go
-to ``metrics.jsonl``, one line per ``--log-every`` steps (``editgan_core.train.metrics``). The EMA generator is
-also written as ``generator_ema.safetensors`` + ``generator_config.json`` at every checkpoint, and
-sample grids (fixed latents) go to ``samples/``. ``--minutes`` stops a run after that much wall time
-with a final checkpoint; ``--ckpt-minutes`` checkpoints at least that often (default 10).
+Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator and
+the discriminator are also written as ``generator_ema.safetensors`` and ``discriminator.safetensors``
+(``Generator.load``, ``Discriminator.load``) at every checkpoint, and sample grids (fixed latents) go
+to ``samples/``. ``--minutes`` stops a run after that much wall time with a final checkpoint;
+``--ckpt-minutes`` checkpoints at least that often (default 10). Losses and throughput go to
+``metrics.jsonl``, one line per ``--log-every`` steps (``editgan_core.train.metrics``).
 """
 
 from __future__ import annotations
@@ -33,16 +34,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, set_threads, setup_logging
 from editgan_core.losses import masked_l2, psnr
-from editgan_core.models.checkpoint import load_checked
 from editgan_core.models.encoder import Encoder
+from editgan_core.models.serialization import load_checked, read_safetensors
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream, ImageFolder, infinite_batches
 from editgan_core.train.encoder import average_latent
@@ -106,11 +105,6 @@ def build_models(cfg: TrainConfig, device: torch.device) -> tuple[Generator, Dis
     g_ema = Generator(**g_kwargs).to(device).eval().requires_grad_(False)
     g_ema.load_state_dict(generator.state_dict())
     return generator, discriminator, g_ema
-
-
-def generator_config(cfg: TrainConfig) -> dict:
-    return {"size": cfg.size, "style_dim": cfg.style_dim, "n_mlp": cfg.n_mlp,
-            "channels": {str(k): v for k, v in (cfg.channels or {}).items()}, "lr_mlp": 0.01}
 
 
 def mixing_noise(batch: int, dim: int, prob: float, device: torch.device) -> list[torch.Tensor]:
@@ -213,11 +207,11 @@ class Trainer:
         path = path / "encoder.safetensors" if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"no encoder at {path}; train one with python -m editgan_core.train.encoder")
-        encoder = Encoder.load(path, self.device)
+        encoder = Encoder.load(path, self.device).train().requires_grad_(True)
         if (encoder.n_latent, encoder.style_dim) != (self.generator.n_latent, self.generator.style_dim):
             raise ValueError(f"encoder {path} predicts W+ {encoder.n_latent}x{encoder.style_dim}, the generator "
                              f"takes {self.generator.n_latent}x{self.generator.style_dim}")
-        return encoder.train(), torch.optim.Adam(encoder.parameters(), lr=self.cfg.lr * 0.5, betas=(0.9, 0.99))
+        return encoder, torch.optim.Adam(encoder.parameters(), lr=self.cfg.lr * 0.5, betas=(0.9, 0.99))
 
     def autocast(self):
         """bfloat16 autocast for the adversarial passes; regularisers always run in float32."""
@@ -259,12 +253,11 @@ class Trainer:
         d_file = folder / "discriminator.safetensors"
         if g_file is None or not d_file.is_file():
             raise FileNotFoundError(f"{folder} needs generator(_ema).safetensors and discriminator.safetensors")
-        g_state = load_file(str(g_file), device=str(self.device))
+        g_state, g_meta = read_safetensors(g_file, self.device)
         for module in (self.generator, self.g_ema):
             load_checked(module, g_state, str(g_file))
-        load_checked(self.discriminator, load_file(str(d_file), device=str(self.device)), str(d_file))
-        with safe_open(str(g_file), framework="pt") as f:
-            self.images_seen = int((f.metadata() or {}).get("images_seen", 0))
+        load_checked(self.discriminator, read_safetensors(d_file, self.device)[0], str(d_file))
+        self.images_seen = int(g_meta.get("images_seen", 0))
         if self.rank == 0:
             print(f"initialised from {folder} ({self.images_seen / 1000:.1f} kimg)")
 
@@ -280,13 +273,9 @@ class Trainer:
         if self.encoder is not None:
             state.update(encoder=self.encoder.state_dict(), e_optim=self.e_optim.state_dict())
         atomic_write(self.ckpt_path, lambda p: torch.save(state, p))
-        ema = {k: v.detach().cpu().contiguous() for k, v in self.g_ema.state_dict().items()}
         meta = {"images_seen": str(self.images_seen), "step": str(self.step)}
-        atomic_write(self.out / "generator_ema.safetensors", lambda p: save_file(ema, str(p), metadata=meta))
-        disc = {k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
-        atomic_write(self.out / "discriminator.safetensors", lambda p: save_file(disc, str(p), metadata=meta))
-        atomic_write(self.out / "generator_config.json",
-                     lambda p: Path(p).write_text(json.dumps(generator_config(self.cfg), indent=2)))
+        self.g_ema.save(self.out / "generator_ema.safetensors", metadata=meta)
+        self.discriminator.save(self.out / "discriminator.safetensors", metadata=meta)
         if self.encoder is not None:
             self.encoder.save(self.out / "encoder.safetensors", metadata=meta)
 

@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from editgan_core.bundle import write_manifest
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
-from editgan_core.models.segmenter import TrainProgress, train_ensemble
 from editgan_core.pipeline import EditGANPipeline, prepare_image
+from editgan_core.scoring import evaluate_embedding
+from editgan_core.train.pixel_ensemble import TrainProgress, train_ensemble
 
 ANNOTATION_SEEDS = range(100, 116)  # held out from GAN training (seeds < 1e6) and from evaluation (0..99)
 EVAL_SEED_START = 0
@@ -113,8 +114,6 @@ def main(argv: list[str] | None = None) -> None:
     report = {"annotations": len(pairs), "train_seconds": round(train_time, 1), "peak_rss_gib": round(peak_gib, 2),
               "annotation_psnr": round(float(np.mean(psnrs)), 2)}
     if args.eval:
-        from editgan_core.eval.embedding import evaluate_embedding
-
         pipeline.segmenter = ensemble.to(pipeline.device)
         steps = args.eval_embed_steps
         result = evaluate_embedding(pipeline, eval_domain, range(EVAL_SEED_START, EVAL_SEED_START + args.eval),
