@@ -142,6 +142,7 @@ def test_wheel_installs_and_serves_from_outside_the_checkout(tmp_path: Path, pyt
     names = zipfile.ZipFile(wheel).namelist()
     assert {"webapp/examples/face_003.png", "editgan_core/templates/faces_celebamask.json"} <= set(names)
     assert any(n.startswith("editgan_core/ops/cuda/") and n.endswith(".cu") for n in names), "CUDA sources missing"
+    assert not any(n.startswith(("tests/", "checkpoints/", "editgan_core/gpu_run/")) for n in names)
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
