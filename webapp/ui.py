@@ -23,6 +23,9 @@ from webapp.registry import ModelRegistry
 MAX_UPLOAD = "10mb"
 QUEUE_SIZE = 32
 THREADS_ENV = "EDITGAN_THREADS"
+# Gradio's queue rebuilds a pandas summary of every past event after each event (tens of ms, growing with the
+# history) unless told to do it every N events; nothing here reads it, so once in a while is plenty.
+ANALYTICS_EVERY = ("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 
 
 def usable_cores() -> int:
@@ -75,6 +78,7 @@ def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None =
     with gr.Blocks(title="EditGAN studio") as demo:
         page = build_page(pipe, registry.choices(), studio.editor_factor(pipe), init, gallery_items, vector_names)
         wire(page, studio, init)
+    os.environ.setdefault(*ANALYTICS_EVERY)  # read when the queue is made
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     demo.studio = studio  # for tests and tools that want the objects behind the page
     return demo
