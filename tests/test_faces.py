@@ -34,6 +34,10 @@ def test_classes_ids_names_and_distinct_colours():
 
 def test_registry_returns_faces_module():
     assert get_domain("faces") is F
+    # the domain interface the trainers, benchmarks and bundle tools read (editgan_core/domains/__init__.py)
+    for name in ("CLASSES", "PALETTE", "ATTRIBUTE_RANGES", "EDIT_CLASSES", "ATTRIBUTE_SPECS", "sample_attributes",
+                 "render", "render_face", "render_batch"):
+        assert hasattr(F, name), name
     with pytest.raises(KeyError):
         get_domain("cars")
 

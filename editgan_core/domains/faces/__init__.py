@@ -23,9 +23,9 @@ the attribute table live in ``classes`` and ``attributes``.
 
 from __future__ import annotations
 
-from editgan_core.domains.faces.attributes import ATTRIBUTE_RANGES, EDIT_CLASSES, sample_attributes
+from editgan_core.domains.faces.attributes import ATTRIBUTE_RANGES, ATTRIBUTE_SPECS, EDIT_CLASSES, sample_attributes
 from editgan_core.domains.faces.classes import CLASSES, PALETTE
 from editgan_core.domains.faces.rendering import FaceSample, render, render_batch, render_face
 
-__all__ = ["ATTRIBUTE_RANGES", "CLASSES", "EDIT_CLASSES", "PALETTE", "FaceSample", "render", "render_batch",
-           "render_face", "sample_attributes"]
+__all__ = ["ATTRIBUTE_RANGES", "ATTRIBUTE_SPECS", "CLASSES", "EDIT_CLASSES", "PALETTE", "FaceSample", "render",
+           "render_batch", "render_face", "sample_attributes"]
