@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
-from test_webapp_support import EXAMPLE, cached_tiny_bundle
+from helpers_suite import EXAMPLE
 
 from editgan_core.latents import load_latent
 from editgan_core.pipeline import InputError
@@ -24,8 +24,8 @@ PALETTE = np.array([(0, 0, 0), (240, 180, 130), (130, 70, 20), (220, 30, 60), (2
 
 
 @pytest.fixture(scope="module")
-def studio(pytestconfig, tmp_path_factory) -> Studio:
-    return Studio(ModelRegistry([cached_tiny_bundle(pytestconfig, tmp_path_factory)], device="cpu"))
+def studio(tiny_bundle) -> Studio:
+    return Studio(ModelRegistry([tiny_bundle], device="cpu"))
 
 
 @pytest.fixture
