@@ -77,7 +77,7 @@ def add_history(manifest: dict, event: str) -> None:
 
 
 def _open(bundle: str | Path | Bundle) -> Bundle:
-    return bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    return bundle if isinstance(bundle, Bundle) else Bundle.load(bundle, hub=False)  # grown in place: local only
 
 
 def _input_file(path: str | Path, what: str) -> Path:

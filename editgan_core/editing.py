@@ -126,7 +126,7 @@ class EditObjective:
 
 
 def optimise_edit(objective: EditObjective, latent: torch.Tensor, init_delta: torch.Tensor | None, steps: int,
-                  lr: float = 0.02, callback: Callable[[StepInfo], None] | None = None,
+                  lr: float, callback: Callable[[StepInfo], None] | None = None,
                   should_stop: Callable[[], bool] | None = None) -> OptimResult:
     """Optimise δw+ so that ``latent + δ`` meets the objective; ``best`` is the δ.
 

@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 
 from editgan_core.bundle import Bundle
 from editgan_core.capabilities import Capabilities, segmenter_missing_message
+from editgan_core.defaults import RuntimeDefaults
 from editgan_core.editing import (
     EditObjective,
     EditTarget,
@@ -182,6 +183,11 @@ class EditGANPipeline:
         return self.segmenter is not None
 
     @property
+    def defaults(self) -> RuntimeDefaults:
+        """Steps and learning rates the methods use when the caller passes none (the bundle's, else the core's)."""
+        return self.bundle.defaults
+
+    @property
     def capabilities(self) -> Capabilities:
         """Which components this bundle has and what they allow; ``notes()`` says how to add the missing ones."""
         vectors = self.bundle.vectors_dir
@@ -235,18 +241,19 @@ class EditGANPipeline:
             return self.mean_latent()
         return self.encoder(self._image_tensor(prepare_image(image, self.resolution))).cpu()
 
-    def embed(self, image, steps: int = 100, lr: float | None = None,
+    def embed(self, image, steps: int | None = None, lr: float | None = None,
               callback: Callable[[StepInfo], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> EmbedResult:
         """Encoder init, then ``steps`` Adam steps on W+ (warm-up/cosine lr); returns the best latent.
 
-        ``lr`` defaults to the bundle's own (``Bundle.embed_lr``).
+        ``steps`` defaults to ``defaults.embed_steps``, ``lr`` to the bundle's own (``Bundle.embed_lr``).
         """
         pixels = prepare_image(image, self.resolution)
         target = self._image_tensor(pixels)
         init = self.encode(pixels).to(self.device)
         objective = ReconstructionObjective(self.generator, target, self.lpips, self.encoder, noise=self.noise)
         lr = self.bundle.embed_lr if lr is None else lr
+        steps = self.defaults.embed_steps if steps is None else steps
         result = optimise(init, objective, steps, lr, "rampcos", callback, should_stop)
         latent = result.best.cpu()
         render = self.render(latent)
@@ -265,8 +272,8 @@ class EditGANPipeline:
             raise InputError(f"label map has class ids outside 0..{len(self.bundle.classes) - 1}")
         return labels.astype(np.int64)
 
-    def learn_edit(self, latent: torch.Tensor, edited_labels: np.ndarray, steps: int = 100, lr: float = 0.02,
-                   weights: EditWeights | None = None, class_ids: Sequence[int] | None = None,
+    def learn_edit(self, latent: torch.Tensor, edited_labels: np.ndarray, steps: int | None = None,
+                   lr: float | None = None, weights: EditWeights | None = None, class_ids: Sequence[int] | None = None,
                    callback: Callable[[StepInfo], None] | None = None,
                    should_stop: Callable[[], bool] | None = None) -> EditResult:
         """Optimise δw+ so the segmentation inside the edit region matches ``edited_labels``."""
@@ -282,10 +289,11 @@ class EditGANPipeline:
         region = edit_region(original, edited, class_ids)
         target = EditTarget(torch.from_numpy(edited).to(self.device), torch.from_numpy(region).to(self.device),
                             self._image_tensor(before.image))
+        steps = self.defaults.edit_steps if steps is None else steps
         return self._run_edit(latent, target, None, steps, lr, weights, list(class_ids), before, callback, should_stop)
 
     def learn_shared_edit(self, latents: Sequence[torch.Tensor], edited_labels: Sequence[np.ndarray],
-                          class_ids: Sequence[int], steps: int = 100, lr: float = 0.02,
+                          class_ids: Sequence[int], steps: int | None = None, lr: float | None = None,
                           weights: EditWeights | None = None, callback: Callable[[StepInfo], None] | None = None,
                           should_stop: Callable[[], bool] | None = None) -> SharedEditResult:
         """One δw+ that makes each image's painted change at once: a vector meant for reuse (presets).
@@ -310,6 +318,8 @@ class EditGANPipeline:
                             torch.cat([self._image_tensor(b.image) for b in befores]))
         objective = EditObjective(self.generator, self.segmenter, target, weights or EditWeights(), self.lpips,
                                   self.encoder, self.noise)
+        steps = self.defaults.edit_steps if steps is None else steps
+        lr = self.defaults.edit_lr if lr is None else lr
         result = optimise_edit(objective, latent, None, steps, lr, callback, should_stop)
         delta = result.best.cpu()
         pairs = zip(befores, latent.cpu().split(1), regions, targets, strict=True)
@@ -334,7 +344,7 @@ class EditGANPipeline:
             raise InputError(str(exc)) from exc
 
     def refine(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]],
-               steps: int = 30, lr: float = 0.02, weights: EditWeights | None = None,
+               steps: int | None = None, lr: float | None = None, weights: EditWeights | None = None,
                callback: Callable[[StepInfo], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> EditResult:
         """Apply vectors, then self-supervised refinement: keep the applied segmentation inside r and the
@@ -349,11 +359,13 @@ class EditGANPipeline:
         region = edit_region(before.labels, after.labels, class_ids)
         target = EditTarget(torch.from_numpy(after.labels.astype(np.int64)).to(self.device),
                             torch.from_numpy(region).to(self.device), self._image_tensor(before.image))
+        steps = self.defaults.refine_steps if steps is None else steps
         return self._run_edit(latent, target, applied - latent, steps, lr, weights, class_ids, before, callback,
                               should_stop)
 
     def _run_edit(self, latent, target: EditTarget, init_delta, steps, lr, weights, class_ids, before: Render,
                   callback, should_stop) -> EditResult:
+        lr = self.defaults.edit_lr if lr is None else lr
         objective = EditObjective(self.generator, self.segmenter, target, weights or EditWeights(), self.lpips,
                                   self.encoder, self.noise)
         result = optimise_edit(objective, latent, init_delta, steps, lr, callback, should_stop)

@@ -19,7 +19,7 @@ from editgan_core.gpu_run import plan, runner
 from editgan_core.train import gan, shards
 
 REPO = plan.REPO
-TOTAL_S = 120
+TOTAL_S = 150
 CUT_BUDGET_S = 0.5  # pytest cannot even import torch in that: core_tests is cut
 
 
@@ -29,7 +29,7 @@ def dry_run(tmp_path_factory):
     out, work = root / "out", root / "work"
     done = subprocess.run([sys.executable, "-m", "editgan_core.gpu_run", "run", "--dry-run", "--out", str(out),
                            "--work", str(work), "--total", str(TOTAL_S), f"--budget=core_tests={CUT_BUDGET_S}",
-                           "--budget=train=15"], cwd=REPO, capture_output=True, text=True, timeout=TOTAL_S + 60)
+                           "--budget=train=30"], cwd=REPO, capture_output=True, text=True, timeout=TOTAL_S + 60)
     summary = json.loads((out / plan.SUMMARY).read_text())
     return done, summary, out, root
 

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow  # a served studio driven over HTTP
 def served(tiny_bundle, other_tiny_bundle):
     bundles = [tiny_bundle, other_tiny_bundle]
     demo = build_demo(bundles, device="cpu")
+    demo.studio.preview_every_s = 0.0  # a preview at every step: a tiny model's jobs end before the page's interval
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
     yield demo, url
     demo.close()

@@ -12,20 +12,25 @@ import torch
 from helpers_suite import EXAMPLE
 
 from editgan_core.latents import load_latent
+from editgan_core.optim import StepInfo
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import VectorError, load_vector
 from webapp import labels as lab
-from webapp.controller import EditOutcome, EmbedOutcome, Notice, Progress, Studio, parse_active
+from webapp.actions.vectors import parse_active
+from webapp.controller import Studio
 from webapp.errors import user_errors
+from webapp.outcomes import EditOutcome, EmbedOutcome, Notice, Progress
 from webapp.registry import ModelRegistry
 from webapp.session import History, SessionBox, Step, close_box
+from webapp.streaming import stream_job
 
 PALETTE = np.array([(0, 0, 0), (240, 180, 130), (130, 70, 20), (220, 30, 60), (255, 255, 255)], np.uint8)
 
 
 @pytest.fixture(scope="module")
 def studio(tiny_bundle) -> Studio:
-    return Studio(ModelRegistry([tiny_bundle], device="cpu"))
+    # a preview at every step: a tiny model's jobs end before the page's interval
+    return Studio(ModelRegistry([tiny_bundle], device="cpu"), preview_every_s=0)
 
 
 @pytest.fixture
@@ -308,6 +313,34 @@ def test_cancel_stops_a_running_edit_and_keeps_the_best_so_far(box, studio):
     outcome = seen[-1]
     assert isinstance(outcome, EditOutcome) and outcome.result.stopped and outcome.figures["steps"] < 500
     assert any(isinstance(i, Notice) and "stopped" in i.text for i in seen)
+
+
+def _streamed(every_s: float, pause_before: int = 0, pause_s: float = 0.0) -> tuple[list[Progress], str]:
+    """Progress items and result of a 5-step job through ``stream_job`` (one pause before a step, if asked)."""
+
+    def work(callback):
+        for step in range(1, 6):
+            if step == pause_before:
+                time.sleep(pause_s)
+            callback(StepInfo(step, 5, 1.0 / step, {}, 1.0, torch.zeros(1)))
+        return "done"
+
+    gen = stream_job(work, lambda _: np.zeros((2, 2, 3), np.uint8), threading.Event(), every_s)
+    items = []
+    while True:
+        try:
+            items.append(next(gen))
+        except StopIteration as stop:
+            return items, stop.value
+
+
+def test_previews_come_by_time_and_never_with_the_last_step():
+    items, result = _streamed(0.0)
+    assert result == "done" and [i.step for i in items] == [1, 2, 3, 4, 5]
+    assert [i.preview is not None for i in items] == [True, True, True, True, False]
+    assert all(i.preview is None for i in _streamed(3600.0)[0])
+    items, _ = _streamed(0.5, pause_before=3, pause_s=0.6)  # only the step after the pause is due a picture
+    assert [i.preview is not None for i in items] == [False, False, True, False, False]
 
 
 def test_user_errors_turns_failures_into_messages():

@@ -1,6 +1,7 @@
 """The page's components, laid out top to bottom like a notebook: 1 image … 6 history & export.
 
-Only layout lives here; ``webapp.events`` connects the components to ``Studio``. Small models'
+One builder per section; only layout lives here, and ``webapp.events`` connects the components to
+``Studio``. Step counts start at the model's defaults (``EditGANPipeline.defaults``). Small models'
 pictures are enlarged by CSS with crisp pixels rather than resized on the server, so the API still
 returns them at the model's resolution.
 """
@@ -16,7 +17,9 @@ import gradio as gr
 import numpy as np
 
 from editgan_core.pipeline import EditGANPipeline
-from webapp.controller import INITIAL_SEED, MAX_ACTIVE, View
+from webapp.actions.vectors import MAX_ACTIVE
+from webapp.controller import INITIAL_SEED
+from webapp.outcomes import View
 from webapp.session import SessionBox, close_box
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -75,18 +78,36 @@ def editor_component(pipe: EditGANPipeline, factor: int, **kwargs: Any) -> gr.Im
         canvas_size=(side, side), fixed_canvas=True, **kwargs)
 
 
+def steps_slider_range(default: int, low: int, high: int) -> dict[str, int]:
+    """A steps slider's bounds and value: the model's default, with the bounds widened to include it."""
+    return {"minimum": min(low, default), "maximum": max(high, default), "value": default}
+
+
+def refine_choices(default: int) -> dict[str, Any]:
+    return {"choices": sorted({0, 10, 30, default}), "value": default}
+
+
 def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_factor: int, init: View,
                gallery_items: list[tuple[np.ndarray, str]], vector_names: list[str]) -> Page:
     """Create every component inside the current ``gr.Blocks``; ``init`` is what a new session shows."""
     p = Page()
-    examples = sorted(str(path) for path in EXAMPLES_DIR.glob("*.png"))
     p.box = gr.State(SessionBox, delete_callback=close_box)
     gr.Markdown(INTRO)
     with gr.Row(equal_height=True):
         p.model = gr.Dropdown(choices, value=pipe.bundle.id, label="Model", scale=1)
         p.model_info = gr.Markdown(model_text(pipe), elem_id="model-info")
+    build_image(p, pipe, init)
+    build_segmentation(p, pipe, init)
+    build_paint(p, pipe, editor_factor, init)
+    build_edit(p, pipe)
+    build_vectors(p, pipe, init, gallery_items, vector_names)
+    build_history(p, init)
+    return p
 
-    # 1 · image ---------------------------------------------------------------------------------------
+
+def build_image(p: Page, pipe: EditGANPipeline, init: View) -> None:
+    """1 · image: upload or example, or a sampled face; the input and its reconstruction."""
+    examples = sorted(str(path) for path in EXAMPLES_DIR.glob("*.png"))
     gr.Markdown("## 1 · Image\nUpload a photo, pick an example, or sample a random face of the model.")
     with gr.Row():
         with gr.Column(scale=3):
@@ -96,7 +117,8 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
             if examples:
                 gr.Examples(examples, inputs=[p.upload], label="Examples", examples_per_page=8)
             p.mode = gr.Radio([FAST, PRECISE], value=PRECISE, label="Embedding")
-            p.embed_steps = gr.Slider(10, 300, value=100, step=10, label="Optimisation steps (precise)")
+            p.embed_steps = gr.Slider(**steps_slider_range(pipe.defaults.embed_steps, 10, 300), step=10,
+                                      label="Optimisation steps (precise)")
             with gr.Row():
                 p.embed_btn = gr.Button("Embed photo", variant="primary", elem_id="embed-btn")
                 p.embed_cancel = gr.Button("Cancel", variant="stop", size="md")
@@ -114,7 +136,9 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
                                        elem_classes=PIXELS, height=220, elem_id="recon")
             p.embed_status = gr.Markdown(f"A random face of the model (seed {INITIAL_SEED}).", elem_id="embed-status")
 
-    # 2 · segmentation ----------------------------------------------------------------------------------
+
+def build_segmentation(p: Page, pipe: EditGANPipeline, init: View) -> None:
+    """2 · segmentation: the picture, its label map and an overlay of the two."""
     gr.Markdown("## 2 · Segmentation\nThe generator's own part segmentation of the current picture.")
     with gr.Row():
         p.seg_image = gr.Image(init.image, label="Current picture", format="png", interactive=False,
@@ -127,7 +151,9 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
         p.opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", scale=1)
         p.legend = gr.HTML(legend_html(pipe))
 
-    # 3 · paint -----------------------------------------------------------------------------------------
+
+def build_paint(p: Page, pipe: EditGANPipeline, editor_factor: int, init: View) -> None:
+    """3 · paint: the label map in a painter whose brush offers the class colours."""
     gr.Markdown("## 3 · Paint\nPaint the parts as they should be. The brush colours are the classes "
                 "(legend on the right); the eraser removes strokes, the arrows undo them.")
     with gr.Row():
@@ -140,11 +166,14 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
                                     elem_classes=PIXELS, height=220)
             p.paint_info = gr.Markdown("No change painted yet.", elem_id="paint-info")
 
-    # 4 · edit ------------------------------------------------------------------------------------------
+
+def build_edit(p: Page, pipe: EditGANPipeline) -> None:
+    """4 · edit: learn the vector, show before/after, its region and figures; save it by name."""
     gr.Markdown("## 4 · Edit\nLearn the editing vector that realises the painting, keeping the rest of the "
                 "picture as it is.")
     with gr.Row(equal_height=True):
-        p.edit_steps = gr.Slider(5, 200, value=30, step=5, label="Optimisation steps", scale=3, elem_id="edit-steps")
+        p.edit_steps = gr.Slider(**steps_slider_range(pipe.defaults.edit_steps, 5, 200), step=5,
+                                 label="Optimisation steps", scale=3, elem_id="edit-steps")
         p.edit_btn = gr.Button("Learn edit", variant="primary", elem_id="edit-btn", scale=1)
         p.edit_cancel = gr.Button("Cancel", variant="stop", scale=1)
     p.edit_status = gr.Markdown(elem_id="edit-status")
@@ -160,7 +189,10 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
         p.save_btn = gr.Button("Save as vector", scale=1)
     p.save_status = gr.Markdown()
 
-    # 5 · vectors ---------------------------------------------------------------------------------------
+
+def build_vectors(p: Page, pipe: EditGANPipeline, init: View, gallery_items: list[tuple[np.ndarray, str]],
+                  vector_names: list[str]) -> None:
+    """5 · vectors: the gallery, a strength slider per active vector, refinement, vector files."""
     gr.Markdown("## 5 · Vector gallery\nEach picture shows a vector applied to the average face. Click one to "
                 f"add it (up to {MAX_ACTIVE} at once) and set its strength; refine adapts them to this picture.")
     p.gallery = gr.Gallery(gallery_items, label="Vectors (click to add)", columns=8, height=230, format="png",
@@ -173,10 +205,12 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
                 with gr.Row(equal_height=True):
                     p.sliders.append(gr.Slider(-3, 3, value=1, step=0.05, label=f"vector {i + 1}", visible=False,
                                                scale=5, elem_id=f"strength-{i}"))
-                    p.removes.append(gr.Button("Remove", visible=False, size="sm", scale=1, min_width=80))
+                    p.removes.append(gr.Button("Remove", visible=False, size="sm", scale=1, min_width=80,
+                                               elem_id=f"remove-{i}"))
             p.no_active = gr.Markdown("*No active vectors — click one in the gallery.*")
             with gr.Row(equal_height=True):
-                p.refine_steps = gr.Radio([0, 10, 30], value=10, label="Refinement steps", scale=2)
+                p.refine_steps = gr.Radio(**refine_choices(pipe.defaults.refine_steps), label="Refinement steps",
+                                          scale=2)
                 p.refine_btn = gr.Button("Refine", scale=1)
                 p.refine_cancel = gr.Button("Cancel", variant="stop", scale=1)
             p.refine_status = gr.Markdown()
@@ -196,7 +230,9 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
     p.api_scales = gr.Textbox(visible=False, label="scales")
     p.api_apply = gr.Button(visible=False)
 
-    # 6 · history and export ----------------------------------------------------------------------------
+
+def build_history(p: Page, init: View) -> None:
+    """6 · history and export: the steps as pictures, undo/redo/reset, the downloads."""
     gr.Markdown("## 6 · History & export")
     p.history = gr.Gallery(init.history, label="History (click a step to go back to it)", columns=12, height=170,
                            format="png", allow_preview=False, object_fit="contain", fit_columns=False,
@@ -209,7 +245,6 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
         p.export_btn = gr.Button("Export", variant="primary")
     p.export_files = gr.File(label="Downloads: picture, label map, latent, vector", file_count="multiple",
                              interactive=False)
-    return p
 
 
 def no_model_page(problems: list[str]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import torch
 
 from editgan_core.bundle import BundleError, list_bundles, resolve_bundle_path
 from webapp.controller import Studio
@@ -21,6 +22,28 @@ from webapp.registry import ModelRegistry
 
 MAX_UPLOAD = "10mb"
 QUEUE_SIZE = 32
+THREADS_ENV = "EDITGAN_THREADS"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_torch_threads(requested: int | None = None) -> int:
+    """Give torch ``requested`` threads (``--threads``), else ``EDITGAN_THREADS``, else one less than the
+    usable cores; returns the number set.
+
+    The web server, image encoding and the browser need a core of their own: torch's intra-op threads
+    wait for each other at every operation, so one of them losing its core to another process stalls
+    all of them, which costs far more than the thread gains (``python -m webapp.bench_overhead --threads N
+    --busy 1`` measures it).
+    """
+    threads = requested or int(os.environ.get(THREADS_ENV) or 0) or max(1, usable_cores() - 1)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
 
 
 def bundle_paths(preferred: str | Path | None = None) -> list[Path]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from editgan_core.cli_common import command_parser, set_threads
+from editgan_core.cli_common import command_parser, set_threads, setup_logging
 from editgan_core.domains import get_domain
 from editgan_core.models.attribute_net import AttributeNet
 from editgan_core.train.data import TRAIN_SEED_BASE
@@ -154,6 +154,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=256, help="width of the feature layer")
     p.add_argument("--extra-weight", type=float, default=0.25, help="loss weight of the non-editable targets")
     p.add_argument("--seed", type=int, default=0)
+    setup_logging()
     args = p.parse_args(argv)
     if args.pool + args.refresh > TRAIN_SEED_BASE - SEED_BASE:
         p.error(f"--pool must stay below {TRAIN_SEED_BASE - SEED_BASE} faces")

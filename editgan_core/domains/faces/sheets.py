@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="first seed (grid) or the swept face (sweep)")
     p.add_argument("--zoom", type=int, default=1, help="nearest-neighbour magnification of the sheets")
     p.add_argument("--labels", action="store_true", help="sweep: show label maps next to the images")
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     args = p.parse_args(argv)
     if not (args.grid or args.sweep):
         p.error("nothing to do: give --grid or --sweep")

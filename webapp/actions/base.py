@@ -1,0 +1,81 @@
+"""What every section's actions share: the app's models, and steps made from latents.
+
+Every action goes through ``EditGANPipeline`` (never around it) and returns arrays, ``Step``s or
+small outcome objects (``webapp.outcomes``); the UI layer only maps them onto components.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from editgan_core.pipeline import EditGANPipeline, InputError
+from webapp.registry import ModelRegistry
+from webapp.session import Session, Step
+from webapp.streaming import PREVIEW_EVERY_S
+
+EDITOR_SIDE = 256  # small models are painted on an enlarged canvas, then read back per model pixel
+
+
+class StudioBase:
+    """The registry and a scratch folder for one app; sessions are passed in.
+
+    ``preview_every_s``: how often long actions show an intermediate picture (0: every step).
+    """
+
+    def __init__(self, registry: ModelRegistry, preview_every_s: float = PREVIEW_EVERY_S) -> None:
+        self.registry = registry
+        self.preview_every_s = preview_every_s
+        # every session's folder lives in here, and all of it goes when the app object does (or at exit)
+        self.workdir = Path(tempfile.mkdtemp(prefix="editgan-studio-"))
+        weakref.finalize(self, shutil.rmtree, self.workdir, ignore_errors=True)
+
+    def pipeline(self, session: Session) -> EditGANPipeline:
+        return self.registry.get(session.bundle_id)
+
+    def editor_factor(self, pipe: EditGANPipeline) -> int:
+        """How much the paint canvas enlarges the label map (1 for models of 256 px and more)."""
+        return max(1, EDITOR_SIDE // pipe.resolution)
+
+    def _step(self, pipe: EditGANPipeline, kind: str, label: str, latent: torch.Tensor, with_labels: bool = True,
+              **extra: Any) -> Step:
+        render = pipe.render(latent, with_labels=with_labels)
+        return Step(kind, label, latent.detach().cpu(), render.image, render.labels, **extra)
+
+    def _require_current(self, session: Session) -> Step:
+        if session.current is None:
+            raise InputError("no picture yet: sample a face, pick an example or upload a photo first (step 1)")
+        return session.current
+
+    def current_with_labels(self, session: Session) -> Step | None:
+        """The current step, segmented now if a fast path (a strength drag) left its labels for later."""
+        current = session.current
+        pipe = self.pipeline(session)
+        if current is None or current.labels is not None or pipe.segmenter is None:
+            return current
+        return session.history.replace(current, replace(current, labels=pipe.render(current.latent).labels))
+
+    def _require_labelled(self, session: Session) -> Step:
+        self._require_current(session)
+        return self.current_with_labels(session)
+
+    def _delta_preview(self, pipe: EditGANPipeline, base: torch.Tensor) -> Callable[[torch.Tensor], np.ndarray]:
+        """Intermediate pictures of an edit's δw+ on ``base`` (what ``stream_job`` shows)."""
+        return lambda delta: pipe.render(base + delta.detach().cpu().reshape(base.shape), with_labels=False).image
+
+    def _class_names(self, pipe: EditGANPipeline, ids: Sequence[int]) -> str:
+        names = {c.id: c.name for c in pipe.bundle.classes}
+        return ", ".join(names.get(i, str(i)) for i in ids)
+
+    def _export_dir(self, session: Session) -> Path:
+        folder = session.workdir / "export" / f"{len(session.history.steps):03d}-{session.history.index:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder

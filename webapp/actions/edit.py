@@ -1,0 +1,64 @@
+"""Section 4 · edit: learn the editing vector that realises a painting, and keep it as a named vector."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+
+from editgan_core.optim import StepInfo
+from editgan_core.pipeline import EditResult, InputError
+from editgan_core.vectors import EditVector
+from webapp.actions.paint import PaintActions
+from webapp.outcomes import EditOutcome, Notice, Progress
+from webapp.session import Session, Step
+from webapp.streaming import stream_job
+
+
+class EditActions(PaintActions):
+    def edit(self, session: Session, value: Mapping[str, object] | np.ndarray | None,
+             steps: int | None = None) -> Iterator[Progress | Notice | EditOutcome]:
+        """Learn the editing vector that turns the current segmentation into the painted one.
+
+        ``steps`` defaults to the model's (``EditGANPipeline.defaults.edit_steps``).
+        """
+        current = self._require_labelled(session)
+        pipe = self.pipeline(session)
+        paint = self.read_paint(session, value)
+        notice = self.paint_notice(session, paint)
+        if notice:
+            yield notice
+        if not paint.changed_pixels:
+            raise InputError("the painted label map is identical to the current one: paint a change first (step 3)")
+        steps = max(1, int(pipe.defaults.edit_steps if steps is None else steps))
+        job = session.new_job()
+        base = current.latent
+
+        def work(callback: Callable[[StepInfo], None]) -> EditResult:
+            return pipe.learn_edit(base, paint.labels, steps=steps, callback=callback, should_stop=job.is_set)
+
+        result = yield from stream_job(work, self._delta_preview(pipe, base), job, self.preview_every_s)
+        if result.stopped:
+            yield Notice(f"the edit stopped after {result.steps_done} of {steps} steps; kept the best result so far")
+        step = session.history.push(Step("edit", f"edit ({self._class_names(pipe, result.class_ids)})",
+                                         result.latent.detach().cpu(), result.render.image, result.render.labels))
+        session.last_edit = result
+        session.last_vector = EditVector(delta=result.delta, name="last edit", bundle_id=session.bundle_id,
+                                         class_ids=result.class_ids, source="learned")
+        figures = {k: round(float(v), 4) for k, v in result.metrics.items()}
+        figures.update(steps=result.steps_done, changed_pixels=paint.changed_pixels, classes=result.class_ids)
+        yield EditOutcome(step, current.image, result.region, result, figures)
+
+    def save_vector(self, session: Session, name: str, description: str = "") -> EditVector:
+        """Keep the latest learned edit in the session's vector library."""
+        if session.last_edit is None:
+            raise InputError("learn an edit first (step 4), then save it as a vector")
+        if not (name or "").strip():
+            raise InputError("give the vector a name")
+        edit = session.last_edit
+        vec = EditVector(delta=edit.delta, name=name.strip(), description=(description or "").strip(),
+                         bundle_id=session.bundle_id, class_ids=edit.class_ids, source="learned",
+                         extra={"metrics": {k: float(v) for k, v in edit.metrics.items()}})
+        saved = session.library.save(vec)
+        session.last_vector = saved
+        return saved

@@ -1,0 +1,149 @@
+"""Section 5 · vectors: the gallery, composing vectors with strengths, refining them, vector files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from editgan_core.optim import StepInfo
+from editgan_core.pipeline import EditResult, InputError
+from editgan_core.vectors import EditVector
+from webapp.actions.base import StudioBase
+from webapp.outcomes import EditOutcome, Notice, Progress
+from webapp.session import Session, Step
+from webapp.streaming import stream_job
+
+MAX_ACTIVE = 6  # vectors composed at once (one strength slider each)
+
+
+def parse_active(names: str | Sequence[str],
+                 scales: str | Sequence[float] | None = None) -> list[tuple[str, float | None]]:
+    """'smile, look_left' + '1.5, -0.5' -> [('smile', 1.5), ('look_left', -0.5)]; a missing scale means default."""
+    if isinstance(names, str):
+        names = [n.strip() for n in re.split(r"[,\n]", names)]
+    names = [n for n in names if n]
+    if scales is None or scales == "":
+        values: list[float | None] = []
+    elif isinstance(scales, str):
+        try:
+            values = [float(s) for s in re.split(r"[,\s]+", scales.strip()) if s]
+        except ValueError as exc:
+            raise InputError(f"strengths must be numbers separated by commas, got '{scales}'") from exc
+    else:
+        values = [float(s) for s in scales]
+    if len(values) > len(names):
+        raise InputError(f"{len(values)} strengths for {len(names)} vectors")
+    return [(n, values[i] if i < len(values) else None) for i, n in enumerate(names)]
+
+
+class VectorActions(StudioBase):
+    def gallery(self, session: Session) -> tuple[list[tuple[np.ndarray, str]], list[str]]:
+        """Thumbnails (picture, caption) of every vector in the library, and their names in order."""
+        pipe = self.pipeline(session)
+        vectors = session.library.list()
+        items = []
+        for vec in vectors:
+            tag = "preset" if vec.source == "preset" or session.library.is_preset(vec.name) else "yours"
+            items.append((self.registry.thumbnails.get(pipe, vec), f"{vec.name} · {tag}"))
+        return items, [v.name for v in vectors]
+
+    def active(self, session: Session) -> list[tuple[str, float]]:
+        current = session.current
+        return list(current.active) if current is not None and current.kind == "apply" else []
+
+    def apply_vectors(self, session: Session, items: Sequence[tuple[str, float | None]],
+                      with_labels: bool = True) -> Step:
+        """Current picture = base + Σ strength·vector (instant). Changing only strengths amends the step.
+
+        ``with_labels=False`` leaves the segmentation for later (``current_with_labels``): a strength
+        drag shows the picture first.
+        """
+        current = self._require_current(session)
+        pipe = self.pipeline(session)
+        if len(items) > MAX_ACTIVE:
+            raise InputError(f"at most {MAX_ACTIVE} vectors can be combined at once")
+        vectors = [(session.library.get(name), scale) for name, scale in items]
+        resolved = tuple((v.name, float(v.default_scale if s is None else s)) for v, s in vectors)
+        if len({n.lower() for n, _ in resolved}) != len(resolved):
+            raise InputError("each vector can be active only once; change its strength instead")
+        base = current.base if current.kind == "apply" and current.base is not None else current.latent
+        latent = pipe.apply(base, [(vec, s) for (vec, _), (_, s) in zip(vectors, resolved, strict=True)])
+        label = "apply " + (" + ".join(f"{n}×{s:g}" for n, s in resolved) if resolved else "nothing")
+        step = self._step(pipe, "apply", label, latent, with_labels, base=base, active=resolved)
+        same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
+        if resolved:
+            delta = (latent - base).reshape(pipe.latent_shape)
+            class_ids = sorted({c for v, _ in vectors for c in v.class_ids})
+            session.last_vector = EditVector(delta=delta, name=" + ".join(n for n, _ in resolved),
+                                             bundle_id=session.bundle_id, class_ids=class_ids, source="composed")
+        return session.history.amend(step) if same_set else session.history.push(step)
+
+    def add_vector(self, session: Session, name: str) -> Step:
+        """Make a vector active at its default strength (picked in the gallery)."""
+        items: list[tuple[str, float | None]] = list(self.active(session))
+        if any(n.lower() == name.lower() for n, _ in items):
+            return self._require_current(session)
+        if len(items) >= MAX_ACTIVE:
+            raise InputError(f"at most {MAX_ACTIVE} vectors can be combined; remove one first")
+        return self.apply_vectors(session, [*items, (name, None)])
+
+    def set_strengths(self, session: Session, strengths: Sequence[float], with_labels: bool = True) -> Step:
+        """New strengths for the active vectors (one per slot, in order)."""
+        items = self.active(session)
+        return self.apply_vectors(session, [(n, float(s)) for (n, _), s in zip(items, strengths, strict=False)],
+                                  with_labels)
+
+    def remove_vector(self, session: Session, slot: int) -> Step:
+        items = self.active(session)
+        if not 0 <= slot < len(items):
+            return self._require_current(session)
+        return self.apply_vectors(session, items[:slot] + items[slot + 1:])
+
+    def refine(self, session: Session, steps: int | None = None) -> Iterator[Progress | Notice | EditOutcome]:
+        """Self-supervised refinement of the active vectors on this picture (EditGAN's 'w/ opt').
+
+        ``steps`` defaults to the model's (``EditGANPipeline.defaults.refine_steps``).
+        """
+        current = self._require_current(session)
+        pipe = self.pipeline(session)
+        items = self.active(session)
+        if not items or current.base is None:
+            raise InputError("add at least one vector from the gallery first; refinement adapts active vectors")
+        steps = int(pipe.defaults.refine_steps if steps is None else steps)
+        if steps <= 0:
+            yield Notice("0 refinement steps: the vectors stay applied as they are")
+            return
+        vectors = [(session.library.get(n), s) for n, s in items]
+        base = current.base
+        job = session.new_job()
+
+        def work(callback: Callable[[StepInfo], None]) -> EditResult:
+            return pipe.refine(base, vectors, steps=steps, callback=callback, should_stop=job.is_set)
+
+        result = yield from stream_job(work, self._delta_preview(pipe, base), job, self.preview_every_s)
+        if result.stopped:
+            yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
+        names = " + ".join(f"{n}×{s:g}" for n, s in items)
+        step = session.history.push(Step("refine", f"refine {result.steps_done} steps ({names})",
+                                         result.latent.detach().cpu(), result.render.image, result.render.labels))
+        session.last_vector = EditVector(delta=result.delta, name=f"{names} refined", bundle_id=session.bundle_id,
+                                         class_ids=result.class_ids, source="refined")
+        before = pipe.render(base, with_labels=False).image
+        figures = {k: round(float(v), 4) for k, v in result.metrics.items()}
+        figures["steps"] = result.steps_done
+        yield EditOutcome(step, before, result.region, result, figures)
+
+    def import_vector(self, session: Session, path: str | Path) -> EditVector:
+        """Add a vector file (.safetensors of this project or an official EditGAN .npy) to the library."""
+        if not path:
+            raise InputError("choose a vector file to import")
+        return session.library.import_file(Path(path))
+
+    def export_vector(self, session: Session, name: str) -> Path:
+        if not name:
+            raise InputError("choose a vector to export")
+        vec = session.library.get(name)
+        return session.library.export(vec.name, self._export_dir(session))

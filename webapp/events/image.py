@@ -1,0 +1,53 @@
+"""1 · image: sample a face by seed, or embed a photo (streamed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from webapp.errors import user_errors
+from webapp.events.common import HEAVY, LIGHT, PRIVATE, Updates, Wiring, gpu, stream_updates
+from webapp.layout import FAST
+from webapp.outcomes import EmbedOutcome, Progress
+from webapp.session import SessionBox
+
+
+def wire_image(w: Wiring) -> None:
+    p, studio = w.page, w.studio
+
+    @user_errors
+    def on_sample(box: SessionBox, seed: float, truncation: float, opacity: float) -> Updates:
+        step = studio.sample(w.session(box), int(seed or 0), truncation)
+        return {p.source_img: None, p.recon_img: step.image, p.embed_status: f"Sampled seed {int(seed or 0)}.",
+                **w.show(box, opacity)}
+
+    def on_lucky() -> int:
+        return int(np.random.default_rng().integers(0, 2**31 - 1))
+
+    @user_errors
+    @gpu(duration=120)
+    def on_embed(box: SessionBox, image: Any, mode: str, steps: float, opacity: float,
+                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
+        def preview(item: Progress) -> Updates:
+            return {p.recon_img: item.preview,
+                    p.embed_status: f"Embedding: step {item.step}/{item.steps}, loss {item.loss:.4f}"}
+
+        def outcome(item: EmbedOutcome) -> Updates:
+            how = "encoder only" if item.steps_done == 0 else f"{item.steps_done} steps"
+            return {p.source_img: item.source, p.recon_img: item.step.image,
+                    p.embed_status: f"Embedded ({how}): PSNR {item.psnr:.1f} dB.", **w.show(box, opacity)}
+
+        items = studio.embed(w.session(box), image, 0 if mode == FAST else int(steps))
+        yield from stream_updates(items, progress, "Embedding", preview, outcome)
+
+    outputs = [p.source_img, p.recon_img, p.embed_status, *w.view_outputs]
+    sample_inputs = [p.box, p.seed, p.truncation, p.opacity]
+    w.then_editor(p.sample_btn.click(on_sample, sample_inputs, outputs, api_name="sample", **LIGHT))
+    w.then_editor(p.lucky_btn.click(on_lucky, None, p.seed, queue=False, **PRIVATE).then(
+        on_sample, sample_inputs, outputs, **PRIVATE, **LIGHT))
+    embed = p.embed_btn.click(on_embed, [p.box, p.upload, p.mode, p.embed_steps, p.opacity], outputs,
+                              api_name="embed", show_progress_on=[p.embed_status], **HEAVY)
+    w.jobs.append(embed)
+    w.then_editor(embed)
