@@ -13,7 +13,6 @@ from PIL import Image
 from editgan_core.cli import main as cli_main
 from editgan_core.latents import load_latent
 from editgan_core.sharding import Shard, parse_shard, shard_from_env, worker_device
-from editgan_core.testing import make_tiny_bundle
 from editgan_core.vectors import EditVector, save_vector
 
 
@@ -46,11 +45,6 @@ def test_shard_and_device_come_from_the_launcher() -> None:
     assert worker_device("cuda", {}) == "cuda"
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
-
-
 def _photos(folder, n: int):
     folder.mkdir()
     for i in range(n):
@@ -58,11 +52,11 @@ def _photos(folder, n: int):
     return folder
 
 
-def test_workers_share_a_folder_and_reruns_compare_settings(tmp_path, bundle_dir, capsys, monkeypatch) -> None:
+def test_workers_share_a_folder_and_reruns_compare_settings(tmp_path, tiny_bundle, capsys, monkeypatch) -> None:
     for name in ("RANK", "WORLD_SIZE", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     photos, out = _photos(tmp_path / "photos", 5), tmp_path / "out"
-    common = ["apply", str(photos), str(out), "--bundle", str(bundle_dir), "--device", "cpu", "--embed-steps", "1"]
+    common = ["apply", str(photos), str(out), "--bundle", str(tiny_bundle), "--device", "cpu", "--embed-steps", "1"]
     assert cli_main([*common, "--vector", "smile=0.5", "--shard", "1/2"]) == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["p1.png", "p3.png"]
     monkeypatch.setenv("RANK", "0")  # the other worker, as torchrun would start it
@@ -96,16 +90,16 @@ def test_workers_share_a_folder_and_reruns_compare_settings(tmp_path, bundle_dir
     assert "1 written (1 redone), 4 already done" in capsys.readouterr().out
 
 
-def test_a_vector_with_the_same_name_but_other_content_counts_as_other_settings(tmp_path, bundle_dir, capsys,
+def test_a_vector_with_the_same_name_but_other_content_counts_as_other_settings(tmp_path, tiny_bundle, capsys,
                                                                                   monkeypatch) -> None:
     for name in ("RANK", "WORLD_SIZE", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
         monkeypatch.delenv(name, raising=False)
     photos, out, vector = _photos(tmp_path / "photos", 1), tmp_path / "out", tmp_path / "v.safetensors"
-    shape = json.loads((bundle_dir / "manifest.json").read_text())["latent_shape"]
+    shape = json.loads((tiny_bundle / "manifest.json").read_text())["latent_shape"]
     for seed in (0, 1):
         torch.manual_seed(seed)
         save_vector(EditVector(delta=torch.randn(*shape) * 0.1, name="mine", bundle_id="tiny-test"), vector)
-        code = cli_main(["apply", str(photos), str(out), "--bundle", str(bundle_dir), "--device", "cpu",
+        code = cli_main(["apply", str(photos), str(out), "--bundle", str(tiny_bundle), "--device", "cpu",
                          "--embed-steps", "1", "--vector", str(vector)])
         assert code == (0 if seed == 0 else 2)
     assert "vectors was" in capsys.readouterr().err

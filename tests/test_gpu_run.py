@@ -34,6 +34,7 @@ def dry_run(tmp_path_factory):
     return done, summary, out, root
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_prints_what_it_carries_and_returns(dry_run):
     done, _, _, _ = dry_run
     assert f"carry: {plan.CARRY_DIR}/" in done.stdout
@@ -41,6 +42,7 @@ def test_prints_what_it_carries_and_returns(dry_run):
         assert name in done.stdout
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_an_overrunning_phase_is_cut_and_later_phases_still_run(dry_run):
     done, summary, _, _ = dry_run
     phases = summary["phases"]
@@ -54,6 +56,7 @@ def test_an_overrunning_phase_is_cut_and_later_phases_still_run(dry_run):
     assert list(phases) == list(plan.PHASE_NAMES)
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_outputs_stay_within_the_device_limits(dry_run):
     _, summary, out, _ = dry_run
     check = plan.check_out(out)
@@ -65,6 +68,7 @@ def test_outputs_stay_within_the_device_limits(dry_run):
     assert "=== train: ok" in (out / plan.LOG).read_text()
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_cuda_test_results_are_recorded(dry_run):
     _, summary, out, _ = dry_run
     suites = {s.get("name"): s for s in ET.parse(out / plan.TESTS).getroot()}
@@ -76,6 +80,7 @@ def test_cuda_test_results_are_recorded(dry_run):
         assert summary["phases"]["cuda_tests"]["ops_for_later_phases"] == "native"
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_benchmark_json_has_every_section(dry_run):
     _, _, out, _ = dry_run
     bench = json.loads((out / plan.BENCH).read_text())
@@ -92,6 +97,7 @@ def test_benchmark_json_has_every_section(dry_run):
         assert timings[key] > 0, key
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_training_resumes_from_the_returned_shards(dry_run):
     _, summary, out, root = dry_run
     result = summary["phases"]["train"]["result"]

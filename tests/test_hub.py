@@ -16,7 +16,6 @@ from huggingface_hub import constants, errors
 from editgan_core import cli, hub
 from editgan_core.bundle import MANIFEST, Bundle, BundleError, resolve_bundle_path
 from editgan_core.pipeline import EditGANPipeline
-from editgan_core.testing import make_tiny_bundle
 
 SECRET = "hf_secret_token"
 
@@ -94,9 +93,9 @@ class FakeHub:
 
 
 @pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory) -> Path:
+def tiny_repo(tiny_bundle: Path, tmp_path_factory) -> Path:
     """A bundle repo as it may look on the Hub: the bundle plus files that must not be downloaded."""
-    root = make_tiny_bundle(tmp_path_factory.mktemp("repo") / "tiny")
+    root = Path(shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("repo") / "tiny"))
     (root / "user_vectors").mkdir()
     (root / "user_vectors" / "mine.safetensors").write_bytes(b"not for download")
     (root / "runs").mkdir()

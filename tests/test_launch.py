@@ -10,16 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_webapp_support import cached_tiny_bundle
 
 from webapp import launch
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def tiny(pytestconfig, tmp_path_factory) -> Path:
-    return cached_tiny_bundle(pytestconfig, tmp_path_factory)
 
 
 @pytest.fixture
@@ -55,17 +49,17 @@ def test_a_bundle_that_cannot_load_stops_the_app_with_the_reason(tmp_path: Path,
     assert prepared == []  # nothing slow was started for a bundle that is not there
 
 
-def test_a_broken_component_stops_it_too(tmp_path: Path, tiny: Path, prepared: list) -> None:
-    broken = shutil.copytree(tiny, tmp_path / "broken")
+def test_a_broken_component_stops_it_too(tmp_path: Path, tiny_bundle: Path, prepared: list) -> None:
+    broken = shutil.copytree(tiny_bundle, tmp_path / "broken")
     (broken / "generator.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(launch.StartupError, match="cannot load bundle"):
         launch.create_demo(launch.parse_args(["--bundle", str(broken)]))
 
 
-def test_the_fallback_is_used_only_when_asked_for(tmp_path: Path, tiny: Path, prepared: list,
+def test_the_fallback_is_used_only_when_asked_for(tmp_path: Path, tiny_bundle: Path, prepared: list,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    args = launch.parse_args(["--bundle", str(tmp_path / "missing"), "--fallback-bundle", str(tiny), "--no-download",
-                              "--device", "cpu"])
+    args = launch.parse_args(["--bundle", str(tmp_path / "missing"), "--fallback-bundle", str(tiny_bundle),
+                              "--no-download", "--device", "cpu"])
     with caplog.at_level(logging.WARNING, logger="webapp.launch"):
         demo = launch.create_demo(args)
     assert demo.studio.registry.default_id == "tiny-test"
@@ -76,8 +70,8 @@ def test_the_fallback_is_used_only_when_asked_for(tmp_path: Path, tiny: Path, pr
         launch.create_demo(args)
 
 
-def test_the_named_bundle_comes_first(tmp_path: Path, tiny: Path, prepared: list) -> None:
-    demo = launch.create_demo(launch.parse_args(["--bundle", str(tiny), "--device", "cpu"]))
+def test_the_named_bundle_comes_first(tmp_path: Path, tiny_bundle: Path, prepared: list) -> None:
+    demo = launch.create_demo(launch.parse_args(["--bundle", str(tiny_bundle), "--device", "cpu"]))
     assert demo.studio.registry.ids[0] == "tiny-test"
     assert prepared == [("cpu", True)]
 

@@ -19,7 +19,6 @@ import yaml
 from huggingface_hub import SpaceHardware
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from test_webapp_support import cached_tiny_bundle
 
 from editgan_core.commands import COMMANDS, GROUPS
 
@@ -127,7 +126,7 @@ def _wait_for_page(url: str, process: subprocess.Popen, timeout: float) -> float
 
 
 @pytest.mark.slow
-def test_wheel_installs_and_serves_from_outside_the_checkout(tmp_path: Path, pytestconfig, tmp_path_factory) -> None:
+def test_wheel_installs_and_serves_from_outside_the_checkout(tmp_path: Path, tiny_bundle: Path) -> None:
     """Build the wheel from a clean copy, install it into a fresh venv that reuses this torch and gradio, and
     start editgan-studio on a bundle from another folder: the page answers, the package holds its data."""
     source = tmp_path / "src"
@@ -157,7 +156,7 @@ def test_wheel_installs_and_serves_from_outside_the_checkout(tmp_path: Path, pyt
     found = subprocess.run([python, "-c", sources], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert found.startswith("True ") and str(env_dir) in found  # the installed copy finds its own kernels
 
-    bundle = shutil.copytree(cached_tiny_bundle(pytestconfig, tmp_path_factory), tmp_path / "elsewhere" / "tiny")
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "elsewhere" / "tiny")
     port = _free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "EDITGAN_HOME": str(tmp_path / "home"),
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": ""}

@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 
 from editgan_core.latents import load_latent
-from editgan_core.testing import make_tiny_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -40,8 +39,8 @@ def test_gan_training_with_two_gloo_workers(tmp_path: Path) -> None:
     assert [r["images_seen"] for r in rows] == [4, 8, 12, 16]  # written once, by rank 0
 
 
-def test_batch_cli_with_two_workers_writes_each_output_once(tmp_path: Path) -> None:
-    bundle = make_tiny_bundle(tmp_path / "tiny")
+def test_batch_cli_with_two_workers_writes_each_output_once(tmp_path: Path, tiny_bundle: Path) -> None:
+    bundle = tiny_bundle
     photos, out = tmp_path / "photos", tmp_path / "out"
     photos.mkdir()
     for i in range(5):

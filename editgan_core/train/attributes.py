@@ -4,7 +4,7 @@
 
 Seeds: training faces come from [500_000, 1_000_000), disjoint from GAN training (>= 1_000_000) and
 from evaluation (KID uses 0..2N-1; the validation here uses 0..999). Rendering is the slow part on a
-CPU (~400 faces/s at 64 px on one core), so a pool is rendered up front and a few fresh faces replace
+CPU (``eval.render_speed``), so a pool is rendered up front and a few fresh faces replace
 random pool entries at every step: every image is seen a few times, and the pool keeps changing.
 
 Besides the editable attributes, the net regresses identity, colour and pose values (hues as cos/sin),
@@ -87,7 +87,7 @@ def train(args: argparse.Namespace) -> tuple[AttributeNet, dict[str, float]]:
     targets = domain_targets(domain)
     attributes = list(domain.ATTRIBUTE_RANGES)
     net = AttributeNet(targets, attributes, input_size=args.size, channels=args.channels, hidden=args.hidden)
-    net = net.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
+    net = net.to(memory_format=torch.channels_last)  # faster convolutions on CPU
     print(f"attribute net: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters, "
           f"{len(targets)} targets ({len(attributes)} editable)")
 
