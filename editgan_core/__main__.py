@@ -1,7 +1,7 @@
-"""``python -m editgan_core``: the batch command line (see ``editgan_core.cli``)."""
+"""``python -m editgan_core``: the project's command line (``editgan_core.commands``, also ``editgan``)."""
 
 import sys
 
-from editgan_core.cli import main
+from editgan_core.commands import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m editgan_core"))

@@ -28,11 +28,11 @@ from editgan_core.models.encoder import Encoder
 from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.serialization import CheckpointError, read_metadata
 from editgan_core.models.stylegan2 import Discriminator, Generator
+from editgan_core.paths import checkpoint_dirs
 from editgan_core.utils import atomic_write
 
 FORMAT = "editgan-bundle/1"
 MANIFEST = "manifest.json"
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 T = TypeVar("T")
 # The StyleGAN2 projector's initial learning rate; a bundle may name its own (manifest "embedding").
 DEFAULT_EMBED_LR = 0.1
@@ -127,8 +127,10 @@ class Bundle:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Bundle:
-        root = resolve_bundle_path(path)
+    def load(cls, path: str | Path, *, hub: bool = True) -> Bundle:
+        """Open a bundle folder, a name in the checkpoint folders or (with ``hub``) a Hub repo; see
+        ``resolve_bundle_path``."""
+        root = resolve_bundle_path(path, hub=hub)
         try:
             manifest = json.loads((root / MANIFEST).read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -180,18 +182,33 @@ class Bundle:
         return self._load("encoder", Encoder.load)
 
 
-def resolve_bundle_path(path: str | Path) -> Path:
-    """A bundle folder given as a path or as a name under ``checkpoints/``."""
-    candidate = Path(path)
-    for root in (candidate, CHECKPOINTS / str(path)):
-        if (root / MANIFEST).is_file():
-            return root
-    raise BundleError(f"no bundle at '{path}' (looked for {MANIFEST} there and in {CHECKPOINTS})")
+def resolve_bundle_path(path: str | Path, *, hub: bool = True) -> Path:
+    """The folder of a bundle given as a path, as a name in the checkpoint folders (``editgan_core.paths``)
+    or, with ``hub``, as a Hugging Face Hub repo ``[hf://]owner/name[@revision]`` (downloaded and cached:
+    ``editgan_core.hub``). Local folders win over a repo of the same spelling; ``hf://`` forces the Hub."""
+    from editgan_core import hub as hub_mod
+
+    ref = hub_mod.hub_ref_or_none(path)
+    dirs = checkpoint_dirs()
+    if not str(path).startswith(hub_mod.HUB_PREFIX):
+        for root in (Path(path), *(d / str(path) for d in dirs)):
+            if (root / MANIFEST).is_file():
+                return root
+    if ref is not None and hub:
+        return hub_mod.download_bundle(ref)
+    if ref is not None:
+        raise BundleError(f"'{path}' names a Hub repo, but this changes a bundle in place: it needs a local folder")
+    looked = ", ".join(str(d) for d in dirs)
+    raise BundleError(f"no bundle at '{path}' (looked for {MANIFEST} there and in {looked}; a Hub repo is "
+                      f"written owner/name[@revision] or hf://owner/name)")
 
 
-def list_bundles(root: Path = CHECKPOINTS) -> list[Path]:
-    """Bundle folders under ``root``; hidden ones are skipped (``bundle create`` builds in a hidden folder)."""
-    return sorted(p.parent for p in root.glob(f"*/{MANIFEST}") if not p.parent.name.startswith("."))
+def list_bundles(root: Path | None = None) -> list[Path]:
+    """Bundle folders under ``root`` (default: every checkpoint folder); hidden ones are skipped (``bundle
+    create`` builds in a hidden folder)."""
+    roots = [root] if root is not None else checkpoint_dirs()
+    found = [p.parent for r in roots for p in sorted(r.glob(f"*/{MANIFEST}")) if not p.parent.name.startswith(".")]
+    return list(dict.fromkeys(found))
 
 
 def write_manifest(root: Path, manifest: dict) -> Path:
@@ -260,6 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--id", required=True)
     parser.add_argument("--title", default=None)
     parser.add_argument("--domain", default="faces", help="procedural domain that supplies classes and edit groups")
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     args = parser.parse_args(argv)
     from editgan_core.domains import get_domain
 

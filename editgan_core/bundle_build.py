@@ -54,7 +54,7 @@ from editgan_core.vectors import EditVector, VectorError, import_npy, load_vecto
 log = logging.getLogger(__name__)
 
 MAX_HISTORY = 100
-ENCODER_MARGIN_DB = 1.0  # a trained encoder beats the average latent by far more (demo: 26.8 vs 17.5 dB)
+ENCODER_MARGIN_DB = 1.0  # a trained encoder beats the average latent by far more (demo: docs/results.md)
 BUNDLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # What reading an untrusted model file can raise; each becomes a BundleError naming the file.
 READ_ERRORS = (CheckpointError, SafetensorError, ValueError, TypeError, KeyError, OSError, RuntimeError, EOFError,
@@ -78,7 +78,7 @@ def add_history(manifest: dict, event: str) -> None:
 
 
 def _open(bundle: str | Path | Bundle) -> Bundle:
-    return bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    return bundle if isinstance(bundle, Bundle) else Bundle.load(bundle, hub=False)  # grown in place: local only
 
 
 def _input_file(path: str | Path, what: str) -> Path:

@@ -9,6 +9,7 @@
     python -m editgan_core bundle info --bundle checkpoints/ffhq
     python -m editgan_core bundle card --bundle checkpoints/ffhq      # rewrite README.md from the manifest
     python -m editgan_core bundle templates                           # the shipped class lists
+    python -m editgan_core bundle push --bundle checkpoints/ffhq --repo you/ffhq-editgan [--private]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from editgan_core import bundle_build
 from editgan_core.bundle import Bundle, BundleError
 from editgan_core.bundle_classes import list_templates, read_class_file, template_path
+from editgan_core.hub import push_bundle
 from editgan_core.model_card import capabilities_of, display_path, read_presets
 
 
@@ -78,6 +80,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             cmd.add_argument("--json", action="store_true", help="machine-readable")
     cmds.add_parser("templates", help="list the shipped class templates")
 
+    push = cmds.add_parser("push", help="upload a bundle to a Hugging Face Hub model repo (token: HF_TOKEN)")
+    push.add_argument("--bundle", required=True, help="local bundle folder or name")
+    push.add_argument("--repo", required=True, help="owner/name, or owner/name@branch; created if missing")
+    push.add_argument("--private", action="store_true", help="create the repo private (an existing repo is kept as is)")
+    push.add_argument("--message", help="commit message")
+
 
 def _create(args: argparse.Namespace) -> str:
     spec = read_class_file(args.classes if args.classes else template_path(args.template))
@@ -119,8 +127,11 @@ def run(args: argparse.Namespace) -> int:
             message = _create(args)
         elif cmd == "templates":
             message = "\n".join(f"{name}: {path}" for name, path in list_templates().items())
+        elif cmd == "push":
+            url = push_bundle(args.bundle, args.repo, private=args.private, message=args.message)
+            message = f"uploaded {args.bundle} to {args.repo}: {url}"
         elif cmd in ("info", "card"):
-            bundle = Bundle.load(args.bundle)
+            bundle = Bundle.load(args.bundle, hub=cmd == "info")  # a card is rewritten in place: local only
             if cmd == "card":
                 message = f"wrote {bundle.write_model_card()}"
             else:

@@ -8,26 +8,37 @@ Every image in IN_DIR is embedded, and every latent file (``*.safetensors`` in t
 edited with the given vectors (bundle presets, vectors saved in the studio or in ``--library``, or paths
 to vector files) and optionally refined. OUT_DIR receives NAME.png and NAME.latent.safetensors, which
 records the embedding it started from and the edits made, so OUT_DIR can be the next run's IN_DIR (an
-image beside a latent file of its name is taken for its render and left out). Finished outputs are skipped, so an
-interrupted run resumes; unreadable inputs are reported and skipped. ``python -m editgan_core bundle ...``
-creates and grows model bundles (see ``editgan_core.bundle_cli``).
+image beside a latent file of its name is taken for its render and left out). Each latent file also records the
+run's settings (bundle, vectors with scales and content digests, steps, the input's digest): outputs made with the
+same settings are skipped, so an interrupted run resumes, and outputs made differently are refused unless
+``--overwrite`` redoes them. Unreadable inputs are reported and skipped.
+
+Many workers: ``torchrun --nproc_per_node 4 -m editgan_core apply ...`` (each process takes a shard from
+RANK/WORLD_SIZE and the GPU cuda:LOCAL_RANK), a Slurm array (SLURM_ARRAY_TASK_ID/COUNT), or ``--shard K/N``;
+see ``editgan_core.sharding``. ``python -m editgan_core bundle ...`` creates and grows model bundles (see
+``editgan_core.bundle_cli``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
 from editgan_core import bundle_cli
+from editgan_core.bundle import MANIFEST
 from editgan_core.cli_common import add_common_args, open_pipeline, parse_command
 from editgan_core.latents import SUFFIX as LATENT_SUFFIX
-from editgan_core.latents import EditRecord, LatentFile, load_latent, save_latent
+from editgan_core.latents import EditRecord, LatentError, LatentFile, load_latent, save_latent
 from editgan_core.pipeline import EditGANPipeline, InputError
+from editgan_core.sharding import parse_shard, shard_from_env, worker_device
 from editgan_core.utils import IMAGE_SUFFIXES, atomic_write
 from editgan_core.vectors import EditVector, VectorError, VectorLibrary, load_vector, open_library
 
@@ -94,8 +105,8 @@ def start_latent(pipeline: EditGANPipeline, path: Path, embed_steps: int) -> Lat
 
 
 def edit_latent(pipeline: EditGANPipeline, start: LatentFile, vectors: list[tuple[EditVector, float | None]],
-                refine_steps: int) -> LatentFile:
-    """``start`` with the vectors applied (and refined), recording the edit after any earlier ones."""
+                refine_steps: int, run: dict[str, Any] | None = None) -> LatentFile:
+    """``start`` with the vectors applied (and refined), recording the edit after any earlier ones, and ``run``."""
     if refine_steps > 0 and pipeline.can_segment:
         result = pipeline.refine(start.latent, vectors, steps=refine_steps)
         edited, steps_done = result.latent, result.steps_done
@@ -104,38 +115,92 @@ def edit_latent(pipeline: EditGANPipeline, start: LatentFile, vectors: list[tupl
     record = EditRecord(tuple((v.name, v.default_scale if s is None else float(s)) for v, s in vectors), steps_done)
     original = start.original if start.original is not None else start.latent
     return LatentFile(latent=edited, bundle_id=start.bundle_id, original=original, edits=[*start.edits, record],
-                      source=start.source)
+                      source=start.source, run=run or {})
 
 
-def apply_folder(pipeline: EditGANPipeline, vectors, in_dir: Path, out_dir: Path, embed_steps: int,
-                 refine_steps: int) -> tuple[int, int, list[str]]:
-    """Returns (written, skipped, failures)."""
-    inputs, failures = list_inputs(in_dir)
-    for line in failures:
-        tqdm.write(f"skipped {line}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, skipped = 0, 0
-    for name, path in tqdm(inputs, desc="editing", unit="input"):
-        out_png, out_latent = out_dir / f"{name}.png", out_dir / f"{name}{LATENT_SUFFIX}"
-        if out_png.exists() and out_latent.exists():
-            skipped += 1
+# ----------------------------------------------------------------------------------- run settings and resuming
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def run_settings(pipeline: EditGANPipeline, vectors: list[tuple[EditVector, float | None]], embed_steps: int,
+                 refine_steps: int) -> dict[str, Any]:
+    """What decides every output of a run: the bundle (its manifest changes with any component), each vector's
+    name, scale and content, and the step counts. Recorded in each latent file."""
+    return {
+        "bundle_id": pipeline.bundle.id,
+        "bundle_manifest_sha256": file_digest(pipeline.bundle.root / MANIFEST),
+        "vectors": [[v.name, v.default_scale if s is None else float(s),
+                     _digest(v.delta.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())]
+                    for v, s in vectors],
+        "embed_steps": embed_steps, "refine_steps": refine_steps,
+    }
+
+
+def output_state(out_png: Path, out_latent: Path, expected: dict[str, Any]) -> str | None:
+    """None: not (fully) written yet; "": written with ``expected``; else how its recorded settings differ."""
+    if not (out_png.exists() and out_latent.exists()):
+        return None
+    try:
+        recorded = load_latent(out_latent).run
+    except LatentError as exc:
+        return f"unreadable ({exc})"
+    if not recorded:
+        return "no settings recorded"
+    keys = sorted((expected.keys() | recorded.keys()) - {"shard"})
+    differ = [k for k in keys if recorded.get(k) != expected.get(k)]
+    return "; ".join(f"{k} was {recorded.get(k)!r}, now {expected.get(k)!r}" for k in differ[:2])
+
+
+def plan_outputs(inputs: list[tuple[str, Path]], out_dir: Path, common: dict[str, Any]
+                 ) -> tuple[list[tuple[str, Path, dict[str, Any]]], int, list[str]]:
+    """(inputs to process with their run records, outputs already done, outputs made with other settings)."""
+    todo, done, stale = [], 0, []
+    for name, path in inputs:
+        run = {**common, "input": path.name, "input_sha256": file_digest(path)}
+        state = output_state(out_dir / f"{name}.png", out_dir / f"{name}{LATENT_SUFFIX}", run)
+        if state == "":
+            done += 1
             continue
+        if state:
+            stale.append(f"{name}: {state}")
+        todo.append((name, path, run))
+    return todo, done, stale
+
+
+def apply_folder(pipeline: EditGANPipeline, vectors, todo: list[tuple[str, Path, dict[str, Any]]], out_dir: Path,
+                 embed_steps: int, refine_steps: int) -> tuple[int, list[str]]:
+    """Edit and write every planned input; returns (written, failures)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, failures = 0, []
+    for name, path, run in tqdm(todo, desc="editing", unit="input"):
+        out_png, out_latent = out_dir / f"{name}.png", out_dir / f"{name}{LATENT_SUFFIX}"
         try:
-            edited = edit_latent(pipeline, start_latent(pipeline, path, embed_steps), vectors, refine_steps)
+            edited = edit_latent(pipeline, start_latent(pipeline, path, embed_steps), vectors, refine_steps, run)
             image = pipeline.render(edited.latent, with_labels=False).image
         except (InputError, OSError, ValueError) as exc:
             failures.append(f"{path.name}: {exc}")
             tqdm.write(f"skipped {path.name}: {exc}")
             continue
+        out_png.unlink(missing_ok=True)  # a crash between the two writes leaves an incomplete pair: redone next time
         save_latent(edited, out_latent)
         atomic_write(out_png, lambda p, im=image: Image.fromarray(np.asarray(im)).save(p, format="PNG"))
         written += 1
-    return written, skipped, failures
+    return written, failures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m editgan_core", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     apply = sub.add_parser("apply", help="embed (images) or read (latent files), edit and save every input of a folder")
     apply.add_argument("in_dir", type=Path)
@@ -146,8 +211,18 @@ def main(argv: list[str] | None = None) -> int:
                        help="folder of saved vectors (default: the one the studio saves into)")
     apply.add_argument("--embed-steps", type=int, default=100)
     apply.add_argument("--refine", type=int, default=0, help="self-supervised refinement steps (0 = instant)")
+    apply.add_argument("--shard", type=parse_shard,
+                       help="K/N: process every N-th input starting at the K-th (0-based; default: RANK/WORLD_SIZE "
+                            "under torchrun, SLURM_ARRAY_TASK_ID/COUNT in a Slurm array, else all)")
+    apply.add_argument("--overwrite", action="store_true",
+                       help="redo outputs that OUT_DIR holds from a run with other settings (default: refuse)")
     add_common_args(apply, bundle=True, device=True)
     bundle_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parse_command(parser, argv)
     if args.command == "bundle":
         return bundle_cli.run(args)
@@ -155,14 +230,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.in_dir} is not a folder")
     if args.out_dir.resolve() == args.in_dir.resolve():
         parser.error("OUT_DIR must differ from IN_DIR: the outputs would overwrite the inputs")
+    shard = args.shard or shard_from_env()
+    inputs, clashes = list_inputs(args.in_dir)
+    if shard is None or shard.index == 0:  # every worker sees the same clashes: one reports them
+        for line in clashes:
+            print(f"skipped {line}", file=sys.stderr)
+    mine = shard.take(inputs) if shard else inputs
+    args.device = worker_device(args.device)
     pipeline = open_pipeline(args)
     try:
         vectors = resolve_vectors(pipeline, args.vector, args.library)
     except VectorError as exc:
         parser.error(str(exc))
-    written, skipped, failures = apply_folder(pipeline, vectors, args.in_dir, args.out_dir, args.embed_steps,
-                                              args.refine)
-    print(f"{written} written, {skipped} already done, {len(failures)} failed")
+    common = run_settings(pipeline, vectors, args.embed_steps, args.refine)
+    todo, done, stale = plan_outputs(mine, args.out_dir, {**common, "shard": str(shard) if shard else None})
+    if stale and not args.overwrite:
+        print(f"error: {len(stale)} output(s) in {args.out_dir} were made with other settings, e.g. {stale[0]}; "
+              f"pass --overwrite to redo them, or choose another OUT_DIR", file=sys.stderr)
+        return 2
+    written, failures = apply_folder(pipeline, vectors, todo, args.out_dir, args.embed_steps, args.refine)
+    part = f" (shard {shard}: {len(mine)} of {len(inputs)} inputs)" if shard else ""
+    print(f"{written} written ({len(stale)} redone), {done} already done, {len(failures)} failed{part}")
     for line in failures:
         print(f"  {line}", file=sys.stderr)
-    return 1 if failures and not written and not skipped else 0
+    return 1 if failures and not written and not done else 0

@@ -1,4 +1,4 @@
-"""The prologue every ``python -m editgan_core...`` command shares: common options, threads, bundle, domain.
+"""The prologue every ``python -m editgan_core...`` command shares: logging, common options, threads, bundle, domain.
 
 Written once so the commands agree on option names, help texts and defaults, and so a bundle
 without a procedural domain is refused the same way, before any long work, everywhere.
@@ -7,6 +7,8 @@ without a procedural domain is refused the same way, before any long work, every
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -14,6 +16,26 @@ import torch
 
 from editgan_core.bundle import Bundle, BundleError
 from editgan_core.pipeline import EditGANPipeline
+
+LOG_LEVEL_ENV = "EDITGAN_LOG_LEVEL"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3")  # one INFO line per HTTP request drowns the studio's own
+
+
+def setup_logging(level: str | int | None = None) -> None:
+    """Log records and ``warnings`` to stderr at ``level`` (default ``$EDITGAN_LOG_LEVEL``, else INFO).
+
+    Every entry point calls it (``parse_command`` does), so the core's info lines are seen; a process that
+    configured logging already keeps its own handlers.
+    """
+    level = level or os.environ.get(LOG_LEVEL_ENV, "INFO")
+    if isinstance(level, str):
+        level = logging.getLevelName(level.strip().upper())
+        level = level if isinstance(level, int) else logging.INFO
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
+    logging.captureWarnings(True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, bundle: bool = False, device: bool = False,
@@ -44,7 +66,8 @@ def set_threads(threads: int | None) -> None:
 
 
 def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse ``argv`` and apply ``--threads`` before any model is built."""
+    """Set up logging, parse ``argv`` and apply ``--threads`` before any model is built."""
+    setup_logging()
     args = parser.parse_args(argv)
     set_threads(getattr(args, "threads", None))
     return args

@@ -14,9 +14,9 @@ class ReconstructionObjective:
     """L2 (+ LPIPS when available) to the photo, + encoder regulariser ‖w − E(G(w))‖².
 
     The regulariser's weight is small on purpose: it only has to keep w where the encoder is
-    consistent. With the demo model at 0.1 it dominated the L2 term (~0.01 at 26 dB) and pulled every
-    embedding towards an average face: expressions (smile, closed eyes) were lost, the judge's smile
-    score correlated 0.06 with the truth (0.63 at 0.002). It is lazy (``LazyTerm``), as in the edit objective.
+    consistent. A large weight outweighs the L2 term and pulls every embedding towards an average face,
+    losing expressions (smile, closed eyes); docs/results.md has the demo model's figures. It is lazy
+    (``LazyTerm``), as in the edit objective.
     """
 
     def __init__(self, generator, image: torch.Tensor, lpips=None, encoder=None, l2: float = 1.0,

@@ -10,7 +10,10 @@ and the latent shape and the reader checks both, as it does for editing vectors.
 - metadata ``edits`` (optional): JSON list, one entry per edit run in order,
   ``{"vectors": [[name, scale], ...], "refine_steps": n}``;
 - metadata ``source`` (optional): JSON object saying where the latent came from, e.g.
-  ``{"image": "a.png", "embed_steps": 100, "psnr": 31.2}``.
+  ``{"image": "a.png", "embed_steps": 100, "psnr": 31.2}``;
+- metadata ``run`` (optional): JSON object with the settings of the batch run that wrote the file (bundle
+  fingerprint, vectors with scales and digests, steps, input digest), so a rerun can tell its own finished
+  outputs from ones made differently.
 
 Later versions may add optional entries under the same name; a change an older reader would misread
 gets a new number, and a reader refuses numbers it does not know.
@@ -60,6 +63,7 @@ class LatentFile:
     original: torch.Tensor | None = None  # the latent ``edits`` started from, same shape
     edits: list[EditRecord] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.bundle_id, str) or not self.bundle_id:
@@ -105,11 +109,12 @@ def latent_to_bytes(item: LatentFile) -> bytes:
     meta = {"format": FORMAT, "bundle_id": item.bundle_id, "latent_shape": json.dumps(list(item.latent_shape))}
     if item.edits:
         meta["edits"] = json.dumps([e.to_json() for e in item.edits])
-    if item.source:
-        try:
-            meta["source"] = json.dumps(item.source, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise LatentError(f"the latent's source information cannot be stored: {exc}") from exc
+    for key in ("source", "run"):
+        if getattr(item, key):
+            try:
+                meta[key] = json.dumps(getattr(item, key), ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise LatentError(f"the latent's {key} information cannot be stored: {exc}") from exc
     return safetensors.torch.save(tensors, metadata=meta)
 
 
@@ -182,10 +187,11 @@ def latent_from_bytes(data: bytes, label: str = "latent file", expect_bundle_id:
         raise LatentError(f"{label} has no latent shape in its metadata")
     edits = [_edit_record(e, label) for e in _json_entry(meta, "edits", label, list, [])]
     source = _json_entry(meta, "source", label, dict, {})
+    run = _json_entry(meta, "run", label, dict, {})
     tensors = load_tensors(data, label, LatentError)
     try:
         item = LatentFile(latent=tensors["latent"], bundle_id=meta["bundle_id"], original=tensors.get("original"),
-                          edits=edits, source=source)
+                          edits=edits, source=source, run=run)
     except LatentError as exc:
         raise LatentError(f"{label}: {exc}") from exc
     if list(item.latent_shape) != shape:

@@ -6,8 +6,10 @@ input scaling, unit-normalised relu taps, and one non-negative 1x1 "linear head"
 weights cannot be fetched on an offline box, so :func:`load_lpips` returns ``None`` there (with one warning)
 and callers fall back to L2; online users get them with ``python -m editgan_core.losses --download-lpips``.
 
-Weights are looked up as (a) ``lpips_vgg.safetensors`` (our single-file format, trunk and heads) or (b) the
-torch hub cache: torchvision's ``vgg16-397923af.pth`` plus the lpips package's ``weights/v0.1/vgg.pth``.
+Weights are looked up as (a) ``lpips_vgg.safetensors`` (our single-file format, trunk and heads) in the
+checkpoint folders or the LPIPS cache (``<EDITGAN_HOME>/lpips``, where ``editgan_core.startup`` downloads
+them) or (b) torchvision's ``vgg16-397923af.pth`` in the torch hub cache plus the v0.1 heads that the
+``lpips`` and ``torchmetrics`` wheels ship (or the hub cache).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from editgan_core.models.serialization import ModelMixin, load_checked, register_config
+from editgan_core.paths import cache_dir, checkpoint_dirs
 
 WEIGHTS_FILE = "lpips_vgg.safetensors"
 WEIGHTS_METADATA = {"format": "lpips-vgg16", "lpips_version": "0.1"}
@@ -36,11 +39,10 @@ HEADS_URL = "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/ma
 HEADS_CACHE_NAMES = ("lpips_vgg_v0.1.pth", "vgg.pth")  # our download name first, then the URL's basename
 DOWNLOAD_COMMAND = "python -m editgan_core.losses --download-lpips checkpoints/"
 
-# Folders searched for WEIGHTS_FILE after any the caller names: ./checkpoints and the repository's own.
-DEFAULT_SEARCH_DIRS: tuple[Path, ...] = (
-    Path("checkpoints"),
-    Path(__file__).resolve().parents[1] / "checkpoints",
-)
+# Folders searched for WEIGHTS_FILE after any the caller names (then the LPIPS cache, ``weights_cache``).
+DEFAULT_SEARCH_DIRS: tuple[Path, ...] = tuple(checkpoint_dirs())
+# Where the installed wheels keep the v0.1 VGG heads (found without importing them: both import torchvision).
+HEADS_IN_PACKAGES = (("lpips", "weights/v0.1/vgg.pth"), ("torchmetrics", "functional/image/lpips_models/vgg.pth"))
 
 # torchvision's VGG16 ("configuration D"): numbers are 3x3 conv widths (each followed by a ReLU), "M" a 2x2
 # max-pool. Laid out flat, this gives the familiar indices: convs at 0, 2, 5, 7, 10, ..., 28.
@@ -196,20 +198,14 @@ class LPIPS(ModelMixin, nn.Module):
     def from_local(cls, search_dirs: Iterable[str | Path] | None = None) -> LPIPS | None:
         """Pretrained LPIPS from files already on disk, or None when they are not all there.
 
-        Looks for ``lpips_vgg.safetensors`` in ``search_dirs`` then ``DEFAULT_SEARCH_DIRS``; failing that,
-        torchvision's VGG16 file in the torch hub cache plus the lpips heads (installed lpips package, found
-        without importing it since it imports torchvision, or the hub cache).
+        Which files: ``local_weight_files``.
         """
-        dirs = [*(Path(d) for d in (search_dirs or ())), *DEFAULT_SEARCH_DIRS]
-        single = _first_file(dirs, [WEIGHTS_FILE])
-        if single is not None:
-            return cls.load(single)
-        trunk = _first_file(_hub_checkpoint_dirs(), [VGG16_FILE])
-        heads = _find_lpips_heads()
-        if trunk is None or heads is None:
+        files = local_weight_files(search_dirs)
+        if not files:
             return None
-        state = {**_torch_load(trunk), **_torch_load(heads)}
-        return cls().load_weights(state)
+        if len(files) == 1:
+            return cls.load(files[0])
+        return cls().load_weights({k: v for f in files for k, v in _torch_load(f).items()})
 
     @classmethod
     def download(cls, dest_dir: str | Path) -> Path:
@@ -218,7 +214,8 @@ class LPIPS(ModelMixin, nn.Module):
         trunk = torch.hub.load_state_dict_from_url(
             VGG16_URL, map_location="cpu", progress=True, check_hash=True, weights_only=True
         )
-        heads = torch.hub.load_state_dict_from_url(
+        local_heads = _find_lpips_heads()  # an installed lpips or torchmetrics wheel saves the second download
+        heads = _torch_load(local_heads) if local_heads else torch.hub.load_state_dict_from_url(
             HEADS_URL, map_location="cpu", progress=True, file_name=HEADS_CACHE_NAMES[0], weights_only=True
         )
         model = cls().load_weights({**trunk, **heads})
@@ -282,6 +279,20 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], scheme: str) -> di
 # --- finding weight files -------------------------------------------------------------------------
 
 
+def local_weight_files(search_dirs: Iterable[str | Path] | None = None) -> list[Path]:
+    """The files ``LPIPS.from_local`` loads, or [] when they are not all on disk.
+
+    ``lpips_vgg.safetensors`` in ``search_dirs``, then ``DEFAULT_SEARCH_DIRS``, then the LPIPS cache; failing
+    that, torchvision's VGG16 file in the torch hub cache plus the heads of ``_find_lpips_heads``.
+    """
+    dirs = [*(Path(d) for d in (search_dirs or ())), *DEFAULT_SEARCH_DIRS, weights_cache()]
+    single = _first_file(dirs, [WEIGHTS_FILE])
+    if single is not None:
+        return [single]
+    trunk, heads = _first_file(_hub_checkpoint_dirs(), [VGG16_FILE]), _find_lpips_heads()
+    return [trunk, heads] if trunk is not None and heads is not None else []
+
+
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -301,10 +312,15 @@ def _hub_checkpoint_dirs() -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
-def _lpips_package_dir() -> Path | None:
-    """Where the lpips package is installed, found without importing it (it imports torchvision)."""
+def weights_cache() -> Path:
+    """Where downloaded LPIPS weights are kept: ``<EDITGAN_HOME>/lpips`` (``editgan_core.paths``)."""
+    return cache_dir("lpips")
+
+
+def _lpips_package_dir(package: str = "lpips") -> Path | None:
+    """Where a package is installed, found without importing it."""
     try:
-        spec = importlib.util.find_spec("lpips")
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.submodule_search_locations:
@@ -313,10 +329,11 @@ def _lpips_package_dir() -> Path | None:
 
 
 def _find_lpips_heads() -> Path | None:
-    """lpips' v0.1 VGG heads: the installed package's copy, else the torch hub cache."""
-    package = _lpips_package_dir()
-    if package is not None and (package / "weights" / "v0.1" / "vgg.pth").is_file():
-        return package / "weights" / "v0.1" / "vgg.pth"
+    """The v0.1 VGG heads: an installed lpips or torchmetrics wheel's copy, else the torch hub cache."""
+    for package, relative in HEADS_IN_PACKAGES:
+        folder = _lpips_package_dir(package)
+        if folder is not None and (folder / relative).is_file():
+            return folder / relative
     for d in _hub_checkpoint_dirs():
         for name in HEADS_CACHE_NAMES:
             p = d / name
@@ -336,7 +353,7 @@ def load_lpips(allow_download: bool = False, search_dirs: Iterable[str | Path] |
     try:
         model = LPIPS.from_local(search_dirs)
         if model is None and allow_download:
-            dest = Path(search_dirs[0]) if search_dirs else DEFAULT_SEARCH_DIRS[-1]
+            dest = Path(search_dirs[0]) if search_dirs else weights_cache()
             model = LPIPS.load(LPIPS.download(dest))
     except Exception as e:  # any failure degrades to L2, and the warning says why
         model, reason = None, f"{type(e).__name__}: {e}"
@@ -440,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help=f"download VGG16 + lpips v0.1 heads and write DIR/{WEIGHTS_FILE}",
     )
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     args = parser.parse_args(argv)
     if args.download_lpips is None:
         parser.print_help()

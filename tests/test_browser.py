@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_webapp_support import REPO, cached_tiny_bundle
+from helpers_suite import REPO
 
 from webapp.ui import build_demo, launch_kwargs
 
@@ -24,6 +24,7 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None,
                        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"),
 ]
@@ -31,9 +32,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwrig
 
 
 @pytest.fixture(scope="module")
-def url(pytestconfig, tmp_path_factory):
+def url(tiny_bundle):
     # EDITGAN_BROWSER_BUNDLE=checkpoints/faces64 measures the timings on a real bundle instead.
-    bundle = os.environ.get("EDITGAN_BROWSER_BUNDLE") or cached_tiny_bundle(pytestconfig, tmp_path_factory)
+    bundle = os.environ.get("EDITGAN_BROWSER_BUNDLE") or tiny_bundle
     demo = build_demo([bundle], device="cpu")
     _, address, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
     yield address

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,7 +271,7 @@ def test_add_presets_from_npy_and_safetensors(created, tmp_path):
 
 
 def test_demo_card_is_generated_from_its_manifest():
-    demo = Bundle.load(bundle_mod.CHECKPOINTS / "faces64")
+    demo = Bundle.load(Path(__file__).resolve().parents[1] / "checkpoints" / "faces64")
     assert (demo.root / "README.md").is_file()
     card = demo.model_card()
     for text in ("611 k images seen in training", "trained with the generator (train.gan --recon)",

@@ -9,15 +9,14 @@ from editgan_core.bundle import Bundle, write_manifest
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command
 from editgan_core.eval import edit as eval_edit
 from editgan_core.eval import embedding
-from editgan_core.testing import make_tiny_bundle
 from editgan_core.train import presets
 
 
-def test_parse_command_sets_threads_and_open_pipeline_uses_the_device(tmp_path):
+def test_parse_command_sets_threads_and_open_pipeline_uses_the_device(tiny_bundle):
     parser = command_parser("doc", bundle=True, device=True)
     before = torch.get_num_threads()
     try:
-        args = parse_command(parser, ["--bundle", str(make_tiny_bundle(tmp_path / "tiny")), "--device", "cpu",
+        args = parse_command(parser, ["--bundle", str(tiny_bundle), "--device", "cpu",
                                       "--threads", str(before + 1)])
         assert torch.get_num_threads() == before + 1
     finally:
@@ -28,8 +27,8 @@ def test_parse_command_sets_threads_and_open_pipeline_uses_the_device(tmp_path):
 
 
 @pytest.mark.parametrize("main", [embedding.main, presets.main, eval_edit.main])
-def test_bundle_commands_refuse_a_bundle_without_a_domain(tmp_path, capsys, main):
-    root = make_tiny_bundle(tmp_path / "tiny")
+def test_bundle_commands_refuse_a_bundle_without_a_domain(tiny_bundle_copy, capsys, main):
+    root = tiny_bundle_copy
     manifest = dict(Bundle.load(root).manifest)
     del manifest["domain"]
     write_manifest(root, manifest)

@@ -11,7 +11,6 @@ import editgan_core.pipeline as pipeline_module
 from editgan_core.bundle import Bundle, BundleError
 from editgan_core.defaults import RuntimeDefaults
 from editgan_core.pipeline import EditGANPipeline
-from editgan_core.testing import make_tiny_bundle
 from editgan_core.vectors import load_vector
 
 OVERRIDES = {"embed_steps": 4, "edit_steps": 3, "edit_lr": 0.05, "refine_steps": 2}
@@ -25,14 +24,9 @@ def with_manifest(src, dest, **changes):
     return dest
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
-
-
-def test_missing_entry_and_missing_keys_take_the_core_values(tiny, tmp_path):
-    assert Bundle.load(tiny).defaults == RuntimeDefaults()
-    partial = with_manifest(tiny, tmp_path / "partial", defaults={"edit_steps": 50})
+def test_missing_entry_and_missing_keys_take_the_core_values(tiny_bundle, tmp_path):
+    assert Bundle.load(tiny_bundle).defaults == RuntimeDefaults()
+    partial = with_manifest(tiny_bundle, tmp_path / "partial", defaults={"edit_steps": 50})
     assert Bundle.load(partial).defaults == RuntimeDefaults(edit_steps=50)
 
 
@@ -45,15 +39,15 @@ def test_missing_entry_and_missing_keys_take_the_core_values(tiny, tmp_path):
     ({"edit_lr": "fast"}, "edit_lr must be a number"),
     ([30, 10], "'defaults' must be an object"),
 ])
-def test_bad_defaults_are_refused_when_the_bundle_opens(tiny, tmp_path, entry, message):
-    bad = with_manifest(tiny, tmp_path / "bad", defaults=entry)
+def test_bad_defaults_are_refused_when_the_bundle_opens(tiny_bundle, tmp_path, entry, message):
+    bad = with_manifest(tiny_bundle, tmp_path / "bad", defaults=entry)
     with pytest.raises(BundleError, match=message):
         Bundle.load(bad)
 
 
-def test_pipeline_methods_use_the_bundles_defaults(tiny, tmp_path, monkeypatch):
-    pipe = EditGANPipeline.from_pretrained(with_manifest(tiny, tmp_path / "own", defaults=OVERRIDES), device="cpu",
-                                           lpips=False)
+def test_pipeline_methods_use_the_bundles_defaults(tiny_bundle, tmp_path, monkeypatch):
+    own = with_manifest(tiny_bundle, tmp_path / "own", defaults=OVERRIDES)
+    pipe = EditGANPipeline.from_pretrained(own, device="cpu", lpips=False)
     assert pipe.defaults == RuntimeDefaults(**OVERRIDES)
     rates = []
     original = pipeline_module.optimise_edit
@@ -70,7 +64,7 @@ def test_pipeline_methods_use_the_bundles_defaults(tiny, tmp_path, monkeypatch):
     steps: dict[str, list] = {"embed": [], "edit": [], "refine": []}
     pipe.embed(before.image, callback=steps["embed"].append)
     pipe.learn_edit(latent, painted, callback=steps["edit"].append)
-    vector = load_vector(sorted((tiny / "vectors").glob("*.safetensors"))[0])
+    vector = load_vector(sorted((tiny_bundle / "vectors").glob("*.safetensors"))[0])
     pipe.refine(latent, [(vector, 1.0)], callback=steps["refine"].append)
     assert {k: len(v) for k, v in steps.items()} == {"embed": 4, "edit": 3, "refine": 2}
     assert rates == [0.05, 0.05]

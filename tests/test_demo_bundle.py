@@ -21,6 +21,7 @@ from editgan_core.vectors import VectorLibrary
 
 DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "faces64"
 SEEDS = range(6)  # held-out benchmark faces
+pytestmark = pytest.mark.slow  # loads and embeds with the shipped bundle
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,10 @@ import itertools
 
 from editgan_core.eval import edit as eval_edit
 from editgan_core.pipeline import EditGANPipeline
-from editgan_core.testing import make_tiny_bundle
 
 
-def test_edit_step_ratio_counts_whole_steps(tmp_path, monkeypatch):
-    pipe = EditGANPipeline.from_pretrained(make_tiny_bundle(tmp_path / "tiny"), device="cpu", lpips=False)
+def test_edit_step_ratio_counts_whole_steps(tiny_bundle, monkeypatch):
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
     latent = pipe.sample_latent(0)
     labels = pipe.render(latent).labels
     painted = labels.copy()
@@ -45,12 +44,12 @@ def test_success_needs_the_margin_towards_the_target_or_to_be_near_it():
     assert already.passes(0.85)  # within the margin of the target, though it barely moved
 
 
-def test_attribute_spread_reads_samples_and_renders(tmp_path):
+def test_attribute_spread_reads_samples_and_renders(tiny_bundle):
     import numpy as np
 
     from editgan_core.domains import faces
 
-    pipe = EditGANPipeline.from_pretrained(make_tiny_bundle(tmp_path / "tiny"), device="cpu", lpips=False)
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
 
     class MeanJudge:  # reads "smile" as the image's mean brightness
         def predict(self, images):

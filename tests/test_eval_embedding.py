@@ -11,16 +11,10 @@ from editgan_core.domains import faces
 from editgan_core.eval.embedding import evaluate_range, main
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.scoring import evaluate_embedding, shifted_miou
-from editgan_core.testing import make_tiny_bundle
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
-
-
-def test_more_steps_reconstruct_better(bundle_dir):
-    pipe = EditGANPipeline.from_pretrained(bundle_dir, device="cpu", lpips=False)
+def test_more_steps_reconstruct_better(tiny_bundle):
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
     report = evaluate_embedding(pipe, faces, range(2), [0, 20], progress=False)
     assert list(report) == [0, 20]
     assert report[20]["psnr"] > report[0]["psnr"] and report[20]["seconds"] > report[0]["seconds"]
@@ -29,20 +23,20 @@ def test_more_steps_reconstruct_better(bundle_dir):
         assert all(math.isnan(v) or 0 <= v <= 1 for v in row["per_class"].values())
 
 
-def test_cli_prints_a_table(bundle_dir, capsys):
-    main(["--bundle", str(bundle_dir), "--n", "1", "--steps", "0", "2"])
+def test_cli_prints_a_table(tiny_bundle, capsys):
+    main(["--bundle", str(tiny_bundle), "--n", "1", "--steps", "0", "2"])
     out = capsys.readouterr().out
     assert "PSNR dB" in out and "per-class IoU at 2 steps" in out and "moved by one pixel" in out
     assert [line.split()[0] for line in out.splitlines()[2:4]] == ["0", "2"]
 
 
-def test_range_check_recovers_generator_samples(bundle_dir, capsys):
+def test_range_check_recovers_generator_samples(tiny_bundle, capsys):
     """A face the generator drew itself comes back far better than the encoder alone gets it."""
-    pipe = EditGANPipeline.from_pretrained(bundle_dir, device="cpu", lpips=False)
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
     coarse = evaluate_range(pipe, range(10**6, 10**6 + 2), 0, progress=False)
     fine = evaluate_range(pipe, range(10**6, 10**6 + 2), 40, progress=False)
     assert fine["psnr"] > coarse["psnr"] + 3 and 0 <= fine["miou"] <= 1
-    main(["--bundle", str(bundle_dir), "--n", "1", "--steps", "3", "--range-check", "1"])
+    main(["--bundle", str(tiny_bundle), "--n", "1", "--steps", "3", "--range-check", "1"])
     assert "range check, 1 generator samples embedded with 3 steps" in capsys.readouterr().out
 
 
@@ -54,4 +48,4 @@ def test_one_pixel_shift_yardstick():
     miou, ious = shifted_miou([block], 2)
     assert ious[1] == pytest.approx(2 / 6) and 0 < miou < 1
     face = faces.render_face(0, 64).labels
-    assert 0.3 < shifted_miou([face], faces.NUM_CLASSES)[0] < 0.8
+    assert 0.3 < shifted_miou([face], len(faces.CLASSES))[0] < 0.8

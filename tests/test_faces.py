@@ -10,6 +10,9 @@ import pytest
 
 from editgan_core.domains import faces as F
 from editgan_core.domains import get_domain
+from editgan_core.domains.faces import classes as parts
+from editgan_core.domains.faces import sheets
+from editgan_core.domains.faces.attributes import SPECS
 
 cv2.setNumThreads(1)
 
@@ -31,6 +34,10 @@ def test_classes_ids_names_and_distinct_colours():
 
 def test_registry_returns_faces_module():
     assert get_domain("faces") is F
+    # the domain interface the trainers, benchmarks and bundle tools read (editgan_core/domains/__init__.py)
+    for name in ("CLASSES", "PALETTE", "ATTRIBUTE_RANGES", "EDIT_CLASSES", "ATTRIBUTE_SPECS", "sample_attributes",
+                 "render", "render_face", "render_batch"):
+        assert hasattr(F, name), name
     with pytest.raises(KeyError):
         get_domain("cars")
 
@@ -59,9 +66,9 @@ def test_render_is_a_pure_function_of_the_attributes():
 def test_sample_attributes_respects_ranges():
     for seed in range(300):
         attrs = F.sample_attributes(seed)
-        assert set(attrs) == set(F.SPECS)
+        assert set(attrs) == set(SPECS)
         for name, value in attrs.items():
-            spec = F.SPECS[name]
+            spec = SPECS[name]
             assert spec.low <= value <= spec.high, (seed, name, value)
         assert attrs["noise_seed"] == int(attrs["noise_seed"])
     assert set(F.ATTRIBUTE_RANGES) >= {"smile", "mouth_open", "eye_open", "pupil_size", "gaze_x",
@@ -81,7 +88,8 @@ def test_any_size_gives_hard_labels(size):
     assert s.labels.max() < len(F.CLASSES)
     # hard: one id per pixel, every main part present even at 32 px
     present = set(np.unique(s.labels).tolist())
-    assert {F.BACKGROUND, F.SKIN, F.HAIR, F.LIPS, F.NECK, F.CLOTHES, F.EYE_WHITES} <= present
+    assert {parts.BACKGROUND, parts.SKIN, parts.HAIR, parts.LIPS, parts.NECK, parts.CLOTHES,
+            parts.EYE_WHITES} <= present
 
 
 def test_labels_agree_across_sizes():
@@ -102,10 +110,10 @@ def test_all_classes_appear_and_each_part_is_where_it_belongs():
         counts = np.bincount(lab.ravel(), minlength=len(F.CLASSES))
         assert (counts[: len(EXPECTED_NAMES)] >= 8).all(), (seed, counts)
         rows = {c: np.nonzero(lab == c)[0].mean() for c in range(len(EXPECTED_NAMES))}
-        rows[F.HAIR] = np.nonzero(lab == F.HAIR)[0].min()  # long hair reaches the shoulders: use its top
-        order = [F.HAIR, F.EYEBROWS, F.EYE_WHITES, F.NOSE, F.LIPS, F.NECK, F.CLOTHES]
+        rows[parts.HAIR] = np.nonzero(lab == parts.HAIR)[0].min()  # long hair reaches the shoulders: use its top
+        order = [parts.HAIR, parts.EYEBROWS, parts.EYE_WHITES, parts.NOSE, parts.LIPS, parts.NECK, parts.CLOTHES]
         assert all(rows[a] < rows[b] for a, b in itertools.pairwise(order)), (seed, rows)
-        assert abs(np.nonzero(lab == F.SKIN)[1].mean() - 64) < 12  # face roughly centred
+        assert abs(np.nonzero(lab == parts.SKIN)[1].mean() - 64) < 12  # face roughly centred
 
 
 def _neighbours(lab: np.ndarray, cls: int) -> set[int]:
@@ -116,20 +124,20 @@ def _neighbours(lab: np.ndarray, cls: int) -> set[int]:
 def test_pupil_inside_iris_inside_eye():
     for seed in range(6):
         lab = F.render_face(seed, 128, **TYPICAL).labels
-        assert _neighbours(lab, F.PUPILS) <= {F.IRISES, F.SKIN}
-        assert _neighbours(lab, F.IRISES) <= {F.PUPILS, F.EYE_WHITES, F.SKIN}
+        assert _neighbours(lab, parts.PUPILS) <= {parts.IRISES, parts.SKIN}
+        assert _neighbours(lab, parts.IRISES) <= {parts.PUPILS, parts.EYE_WHITES, parts.SKIN}
 
 
 def test_closed_eyes_and_mouth_hide_their_insides():
     lab = F.render_face(1, 128, eye_open=0.0, mouth_open=0.0).labels
-    assert not np.isin(lab, [F.EYE_WHITES, F.IRISES, F.PUPILS, F.MOUTH_INTERIOR]).any()
+    assert not np.isin(lab, [parts.EYE_WHITES, parts.IRISES, parts.PUPILS, parts.MOUTH_INTERIOR]).any()
 
 
 def test_labels_match_the_visible_colours():
     s = F.render_face(6, 128, **TYPICAL)
     lum = s.image.astype(float).mean(axis=2)
-    assert np.median(lum[s.labels == F.PUPILS]) < 60
-    assert np.median(lum[s.labels == F.EYE_WHITES]) > 180
+    assert np.median(lum[s.labels == parts.PUPILS]) < 60
+    assert np.median(lum[s.labels == parts.EYE_WHITES]) > 180
 
 
 @pytest.mark.parametrize("name", sorted(F.EDIT_CLASSES))
@@ -152,7 +160,7 @@ def test_one_attribute_changes_only_its_part(name):
 
 def test_smile_leaves_everything_above_and_below_the_mouth_identical():
     a, b = F.render_face(8, 128, smile=-1.0), F.render_face(8, 128, smile=1.0)
-    rows = np.nonzero((a.labels == F.LIPS) | (b.labels == F.LIPS))[0]
+    rows = np.nonzero((a.labels == parts.LIPS) | (b.labels == parts.LIPS))[0]
     top, bottom = rows.min() - 3, rows.max() + 4
     assert np.array_equal(a.image[:top], b.image[:top]) and np.array_equal(a.image[bottom:], b.image[bottom:])
     assert np.array_equal(a.labels[:top], b.labels[:top])
@@ -164,3 +172,14 @@ def test_render_batch_shapes():
     assert images.shape == (3, 48, 48, 3) and images.dtype == np.uint8
     assert labels.shape == (3, 48, 48) and labels.dtype == np.uint8
     assert np.array_equal(images[1], F.render_face(1, 48).image)
+
+
+def test_contact_sheets_are_written(tmp_path, capsys):
+    sheets.main(["--grid", str(tmp_path / "grid.png"), "--sweep", str(tmp_path / "sweep.png"), "--size", "32",
+                 "--labels"])
+    grid, sweep = cv2.imread(str(tmp_path / "grid.png")), cv2.imread(str(tmp_path / "sweep.png"))
+    assert grid.shape == (4 * 32, 8 * 2 * 32, 3)
+    assert sweep.shape == (len(sheets.SWEEP_ATTRIBUTES) * 32, 8 * 2 * 32, 3)
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        sheets.main([])

@@ -19,7 +19,7 @@ from editgan_core.gpu_run import plan, runner
 from editgan_core.train import gan, shards
 
 REPO = plan.REPO
-TOTAL_S = 120
+TOTAL_S = 150
 CUT_BUDGET_S = 0.5  # pytest cannot even import torch in that: core_tests is cut
 
 
@@ -29,11 +29,12 @@ def dry_run(tmp_path_factory):
     out, work = root / "out", root / "work"
     done = subprocess.run([sys.executable, "-m", "editgan_core.gpu_run", "run", "--dry-run", "--out", str(out),
                            "--work", str(work), "--total", str(TOTAL_S), f"--budget=core_tests={CUT_BUDGET_S}",
-                           "--budget=train=15"], cwd=REPO, capture_output=True, text=True, timeout=TOTAL_S + 60)
+                           "--budget=train=30"], cwd=REPO, capture_output=True, text=True, timeout=TOTAL_S + 60)
     summary = json.loads((out / plan.SUMMARY).read_text())
     return done, summary, out, root
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_prints_what_it_carries_and_returns(dry_run):
     done, _, _, _ = dry_run
     assert f"carry: {plan.CARRY_DIR}/" in done.stdout
@@ -41,6 +42,7 @@ def test_prints_what_it_carries_and_returns(dry_run):
         assert name in done.stdout
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_an_overrunning_phase_is_cut_and_later_phases_still_run(dry_run):
     done, summary, _, _ = dry_run
     phases = summary["phases"]
@@ -54,6 +56,7 @@ def test_an_overrunning_phase_is_cut_and_later_phases_still_run(dry_run):
     assert list(phases) == list(plan.PHASE_NAMES)
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_outputs_stay_within_the_device_limits(dry_run):
     _, summary, out, _ = dry_run
     check = plan.check_out(out)
@@ -65,6 +68,7 @@ def test_outputs_stay_within_the_device_limits(dry_run):
     assert "=== train: ok" in (out / plan.LOG).read_text()
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_cuda_test_results_are_recorded(dry_run):
     _, summary, out, _ = dry_run
     suites = {s.get("name"): s for s in ET.parse(out / plan.TESTS).getroot()}
@@ -76,6 +80,7 @@ def test_cuda_test_results_are_recorded(dry_run):
         assert summary["phases"]["cuda_tests"]["ops_for_later_phases"] == "native"
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_benchmark_json_has_every_section(dry_run):
     _, _, out, _ = dry_run
     bench = json.loads((out / plan.BENCH).read_text())
@@ -92,6 +97,7 @@ def test_benchmark_json_has_every_section(dry_run):
         assert timings[key] > 0, key
 
 
+@pytest.mark.slow  # reads the whole dry run
 def test_training_resumes_from_the_returned_shards(dry_run):
     _, summary, out, root = dry_run
     result = summary["phases"]["train"]["result"]

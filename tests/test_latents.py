@@ -12,7 +12,6 @@ from PIL import Image
 from editgan_core import latents
 from editgan_core.cli import main as cli_main
 from editgan_core.latents import EditRecord, LatentError, LatentFile, load_latent, save_latent
-from editgan_core.testing import make_tiny_bundle
 from editgan_core.vectors import EditVector, save_vector
 
 SHAPE = (8, 32)
@@ -95,16 +94,11 @@ def test_writer_refuses_what_it_could_not_read_back(tmp_path):
     assert not (tmp_path / "x.safetensors").exists()
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
-
-
-def test_batch_cli_writes_latent_files_and_edits_them_again(tmp_path, bundle_dir, capsys):
+def test_batch_cli_writes_latent_files_and_edits_them_again(tmp_path, tiny_bundle, capsys):
     photos, first, second = tmp_path / "photos", tmp_path / "first", tmp_path / "second"
     photos.mkdir()
     Image.new("RGB", (40, 40), (200, 150, 100)).save(photos / "a.png")
-    common = ["--bundle", str(bundle_dir), "--device", "cpu", "--embed-steps", "2"]
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--embed-steps", "2"]
     assert cli_main(["apply", str(photos), str(first), *common, "--vector", "smile=0.5"]) == 0
     once = load_latent(first / "a.latent.safetensors", "tiny-test")
     assert once.source["image"] == "a.png" and once.source["embed_steps"] == 2 and once.source["psnr"] > 0

@@ -185,7 +185,7 @@ def test_safetensors_round_trip(model: LPIPS, tmp_path, monkeypatch) -> None:
 
 def test_finds_torchvision_and_lpips_files_in_hub_cache(model: LPIPS, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(losses, "DEFAULT_SEARCH_DIRS", ())
-    monkeypatch.setattr(losses, "_lpips_package_dir", lambda: None)  # in case lpips is installed
+    monkeypatch.setattr(losses, "_lpips_package_dir", lambda package="lpips": None)  # lpips, torchmetrics
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cache = tmp_path / "torch" / "hub" / "checkpoints"

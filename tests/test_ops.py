@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import threading
 
 import pytest
 import torch
@@ -92,6 +94,44 @@ def test_impl_selection(monkeypatch):
     with pytest.raises(ValueError):
         upfirdn2d(torch.zeros(3, 4, 4), BLUR)
 
+
+
+def test_use_impl_holds_per_thread(monkeypatch):
+    """Two sessions served at once each run the implementation they asked for; the process default is untouched."""
+    module = importlib.import_module("editgan_core.ops.upfirdn2d")  # the package exports a function of that name
+    monkeypatch.setenv("EDITGAN_OPS", "auto")
+    ran: dict[str, list[str]] = {}
+
+    def spy(name: str, real):
+        def recorded(*args):
+            ran.setdefault(threading.current_thread().name, []).append(name)
+            return real(*args)
+        return recorded
+
+    for name in ("ref", "native"):  # record which formulation each thread's call reached
+        monkeypatch.setattr(module, f"upfirdn2d_{name}", spy(name, getattr(module, f"upfirdn2d_{name}")))
+    x = torch.randn(1, 1, 8, 8)
+    both_inside, both_read = threading.Barrier(3), threading.Barrier(3)
+    seen: dict[str, str] = {}
+
+    def session(impl: str) -> None:
+        with use_impl(impl):
+            both_inside.wait(timeout=30)  # the other session has entered its own block by now
+            upfirdn2d(x, BLUR, pad=(1, 2, 1, 2))
+            seen[impl] = requested_impl()
+            both_read.wait(timeout=30)
+
+    threads = [threading.Thread(target=session, args=(impl,), name=impl) for impl in ("ref", "native")]
+    for t in threads:
+        t.start()
+    both_inside.wait(timeout=30)
+    outside = requested_impl()
+    both_read.wait(timeout=30)
+    for t in threads:
+        t.join(timeout=30)
+    assert seen == {"ref": "ref", "native": "native"}
+    assert ran == {"ref": ["ref"], "native": ["native"]}
+    assert outside == "auto"
 
 @pytest.mark.parametrize(("impl_a", "impl_b", "device"), PAIRS)
 def test_generator_identical_under_both_formulations(impl_a, impl_b, device, strict_fp32):

@@ -14,22 +14,16 @@ from editgan_core.editing import EditObjective, EditTarget, EditWeights, edit_re
 from editgan_core.inversion import ReconstructionObjective
 from editgan_core.optim import lr_at, optimise
 from editgan_core.pipeline import EditGANPipeline, InputError, prepare_image
-from editgan_core.testing import make_tiny_bundle
 from editgan_core.utils import to_tensor
 from editgan_core.vectors import EditVector
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+def pipe(tiny_bundle):
+    return EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
 
 
-@pytest.fixture(scope="module")
-def pipe(bundle_dir):
-    return EditGANPipeline.from_pretrained(bundle_dir, device="cpu", lpips=False)
-
-
-def test_bundle_errors_are_clear(tmp_path, bundle_dir):
+def test_bundle_errors_are_clear(tmp_path, tiny_bundle):
     with pytest.raises(BundleError, match="no bundle"):
         Bundle.load(tmp_path / "missing")
     (tmp_path / "bad").mkdir()
@@ -38,11 +32,11 @@ def test_bundle_errors_are_clear(tmp_path, bundle_dir):
         Bundle.load(tmp_path / "bad")
     broken = tmp_path / "broken"
     broken.mkdir()
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="missing"):
         Bundle.load(broken).load_generator()
-    assert Bundle.load(bundle_dir).domain_module().__name__ == "editgan_core.domains.faces"
+    assert Bundle.load(tiny_bundle).domain_module().__name__ == "editgan_core.domains.faces"
     manifest.pop("domain")
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="no procedural domain"):
@@ -66,11 +60,11 @@ def test_embed_improves_on_the_encoder(pipe):
     assert result.psnr > start.psnr
 
 
-def test_embed_uses_the_bundle_learning_rate(tmp_path, monkeypatch):
+def test_embed_uses_the_bundle_learning_rate(tiny_bundle_copy, monkeypatch):
     from editgan_core import pipeline as pipeline_mod
     from editgan_core.bundle import write_manifest
 
-    root = make_tiny_bundle(tmp_path / "tiny")
+    root = tiny_bundle_copy
     seen = []
     real = pipeline_mod.optimise
     monkeypatch.setattr(pipeline_mod, "optimise", lambda init, obj, steps, lr, *a: seen.append(lr) or real(
@@ -276,7 +270,7 @@ def test_optimise_keeps_best_and_schedules():
         optimise(torch.zeros(1), lambda v: (v.sum() / 0.0 * 0.0, {}), steps=1, lr=0.1)
 
 
-def test_batch_cli_resumes_and_skips_bad_files(tmp_path, bundle_dir):
+def test_batch_cli_resumes_and_skips_bad_files(tmp_path, tiny_bundle):
     from editgan_core.cli import main
 
     src = tmp_path / "in"
@@ -284,7 +278,7 @@ def test_batch_cli_resumes_and_skips_bad_files(tmp_path, bundle_dir):
     Image.new("RGB", (50, 40), (200, 150, 100)).save(src / "a.png")
     (src / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "out"
-    args = ["apply", str(src), str(out), "--bundle", str(bundle_dir), "--vector", "smile=0.5", "--embed-steps", "2",
+    args = ["apply", str(src), str(out), "--bundle", str(tiny_bundle), "--vector", "smile=0.5", "--embed-steps", "2",
             "--refine", "2"]
     assert main(args) == 0
     assert (out / "a.png").is_file() and (out / "a.latent.safetensors").is_file()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from helpers_suite import EXAMPLE
 from PIL import Image
 from safetensors import safe_open
-from test_webapp_support import EXAMPLE, cached_tiny_bundle
 
 from editgan_core.pipeline import prepare_image
 from webapp.ui import build_demo, launch_kwargs
@@ -23,11 +23,12 @@ from webapp.ui import build_demo, launch_kwargs
 # buttons, which the API leaves out)
 IMAGE, LABELS, OVERLAY, VEC_IMAGE, HISTORY, HISTORY_TEXT, NO_ACTIVE, SLIDER_1 = range(8)
 
+pytestmark = pytest.mark.slow  # a served studio driven over HTTP
+
 
 @pytest.fixture(scope="module")
-def served(pytestconfig, tmp_path_factory):
-    bundles = [cached_tiny_bundle(pytestconfig, tmp_path_factory),
-               cached_tiny_bundle(pytestconfig, tmp_path_factory, bundle_id="tiny-other", seed=1)]
+def served(tiny_bundle, other_tiny_bundle):
+    bundles = [tiny_bundle, other_tiny_bundle]
     demo = build_demo(bundles, device="cpu")
     demo.studio.preview_every_s = 0.0  # a preview at every step: a tiny model's jobs end before the page's interval
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
-from test_webapp_support import EXAMPLE, cached_tiny_bundle
+from helpers_suite import EXAMPLE
 
 from editgan_core.latents import load_latent
 from editgan_core.optim import StepInfo
@@ -28,9 +28,9 @@ PALETTE = np.array([(0, 0, 0), (240, 180, 130), (130, 70, 20), (220, 30, 60), (2
 
 
 @pytest.fixture(scope="module")
-def studio(pytestconfig, tmp_path_factory) -> Studio:
+def studio(tiny_bundle) -> Studio:
     # a preview at every step: a tiny model's jobs end before the page's interval
-    return Studio(ModelRegistry([cached_tiny_bundle(pytestconfig, tmp_path_factory)], device="cpu"), preview_every_s=0)
+    return Studio(ModelRegistry([tiny_bundle], device="cpu"), preview_every_s=0)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from editgan_core.cli_common import setup_logging
 from editgan_core.domains.faces import render_face
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=EXAMPLES_DIR)
+    setup_logging()
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in SEEDS:

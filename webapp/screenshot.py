@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from editgan_core.cli_common import setup_logging
 from webapp.ui import build_demo, bundle_paths, launch_kwargs
 
 CHROMIUM = "/usr/bin/chromium"
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/screenshot.png"))
     parser.add_argument("--paint-class", type=int, default=3, help="class id to paint with (3 = eyebrows)")
     parser.add_argument("--steps", type=int, default=30, help="optimisation steps of the edit")
+    setup_logging()
     args = parser.parse_args(argv)
     paths = bundle_paths(args.bundle)
     with tempfile.TemporaryDirectory() as tmp:

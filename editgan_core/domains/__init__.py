@@ -1,7 +1,9 @@
 """Procedural dataset domains (images with exact part labels), looked up by name.
 
-A domain module offers ``CLASSES``, ``PALETTE``, ``ATTRIBUTE_RANGES``, ``sample_attributes(seed)``,
-``render(attrs, size)``, ``render_face``-style seeded rendering and ``render_batch(seeds, size)``.
+A domain (a module or package) offers ``CLASSES``, ``PALETTE``, ``ATTRIBUTE_RANGES``, ``EDIT_CLASSES``,
+``sample_attributes(seed)``, ``render(attrs, size)``, ``render_face``-style seeded rendering and
+``render_batch(seeds, size)``; optionally ``ATTRIBUTE_SPECS`` (every drawn value, for the attribute net's extra
+targets).
 Modules are imported on first use so that importing the package stays cheap.
 """
 

@@ -47,8 +47,8 @@ def edit_step_ratio(pipeline: EditGANPipeline, latent: torch.Tensor, painted: np
                     rounds: int = 9, steps: int = 16) -> tuple[float, float, float]:
     """Median over rounds of (mean edit step / median generator forward), each round measured together.
 
-    The speed of this shared box drifts by a third within seconds, so a forward timed now and steps
-    timed a few seconds later gave ratios from 3.0 to 4.3 for the same code. Steps are timed between
+    The speed of a shared box drifts within seconds, so a forward timed now and steps timed a few
+    seconds later gave ratios far apart for the same code (docs/results.md). Steps are timed between
     progress callbacks: ``steps`` whole steps (forward, region segmentation, losses, backward, Adam),
     a multiple of the lazy encoder term's period so its share is counted. Returns (step, forward, ratio).
     """

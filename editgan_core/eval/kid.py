@@ -26,8 +26,10 @@ from editgan_core.models import checkpoint
 from editgan_core.models.attribute_net import AttributeNet
 from editgan_core.models.serialization import read_metadata
 from editgan_core.models.stylegan2 import Generator
+from editgan_core.paths import find_checkpoint_file
 
-DEFAULT_ATTRIBUTE_NET = Path(__file__).resolve().parents[2] / "checkpoints" / "attribute_net_faces64.safetensors"
+# The judge shipped beside the demo bundle, found in the checkpoint folders (editgan_core.paths).
+DEFAULT_ATTRIBUTE_NET = find_checkpoint_file("attribute_net_faces64.safetensors")
 
 
 @dataclass

@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="output sizes in pixels")
     p.add_argument("--n", type=int, default=300, help="faces per size, split over the rounds")
     p.add_argument("--rounds", type=int, default=3)
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     args = p.parse_args(argv)
     images_per_second(args.sizes, args.n, args.rounds)
 

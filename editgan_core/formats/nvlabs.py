@@ -260,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("file", type=Path, help="NVlabs stylegan2-ada-pytorch .pkl snapshot")
     parser.add_argument("--bench", action="store_true", help="time the import against torch.load of its tensors")
     parser.add_argument("--repeats", type=int, default=5)
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     args = parser.parse_args(argv)
     if args.bench:
         r = bench(args.file, args.repeats)

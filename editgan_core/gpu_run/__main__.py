@@ -80,6 +80,9 @@ def forwarded(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     args = parse(argv)
     dry = getattr(args, "dry_run", False)
     total = args.total or (plan.DRY_TOTAL_S if dry else plan.DEFAULT_TOTAL_S)

@@ -215,6 +215,9 @@ def pipeline_timings(config: dict, device: torch.device, work: Path, dry: bool) 
 
 
 def main(argv: list[str] | None = None) -> None:
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="the JSON file")
     p.add_argument("--work", type=Path, required=True, help="scratch folder (the benchmark bundle)")

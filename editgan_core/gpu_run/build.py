@@ -73,6 +73,9 @@ def build_all() -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--result", type=Path, required=True)
     args = p.parse_args(argv)

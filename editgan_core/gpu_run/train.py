@@ -82,6 +82,9 @@ def config(args: argparse.Namespace, run_dir: Path) -> gan.TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="where the shards and the sample grid go ($OUT)")
     p.add_argument("--work", type=Path, required=True, help="scratch folder holding the run")

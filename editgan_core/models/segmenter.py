@@ -4,7 +4,7 @@ Each member classifies one pixel from the generator's feature maps, upsampled to
 resolution and concatenated (d = sum of the map widths: 6016 for config F at 512 px); the ensemble's
 logits are the mean of its members' logits (Zhang et al. 2021, Ling et al. 2021).
 
-The official code builds that (d x H x W) stack, 5.9 GiB per image at 512 px. Here it never
+The official code builds that (d x H x W) stack, gigabytes per image at 512 px. Here it never
 exists: the first linear layer is per pixel, so it commutes with the (linear) upsampling, and runs
 as a 1x1 projection of every feature map at the map's own resolution. Only the projected
 (members * hidden) channels are upsampled and summed, a few rows at a time for full images, or

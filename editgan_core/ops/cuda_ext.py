@@ -1,4 +1,4 @@
-"""The CUDA kernels in ``cuda/`` behind autograd Functions, JIT-built once per process.
+"""The CUDA kernels in ``editgan_core/ops/cuda/`` behind autograd Functions, JIT-built once per process.
 
 ``available()`` builds the two extensions on first use (ninja, torch's extension cache); when that fails
 it warns once and the callers fall back to the native PyTorch ops. The Functions reach the compiled code
@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-CUDA_SOURCES = Path(__file__).resolve().parents[2] / "cuda"
+CUDA_SOURCES = Path(__file__).resolve().parent / "cuda"  # package data: ships in the wheel
 ACT_LEAKY_RELU = 3  # the kernel's activation code for leaky ReLU (1 linear, 2 relu)
 
 

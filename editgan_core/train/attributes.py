@@ -4,7 +4,7 @@
 
 Seeds: training faces come from [500_000, 1_000_000), disjoint from GAN training (>= 1_000_000) and
 from evaluation (KID uses 0..2N-1; the validation here uses 0..999). Rendering is the slow part on a
-CPU (~400 faces/s at 64 px on one core), so a pool is rendered up front and a few fresh faces replace
+CPU (``eval.render_speed``), so a pool is rendered up front and a few fresh faces replace
 random pool entries at every step: every image is seen a few times, and the pool keeps changing.
 
 Besides the editable attributes, the net regresses identity, colour and pose values (hues as cos/sin),
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from editgan_core.cli_common import command_parser, set_threads
+from editgan_core.cli_common import command_parser, set_threads, setup_logging
 from editgan_core.domains import get_domain
 from editgan_core.models.attribute_net import AttributeNet
 from editgan_core.train.data import TRAIN_SEED_BASE
@@ -87,7 +87,7 @@ def train(args: argparse.Namespace) -> tuple[AttributeNet, dict[str, float]]:
     targets = domain_targets(domain)
     attributes = list(domain.ATTRIBUTE_RANGES)
     net = AttributeNet(targets, attributes, input_size=args.size, channels=args.channels, hidden=args.hidden)
-    net = net.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
+    net = net.to(memory_format=torch.channels_last)  # faster convolutions on CPU
     print(f"attribute net: {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters, "
           f"{len(targets)} targets ({len(attributes)} editable)")
 
@@ -154,6 +154,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=256, help="width of the feature layer")
     p.add_argument("--extra-weight", type=float, default=0.25, help="loss weight of the non-editable targets")
     p.add_argument("--seed", type=int, default=0)
+    setup_logging()
     args = p.parse_args(argv)
     if args.pool + args.refresh > TRAIN_SEED_BASE - SEED_BASE:
         p.error(f"--pool must stay below {TRAIN_SEED_BASE - SEED_BASE} faces")

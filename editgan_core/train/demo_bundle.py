@@ -34,14 +34,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="ship the encoder the GAN run trained alongside its generator (train.gan --recon)")
     p.add_argument("--encoder-kimg", type=float, default=10.0, help="total encoder kimg for this run folder")
     p.add_argument("--segmenter-class-balance", type=float, default=0.5,
-                   help="class-balanced pixel draws (0.5: +0.01 mIoU, eyebrows 0.06 -> 0.13 in a 3-member test)")
+                   help="class-balanced pixel draws, so the small classes (eyebrows) are seen often enough")
     p.add_argument("--segmenter-steps", type=int, default=1500)
     p.add_argument("--embed-lr", type=float, default=0.2,
-                   help="the bundle's embedding learning rate (0.2: +0.3 dB and a more faithful smile than 0.1 "
-                        "at 100 steps on the demo model), used by every later stage")
+                   help="the bundle's embedding learning rate (on the demo model 0.2 reconstructs better than the "
+                        "projector's 0.1: docs/results.md), used by every later stage")
     p.add_argument("--preset-faces", type=int, default=presets.DEFAULT_FACES,
-                   help="faces each preset is learned on together (more carry over better: 8 -> 16 took the "
-                        "552-kimg demo's smile success from 64 to 78 %%)")
+                   help="faces each preset is learned on together (more carry over better: docs/results.md)")
     p.add_argument("--preset-steps", type=int, default=presets.DEFAULT_STEPS,
                    help="steps of the shared optimisation per preset")
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")

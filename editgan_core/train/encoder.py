@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from editgan_core.bundle import Bundle, BundleError
 from editgan_core.bundle_build import add_encoder
-from editgan_core.cli_common import command_parser, set_threads
+from editgan_core.cli_common import command_parser, set_threads, setup_logging
 from editgan_core.losses import LPIPS, load_lpips, masked_l2, psnr
 from editgan_core.models.checkpoint import load_generator
 from editgan_core.models.encoder import Encoder
@@ -361,6 +361,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations")
     p.add_argument("--eval-count", type=int, default=100, help="held-out images per evaluation")
     p.add_argument("--seed", type=int, default=0)
+    setup_logging()
     a = p.parse_args(argv)
     if not 0 <= a.real_fraction < 1:
         p.error("--real-fraction must be in [0, 1)")

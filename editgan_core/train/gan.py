@@ -16,7 +16,8 @@ Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. T
 the discriminator are also written as ``generator_ema.safetensors`` and ``discriminator.safetensors``
 (``Generator.load``, ``Discriminator.load``) at every checkpoint, and sample grids (fixed latents) go
 to ``samples/``. ``--minutes`` stops a run after that much wall time with a final checkpoint;
-``--ckpt-minutes`` checkpoints at least that often (default 10).
+``--ckpt-minutes`` checkpoints at least that often (default 10). Losses and throughput go to
+``metrics.jsonl``, one line per ``--log-every`` steps (``editgan_core.train.metrics``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from editgan_core.cli_common import command_parser, set_threads
+from editgan_core.cli_common import command_parser, set_threads, setup_logging
 from editgan_core.losses import masked_l2, psnr
 from editgan_core.models.checkpoint import LATENT_AVG_KEY
 from editgan_core.models.encoder import Encoder
@@ -45,6 +46,8 @@ from editgan_core.models.serialization import load_checked, read_safetensors
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream, ImageFolder, infinite_batches
 from editgan_core.train.encoder import average_latent
+from editgan_core.train.metrics import FILE as METRICS_FILE
+from editgan_core.train.metrics import MetricsLog
 from editgan_core.utils import atomic_write, save_image_grid
 
 # Lean widths that make CPU training possible; the GPU presets are wider.
@@ -80,6 +83,7 @@ class TrainConfig:
     ema_kimg: float = 10.0
     ema_rampup: float = 0.05
     ckpt_every: int = 250
+    log_every: int = 50  # steps per line of metrics.jsonl
     sample_every: int = 1000
     workers: int = 0
     amp: bool = False
@@ -178,6 +182,8 @@ class Trainer:
         self.mean_path_length = torch.zeros((), device=self.device)
         self.sample_z = torch.randn(32, cfg.style_dim, generator=torch.Generator().manual_seed(1234)).to(self.device)
         self.resume()
+        self.metrics = MetricsLog(self.out / METRICS_FILE, cfg.log_every, enabled=self.rank == 0,
+                                  resume_step=self.step, images_seen=self.images_seen)
         if self.world > 1:
             self.g_ddp = DistributedDataParallel(self.generator, device_ids=self._ids(), broadcast_buffers=False)
             self.d_ddp = DistributedDataParallel(self.discriminator, device_ids=self._ids(), broadcast_buffers=False)
@@ -380,12 +386,14 @@ class Trainer:
             bar.update(real.shape[0] * self.world)
             shown = ("d", "g", "r1", "path", "recon_psnr")
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in shown}, refresh=False)
+            self.metrics.add(self.step, self.images_seen, logs)
             if self.step % cfg.ckpt_every == 0 or time.monotonic() - last_save > cfg.ckpt_minutes * 60:
                 self.save()
                 last_save = time.monotonic()
             if self.images_seen // cfg.sample_every != seen_before // cfg.sample_every:
                 self.write_samples()
         self.save()
+        self.metrics.write(self.step, self.images_seen)
         self.write_samples()
         bar.close()
         if self.world > 1:
@@ -410,6 +418,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
     p.add_argument("--ckpt-minutes", type=float, default=10.0, help="also checkpoint at least this often")
     p.add_argument("--minutes", type=float, help="stop after this much wall time, with a final checkpoint")
+    p.add_argument("--log-every", type=int, default=50, help="steps per line of metrics.jsonl")
     p.add_argument("--sample-every", type=int, default=1000, help="images between sample grids")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX)")
@@ -423,6 +432,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                                      f"'{NEW_ENCODER}' to train one from scratch alongside")
     p.add_argument("--extremes", type=float, default=0.0,
                    help="--domain only: probability that each editable attribute of a face is at an end of its range")
+    setup_logging()
     a = p.parse_args(argv)
     if a.data and a.extremes:
         p.error("--extremes applies to a rendered --domain, not to --data folders")
@@ -436,6 +446,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     if "size" in PRESETS[preset_name] and PRESETS[preset_name]["size"] != a.size:
         p.error(f"preset {preset_name} is for {PRESETS[preset_name]['size']} px, not {a.size}")
     return TrainConfig(
+        log_every=a.log_every,
         out=a.out, size=a.size, domain=None if a.data else a.domain, data=a.data, preset=preset_name,
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,

@@ -250,6 +250,9 @@ def assemble(shards: str | Path, out: str | Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from editgan_core.cli_common import setup_logging
+
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     pack = sub.add_parser("pack", help="a run folder's checkpoint.pt -> shards")

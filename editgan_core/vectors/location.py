@@ -22,24 +22,15 @@ import sysconfig
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
+from editgan_core.paths import ENV_HOME, editgan_home
 from editgan_core.vectors.library import VectorLibrary
 from editgan_core.vectors.vector import VectorError
 
-ENV_HOME = "EDITGAN_HOME"
 MANIFEST_KEY = "user_vectors_dir"
 DEFAULT_USER_DIR = "user_vectors"
 _HUB_REPO_PREFIXES = ("models--", "datasets--", "spaces--")  # huggingface_hub's cache layout: <prefix>org--name
 MANIFEST = "manifest.json"  # editgan_core.bundle.MANIFEST, not imported so that bundle.py may import this package
 MAX_MANIFEST_BYTES = 1024 * 1024
-
-
-def editgan_home() -> Path:
-    """The per-user folder for what the studio keeps outside bundles."""
-    env = os.environ.get(ENV_HOME)
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "editgan-studio"
 
 
 def _folder_name(bundle_id: str) -> str:
