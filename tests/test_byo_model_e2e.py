@@ -15,9 +15,9 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from helpers_suite import EXAMPLE
 from PIL import Image
 from safetensors import safe_open
-from test_webapp_support import EXAMPLE, cached_tiny_bundle
 
 from editgan_core import cli
 from editgan_core.bundle import Bundle, list_bundles
@@ -156,8 +156,8 @@ def delete_after_restart(studio: Studio, box: SessionBox) -> None:
     assert studio.remove_vector(session, 0).active == ()  # the way out the message names
 
 
-def test_snapshot_to_studio_to_restart(checkpoints, own_library, pytestconfig, tmp_path_factory, tmp_path):
-    tiny = cached_tiny_bundle(pytestconfig, tmp_path_factory)
+def test_snapshot_to_studio_to_restart(checkpoints, own_library, tiny_bundle, tmp_path):
+    tiny = tiny_bundle
     registry = ModelRegistry([tiny], device="cpu", scan=lambda: list_bundles(checkpoints))
     studio, box = Studio(registry, preview_every_s=0), SessionBox()
     assert [i for _, i in studio.model_choices()] == ["tiny-test"]
@@ -178,8 +178,8 @@ def test_snapshot_to_studio_to_restart(checkpoints, own_library, pytestconfig, t
     close_box(box)
 
 
-def test_presets_cannot_be_renamed_or_deleted_from_the_studio(pytestconfig, tmp_path_factory):
-    studio = Studio(ModelRegistry([cached_tiny_bundle(pytestconfig, tmp_path_factory)], device="cpu"))
+def test_presets_cannot_be_renamed_or_deleted_from_the_studio(tiny_bundle):
+    studio = Studio(ModelRegistry([tiny_bundle], device="cpu"))
     box = SessionBox()
     session = studio.session(box)
     assert studio.is_preset(session, "smile") is True and studio.is_preset(session, "nope") is None
@@ -209,8 +209,9 @@ def test_the_card_as_the_page_shows_it(checkpoints, tmp_path):
 # ------------------------------------------------------------------------------------- over HTTP
 
 
-def test_the_new_model_and_its_vectors_over_the_api(checkpoints, pytestconfig, tmp_path_factory, tmp_path):
-    demo = build_demo([cached_tiny_bundle(pytestconfig, tmp_path_factory)], device="cpu",
+@pytest.mark.slow  # a served studio driven over HTTP
+def test_the_new_model_and_its_vectors_over_the_api(checkpoints, tiny_bundle, tmp_path):
+    demo = build_demo([tiny_bundle], device="cpu",
                       scan=lambda: list_bundles(checkpoints))
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from editgan_core.bundle import list_bundles
 from webapp import launch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +74,7 @@ def test_the_fallback_is_used_only_when_asked_for(tmp_path: Path, tiny_bundle: P
 def test_the_named_bundle_comes_first(tmp_path: Path, tiny_bundle: Path, prepared: list) -> None:
     demo = launch.create_demo(launch.parse_args(["--bundle", str(tiny_bundle), "--device", "cpu"]))
     assert demo.studio.registry.ids[0] == "tiny-test"
+    assert demo.studio.registry.scan is list_bundles  # the picker's rescan looks in the checkpoint folders
     assert prepared == [("cpu", True)]
 
 

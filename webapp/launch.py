@@ -66,7 +66,7 @@ def _bundles_starting_with(spec: str | None) -> list[Path]:
 def _on_bundle(spec: str | None, args: argparse.Namespace) -> gr.Blocks:
     bundles = _bundles_starting_with(spec)
     startup.prepare(args.device, download=not args.no_download)
-    return build_demo(bundles, device=args.device)
+    return build_demo(bundles, device=args.device, scan=list_bundles)  # the picker's rescan: new bundles join
 
 
 def create_demo(args: argparse.Namespace) -> gr.Blocks:
