@@ -7,34 +7,20 @@ import pickle
 
 import numpy as np
 import pytest
+import test_webapp_logic as logic
 import torch
-from test_webapp_logic import _paint_eyebrows
-from test_webapp_support import EXAMPLE, cached_tiny_bundle
+from test_webapp_support import EXAMPLE
 
 from webapp import gpu as gpu_module
 from webapp import gpu_tasks
 from webapp import labels as lab
-from webapp.controller import Studio
 from webapp.outcomes import EditOutcome, EmbedOutcome, Progress
-from webapp.registry import ModelRegistry
-from webapp.session import SessionBox, close_box
 
 pytestmark = pytest.mark.skipif(gpu_module.gpu is not gpu_module._stand_in,
                                 reason="the `spaces` package is installed: its GPU decorator replaces the stand-in")
 
+studio, box = logic.studio, logic.box  # the tiny-bundle studio and session fixtures
 TASKS = {"webapp.gpu_tasks.embed_task", "webapp.gpu_tasks.edit_task", "webapp.gpu_tasks.refine_task"}
-
-
-@pytest.fixture(scope="module")
-def studio(pytestconfig, tmp_path_factory) -> Studio:
-    return Studio(ModelRegistry([cached_tiny_bundle(pytestconfig, tmp_path_factory)], device="cpu"), preview_every_s=0)
-
-
-@pytest.fixture
-def box():
-    b = SessionBox()
-    yield b
-    close_box(b)
 
 
 @pytest.fixture
@@ -81,7 +67,7 @@ def test_embed_edit_refine_through_pickle_update_the_session(box, studio, trips)
     palette = studio.pipeline(session).bundle.palette
 
     # an edit in it, a saved vector, then an active vector: history, vectors and an edit
-    items = list(studio.edit(session, lab.upscale(lab.colorize(_paint_eyebrows(session), palette), 8), 4))
+    items = list(studio.edit(session, lab.upscale(lab.colorize(logic._paint_eyebrows(session), palette), 8), 4))
     outcome = items[-1]
     assert isinstance(outcome, EditOutcome) and sum(isinstance(i, Progress) for i in items) == 4
     assert session.current.kind == "edit" and torch.equal(session.current.latent, outcome.step.latent)

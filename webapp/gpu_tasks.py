@@ -12,12 +12,13 @@ from __future__ import annotations
 import threading
 import uuid
 import weakref
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import numpy as np
 import torch
 
 from editgan_core.losses import image_psnr
+from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditGANPipeline, EditResult, EmbedResult
 from editgan_core.vectors import EditVector
 from webapp.gpu import gpu
@@ -91,11 +92,8 @@ def edit_task(models: str, bundle_id: str, steps: int, base: torch.Tensor, label
               preview_every_s: float) -> EditStream:
     """Learn the δw+ that turns ``base``'s segmentation into ``labels``; ends with the ``EditResult``."""
     pipe = _pipeline(models, bundle_id)
-    stop = _stop_flag(job)
-    result = yield from stream_job(
-        lambda callback: pipe.learn_edit(base, labels, steps=steps, callback=callback, should_stop=stop.is_set),
-        _preview(pipe, base), stop, preview_every_s)
-    yield _on_cpu(result)
+    yield from _delta_job(pipe, base, job, preview_every_s, lambda callback, should_stop: pipe.learn_edit(
+        base, labels, steps=steps, callback=callback, should_stop=should_stop))
 
 
 @gpu(duration=task_seconds)
@@ -103,14 +101,16 @@ def refine_task(models: str, bundle_id: str, steps: int, base: torch.Tensor,
                 vectors: Sequence[tuple[EditVector, float]], job: str, preview_every_s: float) -> EditStream:
     """Refine the composed vectors on ``base``; ends with the ``EditResult``."""
     pipe = _pipeline(models, bundle_id)
+    yield from _delta_job(pipe, base, job, preview_every_s, lambda callback, should_stop: pipe.refine(
+        base, vectors, steps=steps, callback=callback, should_stop=should_stop))
+
+
+def _delta_job(pipe: EditGANPipeline, base: torch.Tensor, job: str, preview_every_s: float,
+               work: Callable[[Callable[[StepInfo], None], Callable[[], bool]], EditResult]) -> EditStream:
+    """Stream a δw+ optimisation on ``base`` (previews of base + δ), then its result with tensors on the CPU
+    (the session keeps CPU latents, and a worker's CUDA memory goes with it)."""
     stop = _stop_flag(job)
-    result = yield from stream_job(
-        lambda callback: pipe.refine(base, vectors, steps=steps, callback=callback, should_stop=stop.is_set),
-        _preview(pipe, base), stop, preview_every_s)
-    yield _on_cpu(result)
-
-
-def _on_cpu(result: EditResult) -> EditResult:
-    """Tensors leave a worker on the CPU: the session keeps CPU latents, and a worker's CUDA memory goes."""
+    result = yield from stream_job(lambda callback: work(callback, stop.is_set), _preview(pipe, base), stop,
+                                   preview_every_s)
     result.delta, result.latent = result.delta.detach().cpu(), result.latent.detach().cpu()
-    return result
+    yield result

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -73,11 +74,12 @@ class StudioBase:
         """Pass a GPU task's progress and notices on and ``return`` its last item, the result; use as
         ``result = yield from self._gpu_result(task)``."""
         result = None
-        for item in task:
-            if isinstance(item, Progress | Notice):
-                yield item
-            else:
-                result = item
+        with closing(task):  # a closed page or a cancelled event ends the task (and its job) at once
+            for item in task:
+                if isinstance(item, Progress | Notice):
+                    yield item
+                else:
+                    result = item
         return result
 
     def _class_names(self, pipe: EditGANPipeline, ids: Sequence[int]) -> str:

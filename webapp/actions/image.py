@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from editgan_core.pipeline import EmbedResult, InputError, prepare_image
+from editgan_core.pipeline import InputError, prepare_image
 from webapp import gpu_tasks
 from webapp.actions.base import StudioBase
 from webapp.outcomes import EmbedOutcome, Notice, Progress
@@ -30,13 +30,11 @@ class ImageActions(StudioBase):
         pixels = prepare_image(image, pipe.resolution)
         steps = max(0, int(steps))
         job = gpu_tasks.track(session.new_job()) if steps else ""
-        for item in gpu_tasks.embed_task(self.gpu_models, session.bundle_id, steps, pixels, job, self.preview_every_s):
-            if not isinstance(item, EmbedResult):
-                yield item
-                continue
-            if item.stopped:
-                yield Notice(f"embedding stopped after {item.steps_done} of {steps} steps; kept the best result so far")
-            label = f"embed ({item.steps_done} steps)" if steps else "embed (encoder)"
-            step = Step("embed", label, item.latent, item.render.image, item.render.labels, source=pixels)
-            session.history.push(step)  # the task's render of the result: no second one
-            yield EmbedOutcome(step, pixels, float(item.psnr), item.steps_done, item.stopped)
+        result = yield from self._gpu_result(gpu_tasks.embed_task(
+            self.gpu_models, session.bundle_id, steps, pixels, job, self.preview_every_s))
+        if result.stopped:
+            yield Notice(f"embedding stopped after {result.steps_done} of {steps} steps; kept the best result so far")
+        label = f"embed ({result.steps_done} steps)" if steps else "embed (encoder)"
+        step = Step("embed", label, result.latent, result.render.image, result.render.labels, source=pixels)
+        session.history.push(step)  # the task's render of the result: no second one
+        yield EmbedOutcome(step, pixels, float(result.psnr), result.steps_done, result.stopped)
