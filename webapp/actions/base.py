@@ -9,15 +9,17 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from editgan_core.pipeline import EditGANPipeline, InputError, SegmenterMissingError
+from webapp import gpu_tasks
+from webapp.outcomes import Notice, Progress
 from webapp.registry import ModelRegistry
 from webapp.session import Session, Step
 from webapp.streaming import PREVIEW_EVERY_S
@@ -34,6 +36,7 @@ class StudioBase:
     def __init__(self, registry: ModelRegistry, preview_every_s: float = PREVIEW_EVERY_S) -> None:
         self.registry = registry
         self.preview_every_s = preview_every_s
+        self.gpu_models = gpu_tasks.register(registry)  # how GPU tasks find the models (``webapp.gpu_tasks``)
         # every session's folder lives in here, and all of it goes when the app object does (or at exit)
         self.workdir = Path(tempfile.mkdtemp(prefix="editgan-studio-"))
         weakref.finalize(self, shutil.rmtree, self.workdir, ignore_errors=True)
@@ -75,9 +78,17 @@ class StudioBase:
         self._require_current(session)
         return self.current_with_labels(session)
 
-    def _delta_preview(self, pipe: EditGANPipeline, base: torch.Tensor) -> Callable[[torch.Tensor], np.ndarray]:
-        """Intermediate pictures of an edit's δw+ on ``base`` (what ``stream_job`` shows)."""
-        return lambda delta: pipe.render(base + delta.detach().cpu().reshape(base.shape), with_labels=False).image
+    def _gpu_result(self, task: Iterator[Any]) -> Generator[Any, None, Any]:
+        """Pass a GPU task's progress and notices on and ``return`` its last item, the result; use as
+        ``result = yield from self._gpu_result(task)``."""
+        result = None
+        with closing(task):  # a closed page or a cancelled event ends the task (and its job) at once
+            for item in task:
+                if isinstance(item, Progress | Notice):
+                    yield item
+                else:
+                    result = item
+        return result
 
     def _class_names(self, pipe: EditGANPipeline, ids: Sequence[int]) -> str:
         names = {c.id: c.name for c in pipe.bundle.classes}

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from editgan_core.optim import StepInfo
-from editgan_core.pipeline import EditResult, InputError
+from editgan_core.pipeline import InputError
 from editgan_core.vectors import EditVector
+from webapp import gpu_tasks
 from webapp.actions.paint import PaintActions
 from webapp.outcomes import EditOutcome, Notice, Progress
 from webapp.session import Session, Step
-from webapp.streaming import stream_job
 
 
 class EditActions(PaintActions):
@@ -31,13 +30,9 @@ class EditActions(PaintActions):
         if not paint.changed_pixels:
             raise InputError("the painted label map is identical to the current one: paint a change first (step 3)")
         steps = max(1, int(pipe.defaults.edit_steps if steps is None else steps))
-        job = session.new_job()
-        base = current.latent
-
-        def work(callback: Callable[[StepInfo], None]) -> EditResult:
-            return pipe.learn_edit(base, paint.labels, steps=steps, callback=callback, should_stop=job.is_set)
-
-        result = yield from stream_job(work, self._delta_preview(pipe, base), job, self.preview_every_s)
+        job = gpu_tasks.track(session.new_job())
+        result = yield from self._gpu_result(gpu_tasks.edit_task(
+            self.gpu_models, session.bundle_id, steps, current.latent, paint.labels, job, self.preview_every_s))
         if result.stopped:
             yield Notice(f"the edit stopped after {result.steps_done} of {steps} steps; kept the best result so far")
         step = session.history.push(Step("edit", f"edit ({self._class_names(pipe, result.class_ids)})",

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-import torch
-
-from editgan_core.losses import image_psnr
-from editgan_core.optim import StepInfo
-from editgan_core.pipeline import EmbedResult, InputError, prepare_image
+from editgan_core.pipeline import InputError, prepare_image
+from webapp import gpu_tasks
 from webapp.actions.base import StudioBase
 from webapp.outcomes import EmbedOutcome, Notice, Progress
 from webapp.session import Session, Step
-from webapp.streaming import stream_job
 
 
 class ImageActions(StudioBase):
@@ -38,23 +33,12 @@ class ImageActions(StudioBase):
             steps = pipe.defaults.embed_steps
             yield Notice(f"this model has no encoder, so there is no fast embedding: optimising {steps} steps from "
                          "the average latent instead (slower)")
-        if steps == 0:
-            step = self._step(pipe, "embed", "embed (encoder)", pipe.encode(pixels), source=pixels)
-            session.history.push(step)
-            yield EmbedOutcome(step, pixels, image_psnr(step.image, pixels), 0, False)
-            return
-        job = session.new_job()
-
-        def work(callback: Callable[[StepInfo], None]) -> EmbedResult:
-            return pipe.embed(pixels, steps=steps, callback=callback, should_stop=job.is_set)
-
-        def preview(latent: torch.Tensor) -> np.ndarray:
-            return pipe.render(latent.detach().cpu(), with_labels=False).image
-
-        result = yield from stream_job(work, preview, job, self.preview_every_s)
+        job = gpu_tasks.track(session.new_job()) if steps else ""
+        result = yield from self._gpu_result(gpu_tasks.embed_task(
+            self.gpu_models, session.bundle_id, steps, pixels, job, self.preview_every_s))
         if result.stopped:
             yield Notice(f"embedding stopped after {result.steps_done} of {steps} steps; kept the best result so far")
-        step = Step("embed", f"embed ({result.steps_done} steps)", result.latent.detach().cpu(), result.render.image,
-                    result.render.labels, source=pixels)  # the core's render of the result: no second one
-        session.history.push(step)
+        label = f"embed ({result.steps_done} steps)" if steps else "embed (encoder)"
+        step = Step("embed", label, result.latent, result.render.image, result.render.labels, source=pixels)
+        session.history.push(step)  # the task's render of the result: no second one
         yield EmbedOutcome(step, pixels, float(result.psnr), result.steps_done, result.stopped)

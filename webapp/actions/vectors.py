@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from editgan_core.optim import StepInfo
-from editgan_core.pipeline import EditResult, InputError
+from editgan_core.pipeline import InputError
 from editgan_core.vectors import EditVector, VectorNotFoundError
 from editgan_core.vectors.vector import name_key
+from webapp import gpu_tasks
 from webapp.actions.base import StudioBase
 from webapp.outcomes import EditOutcome, Notice, Progress
 from webapp.session import Session, Step
-from webapp.streaming import stream_job
 
 MAX_ACTIVE = 6  # vectors composed at once (one strength slider each)
 
@@ -124,12 +123,9 @@ class VectorActions(StudioBase):
             return
         vectors = [(self._library_vector(session, n), s) for n, s in items]
         base = current.base
-        job = session.new_job()
-
-        def work(callback: Callable[[StepInfo], None]) -> EditResult:
-            return pipe.refine(base, vectors, steps=steps, callback=callback, should_stop=job.is_set)
-
-        result = yield from stream_job(work, self._delta_preview(pipe, base), job, self.preview_every_s)
+        job = gpu_tasks.track(session.new_job())
+        result = yield from self._gpu_result(gpu_tasks.refine_task(
+            self.gpu_models, session.bundle_id, steps, base, vectors, job, self.preview_every_s))
         if result.stopped:
             yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
         names = " + ".join(f"{n}×{s:g}" for n, s in items)

@@ -21,16 +21,6 @@ from webapp.layout import Page
 from webapp.outcomes import Notice, Progress, View
 from webapp.session import Session, SessionBox
 
-try:  # ZeroGPU Spaces: a GPU is attached only while a decorated function runs; a no-op elsewhere
-    import spaces
-
-    gpu = spaces.GPU
-except ImportError:  # laptops, CI, dedicated-GPU Spaces
-
-    def gpu(fn: Callable | None = None, **_: Any) -> Callable:
-        return fn if fn is not None else (lambda f: f)
-
-
 LIGHT_CONCURRENCY = 4  # renders and bookkeeping: several at once is fine
 PROGRESS_EVERY_S = 0.25  # progress-bar messages at most this often: each one is a page update
 HEAVY = {"concurrency_id": "gpu", "concurrency_limit": 1}

@@ -9,7 +9,7 @@ import gradio as gr
 
 from webapp import labels as lab
 from webapp.errors import user_errors
-from webapp.events.common import HEAVY, LIGHT, Updates, Wiring, gpu, stream_updates
+from webapp.events.common import HEAVY, LIGHT, Updates, Wiring, stream_updates
 from webapp.outcomes import EditOutcome, Progress
 from webapp.session import SessionBox
 
@@ -24,7 +24,6 @@ def wire_edit(w: Wiring) -> None:
     p, studio = w.page, w.studio
 
     @user_errors
-    @gpu(duration=180)
     def on_edit(box: SessionBox, value: Any, steps: float, opacity: float,
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
         session = w.session(box)

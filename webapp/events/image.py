@@ -8,7 +8,7 @@ import gradio as gr
 import numpy as np
 
 from webapp.errors import user_errors
-from webapp.events.common import HEAVY, LIGHT, PRIVATE, Updates, Wiring, gpu, stream_updates
+from webapp.events.common import HEAVY, LIGHT, PRIVATE, Updates, Wiring, stream_updates
 from webapp.layout import FAST
 from webapp.outcomes import EmbedOutcome, Progress
 from webapp.session import SessionBox
@@ -27,7 +27,6 @@ def wire_image(w: Wiring) -> None:
         return int(np.random.default_rng().integers(0, 2**31 - 1))
 
     @user_errors
-    @gpu(duration=120)
     def on_embed(box: SessionBox, image: Any, mode: str, steps: float, opacity: float,
                  progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
         def preview(item: Progress) -> Updates:

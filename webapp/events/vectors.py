@@ -12,7 +12,7 @@ import gradio as gr
 from editgan_core.pipeline import InputError
 from webapp.actions.vectors import parse_active
 from webapp.errors import user_errors
-from webapp.events.common import HEAVY, LIGHT, PRIVATE, QUIET, Updates, Wiring, gpu, stream_updates
+from webapp.events.common import HEAVY, LIGHT, PRIVATE, QUIET, Updates, Wiring, stream_updates
 from webapp.outcomes import EditOutcome, Progress
 from webapp.session import SessionBox
 
@@ -96,7 +96,6 @@ def wire_refine(w: Wiring) -> None:
     p, studio = w.page, w.studio
 
     @user_errors
-    @gpu(duration=120)
     def on_refine(box: SessionBox, steps: float, opacity: float,
                   progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
         def preview(item: Progress) -> Updates:  # the preview goes where results go

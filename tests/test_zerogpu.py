@@ -1,0 +1,111 @@
+"""ZeroGPU's contract, checked off ZeroGPU: every ``gpu``-decorated function's arguments, results and yielded
+items survive ``pickle`` (a worker process gets copies), and the session sees the results afterwards."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import test_webapp_logic as logic
+import torch
+from test_webapp_support import EXAMPLE
+
+from webapp import gpu as gpu_module
+from webapp import gpu_tasks
+from webapp import labels as lab
+from webapp.outcomes import EditOutcome, EmbedOutcome, Progress
+
+pytestmark = pytest.mark.skipif(gpu_module.gpu is not gpu_module._stand_in,
+                                reason="the `spaces` package is installed: its GPU decorator replaces the stand-in")
+
+studio, box = logic.studio, logic.box  # the tiny-bundle studio and session fixtures
+TASKS = {"webapp.gpu_tasks.embed_task", "webapp.gpu_tasks.edit_task", "webapp.gpu_tasks.refine_task"}
+
+
+@pytest.fixture
+def trips(monkeypatch) -> list:
+    """Emulate ZeroGPU: every argument tuple, result and yielded item goes through pickle; record them."""
+    seen: list = []
+
+    def through_pickle(value):
+        seen.append(value)
+        return pickle.loads(pickle.dumps(value))
+
+    monkeypatch.setattr(gpu_module.EMULATE, "on", True)
+    monkeypatch.setattr(gpu_module, "_through_pickle", through_pickle)
+    return seen
+
+
+def test_every_gpu_function_is_covered_here():
+    """A new ``gpu``-decorated function needs a pickling scenario below."""
+    assert set(gpu_module.GPU_FUNCTIONS) == TASKS
+
+
+def test_a_session_does_not_pickle_so_passing_one_fails(box, studio, trips, monkeypatch):
+    monkeypatch.setattr(gpu_module, "GPU_FUNCTIONS", {})
+    session = studio.session(box)
+    studio.sample(session, 1)
+
+    @gpu_module.gpu(duration=5)
+    def bad(session):
+        return session.current
+
+    with pytest.raises(TypeError, match="pickle"):
+        bad(session)
+    assert list(gpu_module.GPU_FUNCTIONS) == [f"{__name__}.{bad.__qualname__}"]
+
+
+def _calls(trips: list) -> list[tuple]:
+    """The argument tuples among the pickled values (each call pickles ``(args, kwargs)`` first)."""
+    return [v for v in trips if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], dict)]
+
+
+def test_embed_edit_refine_through_pickle_update_the_session(box, studio, trips):
+    session = studio.session(box)
+    studio.sample(session, 0)
+    palette = studio.pipeline(session).bundle.palette
+
+    # an edit in it, a saved vector, then an active vector: history, vectors and an edit
+    items = list(studio.edit(session, lab.upscale(lab.colorize(logic._paint_eyebrows(session), palette), 8), 4))
+    outcome = items[-1]
+    assert isinstance(outcome, EditOutcome) and sum(isinstance(i, Progress) for i in items) == 4
+    assert session.current.kind == "edit" and torch.equal(session.current.latent, outcome.step.latent)
+    assert session.last_edit is not None and torch.equal(session.last_vector.delta, session.last_edit.delta)
+    studio.save_vector(session, "brows")
+    studio.undo(session)
+    studio.apply_vectors(session, [("smile", 1.0), ("brows", 0.5)])
+
+    n = len(session.history.steps)
+    refined = list(studio.refine(session, 3))
+    assert isinstance(refined[-1], EditOutcome) and session.current.kind == "refine"
+    assert len(session.history.steps) == n + 1 and session.last_vector.source == "refined"
+    assert torch.equal(session.last_vector.delta, refined[-1].result.delta)
+
+    embedded = list(studio.embed(session, str(EXAMPLE), 2))
+    assert isinstance(embedded[-1], EmbedOutcome) and session.current.kind == "embed"
+    assert np.array_equal(session.current.image, embedded[-1].step.image)
+    fast = list(studio.embed(session, str(EXAMPLE), 0))
+    assert session.current is fast[-1].step and session.current.label == "embed (encoder)"
+
+    calls = _calls(trips)
+    assert len(calls) == 4  # edit, refine, embed, embed (encoder)
+    for args, kwargs in calls:
+        assert all(not hasattr(a, "history") for a in (*args, *kwargs.values()))  # never a session
+    # every yielded item went through pickle too: progress of 4 + 3 + 2 steps, and the four results
+    assert sum(isinstance(v, Progress) for v in trips) == 4 + 3 + 2
+    assert len(trips) == len(calls) + 4 + 3 + 2 + 4
+
+
+def test_durations_grow_with_steps_and_are_callable_with_the_arguments(box, studio, trips):
+    session = studio.session(box)
+    studio.sample(session, 2)
+    list(studio.embed(session, str(EXAMPLE), 2))
+    (args, kwargs), = _calls(trips)
+    _, duration = gpu_module.GPU_FUNCTIONS["webapp.gpu_tasks.embed_task"]
+    seconds = duration(*args, **kwargs)
+    longer = list(args)
+    longer[2] = 2000
+    assert gpu_tasks.OVERHEAD_S <= seconds < duration(*longer, **kwargs) <= gpu_tasks.MAX_DURATION_S
+    for name in TASKS:
+        assert gpu_module.GPU_FUNCTIONS[name][1] is gpu_tasks.task_seconds
