@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import test_webapp_logic as logic
 import torch
-from test_webapp_support import EXAMPLE
+from helpers_suite import EXAMPLE
 
 from webapp import gpu as gpu_module
 from webapp import gpu_tasks
