@@ -2,10 +2,12 @@
 
     python -m webapp.bench_overhead --bundle checkpoints/faces64 [--repeats 5] [--threads N] [--busy 1]
 
-Launches the studio in this process, drives it with ``gradio_client`` (request sent -> last streamed
-output received) and times the same ``EditGANPipeline`` call in process on the same latent, painting
-and vector, interleaved with the app runs. Prints the medians and the app's overhead in percent.
-``--busy N`` starts N processes that spin on a core, as another program on a shared machine would.
+Launches the studio in this process (timing its start-up: models, first page, thumbnails), drives it
+with ``gradio_client`` (request sent -> last streamed output received) and times the same
+``EditGANPipeline`` call in process on the same latent, painting and vector, in turn with the app
+runs. Prints medians of wall time and of this process's CPU time (all threads: server, client,
+optimisation), and the app's overhead over the core in percent; on a loaded machine the CPU columns
+are the steadier. ``--busy N`` starts N processes that spin on a core, as another program would.
 """
 
 from __future__ import annotations
