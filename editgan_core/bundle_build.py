@@ -46,7 +46,7 @@ from editgan_core.models.checkpoint import (
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.serialization import CONFIG_KEY, CheckpointError, read_metadata, read_safetensors
-from editgan_core.models.stylegan2 import Discriminator, Generator
+from editgan_core.models.stylegan2 import MEAN_LATENT_SAMPLES, Discriminator, Generator
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.utils import save_image_grid
 from editgan_core.vectors import EditVector, VectorError, import_npy, load_vector, sanitize_name, save_vector
@@ -247,7 +247,7 @@ def encoder_check(generator: Generator, encoder: Encoder, count: int = 4) -> dic
     An encoder trained for another generator (or not at all) does no better than the average latent.
     """
     rng = torch.Generator().manual_seed(0)
-    w_avg = generator.style(torch.randn(4096, generator.style_dim, generator=rng)).mean(0, keepdim=True)
+    w_avg = generator.mean_latent(MEAN_LATENT_SAMPLES, rng)
     noise = generator.stored_noise()
     scores, baseline = [], []
     for _ in range(count):  # one at a time: a 1024-px batch would need several GB

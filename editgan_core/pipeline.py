@@ -32,6 +32,7 @@ from editgan_core.editing import (
 from editgan_core.inversion import ReconstructionObjective
 from editgan_core.losses import image_psnr
 from editgan_core.model_card import display_path
+from editgan_core.models.stylegan2 import MEAN_LATENT_SAMPLES
 from editgan_core.optim import StepInfo, optimise
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
@@ -153,9 +154,8 @@ class EditGANPipeline:
             self.w_avg = w_avg.detach().reshape(1, -1).float().to(self.device)
         else:
             with torch.no_grad():
-                gen = torch.Generator(device="cpu").manual_seed(LATENT_SEED_OFFSET - 1)
-                z = torch.randn(4096, generator.style_dim, generator=gen).to(self.device)
-                self.w_avg = self.generator.style(z).mean(0, keepdim=True)
+                rng = torch.Generator(device="cpu").manual_seed(LATENT_SEED_OFFSET - 1)
+                self.w_avg = self.generator.mean_latent(MEAN_LATENT_SAMPLES, rng)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,

@@ -15,10 +15,9 @@ import torch
 
 from editgan_core.models.checkpoint import ImportedCheckpoint, load_rosinality_generator
 from editgan_core.models.serialization import CheckpointError, load_checked
-from editgan_core.models.stylegan2 import Discriminator, Generator
+from editgan_core.models.stylegan2 import MEAN_LATENT_SAMPLES, Discriminator
 
 # rosinality's generate.py and projector.py average 4096 mapped z for the truncation centre; so do we.
-MEAN_LATENT_SAMPLES = 4096
 MEAN_LATENT_SEED = 0
 TRAINPY_KEYS = ("g", "d", "g_optim", "d_optim", "args")
 
@@ -30,7 +29,8 @@ def import_rosinality(ckpt: Mapping, name: str) -> ImportedCheckpoint:
         return ImportedCheckpoint(generator, latent_avg, "rosinality")
     metadata = {"args": _plain_args(ckpt.get("args"))}
     if latent_avg is None:
-        latent_avg = seeded_mean_latent(generator)
+        with torch.no_grad():
+            latent_avg = generator.mean_latent(MEAN_LATENT_SAMPLES, torch.Generator().manual_seed(MEAN_LATENT_SEED))
         metadata["w_avg"] = f"computed: mean of {MEAN_LATENT_SAMPLES} mapped z (seed {MEAN_LATENT_SEED})"
     if isinstance(ckpt.get("ada_aug_p"), (int, float)):
         metadata["ada_aug_p"] = float(ckpt["ada_aug_p"])
@@ -38,15 +38,6 @@ def import_rosinality(ckpt: Mapping, name: str) -> ImportedCheckpoint:
     if ckpt.get("d"):
         discriminator = load_rosinality_discriminator(ckpt["d"], f"{name}['d']")
     return ImportedCheckpoint(generator, latent_avg, "rosinality-train.py", discriminator, metadata)
-
-
-@torch.no_grad()
-def seeded_mean_latent(generator: Generator, n: int = MEAN_LATENT_SAMPLES,
-                       seed: int = MEAN_LATENT_SEED) -> torch.Tensor:
-    """Average w of ``n`` z drawn from a private seeded generator: (1, style_dim)."""
-    rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, generator.style_dim, generator=rng)
-    return generator.style(z.to(generator.input.input.device)).mean(0, keepdim=True)
 
 
 def load_rosinality_discriminator(state_dict: Mapping[str, torch.Tensor], what: str) -> Discriminator:

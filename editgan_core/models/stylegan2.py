@@ -2,10 +2,9 @@
 
 Module and parameter names follow rosinality's ``stylegan2-pytorch`` ``model.py``, so its checkpoints
 (``{"g_ema": ..., "latent_avg": ...}``; FFHQ/car/cat conversions and the official EditGAN car model) load
-with ``strict=True``. Differences that do not touch the state dict: an optional ``channels`` override
-for small demo models, the synthesis feature maps EditGAN's segmentation branch reads, and a
-modulated convolution that scales activations instead of building per-sample weights when that is
-cheaper (identical maths).
+with ``strict=True``. Differences that do not touch the state dict: an optional ``channels`` override for small
+demo models, the synthesis feature maps EditGAN's segmentation branch reads, and a modulated convolution that
+scales activations instead of building per-sample weights when that is cheaper (identical maths).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from editgan_core.models.serialization import ModelMixin, int_keys, register_con
 from editgan_core.ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
 
 DEFAULT_BLUR = (1, 3, 3, 1)
+MEAN_LATENT_SAMPLES = 4096  # z averaged for the truncation centre, as rosinality's generate.py
 
 
 def config_f_channels(channel_multiplier: int = 2) -> dict[int, int]:
@@ -340,10 +340,10 @@ class Generator(ModelMixin, nn.Module):
         return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
 
     @torch.no_grad()
-    def mean_latent(self, n_latent: int) -> torch.Tensor:
-        """Average w of ``n_latent`` random z: the truncation centre, shape (1, style_dim)."""
-        z = torch.randn(n_latent, self.style_dim, device=self.input.input.device)
-        return self.style(z).mean(0, keepdim=True)
+    def mean_latent(self, n_latent: int, rng: torch.Generator | None = None) -> torch.Tensor:
+        """Average w of ``n_latent`` random z (drawn by ``rng`` when given): the truncation centre, (1, style_dim)."""
+        z = torch.randn(n_latent, self.style_dim, generator=rng, device=rng.device if rng else self.input.input.device)
+        return self.style(z.to(self.input.input.device)).mean(0, keepdim=True)
 
     def get_latent(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, style_dim) -> w (B, style_dim) through the mapping network."""
