@@ -6,6 +6,7 @@
     editgan bench ops|render ...                                   # speed benchmarks
     editgan eval edit|embedding|kid ...                            # quality evaluations
     editgan lpips --download-lpips DIR                             # LPIPS weights for an offline machine
+    editgan dataset --bundle B --n 1000 --out DIR                  # labelled images (editgan_core.dataset)
 
 Each subcommand is the module's own ``main`` with the remaining arguments (``editgan train-gan --help``
 shows its options), so ``editgan X`` and ``python -m editgan_core.<module>`` never disagree.
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-presets": ("editgan_core.train.presets", "learn a bundle's preset editing vectors"),
     "train-attributes": ("editgan_core.train.attributes", "train the attribute judge the benchmarks use"),
     "lpips": ("editgan_core.losses", "download LPIPS weights into a folder"),
+    "dataset": ("editgan_core.dataset", "generated images with predicted label maps (DatasetGAN)"),
 }
 GROUPS: dict[str, dict[str, tuple[str, str]]] = {
     "bench": {

@@ -1,6 +1,7 @@
 """Learn the demo bundle's preset editing vectors from scripted mask edits on rendered faces.
 
     python -m editgan_core.train.presets --bundle checkpoints/faces64 [--faces 32] [--steps 200]
+    python -m editgan_core.train.presets --bundle B --from-pairs [--preset NAME]   # any bundle: see train.preset_pairs
 
 For each preset, faces are rendered twice: as drawn and with one attribute changed (a bigger
 smile, eyes looking left, ...). The first is embedded into W+, its predicted segmentation gets the
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
 from editgan_core.pipeline import EditGANPipeline
+from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
 PRESET_SEEDS = range(1000, 100_000)  # held out from GAN training (>= 1e6), annotations and evaluation (0..999)
@@ -88,14 +90,20 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
                       extra={"seeds": used, "steps": steps, "embed_steps": embed_steps, **result.metrics})
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = command_parser(__doc__, bundle=True, device=True)
     p.add_argument("--only", nargs="+", choices=[s.name for s in PRESETS], help="learn only these presets")
     p.add_argument("--faces", type=int, default=DEFAULT_FACES, help="faces a preset is learned on (together)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="steps of the shared optimisation")
     p.add_argument("--embed-steps", type=int, default=100)
+    p.add_argument("--from-pairs", action="store_true", help="learn from the edits added to presets in the studio")
+    p.add_argument("--preset", action="append", help="with --from-pairs: this preset only (repeatable; default all)")
+    p.add_argument("--min-pairs", type=int, default=MIN_PAIRS, help="with --from-pairs: refuse presets with fewer")
+    p.add_argument("--default-scale", type=float, default=1.0, help="with --from-pairs: the vectors' default scale")
     args = parse_command(p, argv)
     pipeline = open_pipeline(args)
+    if args.from_pairs:
+        return learn_from_pairs_cli(pipeline, args.preset, args.steps, args.min_pairs, args.default_scale)
     domain = require_domain(p, pipeline.bundle, "presets are scripted on a procedural domain")
     specs = [s for s in PRESETS if not args.only or s.name in args.only]
     for spec in tqdm(specs, desc="presets", unit="preset"):
@@ -105,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, region IoU {vector.extra['region_iou']:.3f}, "
                    f"change outside {vector.extra['change_outside']:.4f} -> {path}")
     pipeline.bundle.write_model_card()  # the card lists the presets
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
