@@ -10,7 +10,9 @@ settings), which marks the item done. ``DIR/dataset.json`` names the classes and
 
 As in DatasetGAN, a draw whose labels the segmentation ensemble disagrees on is dropped: its score is
 the mean, over the tenth of its pixels where the members disagree most, of the fraction of members
-whose label differs from the ensemble's. A dropped draw is replaced by the item's next draw (seed +
+whose label differs from the ensemble's. DatasetGAN drops its most uncertain tenth; by default the
+threshold is the score that the first draws of items 0..63 exceed that often (``--drop-fraction``),
+computed alike by every worker, or a fixed ``--max-disagreement``. A dropped draw is replaced by the item's next draw (seed +
 k * 1,000,000), so ``--n`` items are written and every item's draws are fixed by its index alone:
 reruns resume, ``--shard K/N`` workers (or torchrun / a Slurm array, see ``editgan_core.sharding``)
 share nothing, and a larger ``--n`` extends a dataset. Outputs made with other settings are refused
@@ -49,7 +51,8 @@ PREVIEWS = "previews"
 DRAW_STRIDE = 1_000_000  # draw k of item i has seed seed + i + k * DRAW_STRIDE: items never share a draw
 MAX_ITEMS = DRAW_STRIDE
 MAX_DRAWS = 100
-DEFAULT_MAX_DISAGREEMENT = 0.5  # on the worst tenth of the pixels, half the members outvoted
+DEFAULT_DROP_FRACTION = 0.1  # DatasetGAN leaves out its most uncertain tenth of samples
+CALIBRATION_ITEMS = 64  # first draws whose scores set the threshold for --drop-fraction
 DEFAULT_DRAWS = 10
 TOP_FRACTION = 0.1  # DatasetGAN scores an image by its most uncertain tenth of pixels
 BATCH = 8
@@ -61,13 +64,16 @@ class DatasetSettings:
 
     truncation: float = 0.7
     seed: int = 0
-    max_disagreement: float = DEFAULT_MAX_DISAGREEMENT
+    max_disagreement: float | None = None  # a fixed threshold, else calibrated from drop_fraction
+    drop_fraction: float = DEFAULT_DROP_FRACTION
 
     def check(self) -> None:
         if not 0.0 <= self.truncation <= 1.0:
             raise ValueError(f"truncation must be in [0, 1], got {self.truncation}")
-        if not 0.0 <= self.max_disagreement <= 1.0:
-            raise ValueError(f"the disagreement threshold must be in [0, 1], got {self.max_disagreement}")
+        if self.max_disagreement is not None and not 0.0 <= self.max_disagreement <= 1.0:
+            raise ValueError(f"--max-disagreement must be in [0, 1], got {self.max_disagreement}")
+        if not 0.0 <= self.drop_fraction < 1.0:
+            raise ValueError(f"--drop-fraction must be in [0, 1), got {self.drop_fraction}")
         if not 0 <= self.seed < 2**31:
             raise ValueError(f"the seed must be in [0, 2^31), got {self.seed}")
 
@@ -78,14 +84,35 @@ class DatasetReport:
     done: int = 0  # already there from an earlier run with the same settings
     dropped: int = 0  # draws left out for disagreement
     failed: list[int] = field(default_factory=list)  # items without an accepted draw
+    threshold: float = 0.0  # the score above which draws were dropped
     stopped: bool = False
 
 
 def run_record(pipeline: EditGANPipeline, settings: DatasetSettings) -> dict[str, Any]:
     """The settings as recorded in every item and in ``dataset.json`` (the manifest changes with any model file)."""
-    return {"format": FORMAT, "bundle_id": pipeline.bundle.id,
-            "bundle_manifest_sha256": file_digest(pipeline.bundle.root / MANIFEST),
-            "score": f"ensemble disagreement, mean of the top {TOP_FRACTION:g} of pixels", **asdict(settings)}
+    record = {"format": FORMAT, "bundle_id": pipeline.bundle.id,
+              "bundle_manifest_sha256": file_digest(pipeline.bundle.root / MANIFEST),
+              "score": f"ensemble disagreement, mean of the top {TOP_FRACTION:g} of pixels", **asdict(settings)}
+    if settings.max_disagreement is not None:
+        record["drop_fraction"] = None
+    else:
+        record["calibration_items"] = CALIBRATION_ITEMS
+    return record
+
+
+def threshold(pipeline: EditGANPipeline, settings: DatasetSettings, batch: int = BATCH) -> float:
+    """The score above which a draw is dropped: fixed, or the (1 - drop_fraction) quantile of the first draws
+    of items 0..CALIBRATION_ITEMS-1 (the same on every worker and in every rerun)."""
+    if settings.max_disagreement is not None:
+        return settings.max_disagreement
+    if settings.drop_fraction == 0:
+        return 1.0
+    scores = []
+    for start in range(0, CALIBRATION_ITEMS, batch):
+        seeds = range(settings.seed + start, settings.seed + min(start + batch, CALIBRATION_ITEMS))
+        scores.append(label_draws(pipeline, torch.cat([pipeline.sample_latent(s, settings.truncation)
+                                                       for s in seeds]))[2])
+    return float(np.quantile(np.concatenate(scores), 1.0 - settings.drop_fraction))
 
 
 def item_stem(index: int) -> str:
@@ -189,7 +216,7 @@ def generate(pipeline: EditGANPipeline, out: Path, todo: Sequence[int], settings
     if pipeline.segmenter is None:
         raise ValueError(f"model '{pipeline.bundle.id}' has no segmentation branch to label the images with")
     (out / PREVIEWS).mkdir(parents=True, exist_ok=True)
-    report = DatasetReport()
+    report = DatasetReport(threshold=threshold(pipeline, settings, batch) if todo else 0.0)
     pending = deque((index, 0) for index in todo)
     rejected: dict[int, list[list[float]]] = {}
     bar = tqdm(total=len(todo), desc="dataset", unit="item", disable=not show_progress)
@@ -203,7 +230,7 @@ def generate(pipeline: EditGANPipeline, out: Path, todo: Sequence[int], settings
         images, labels, scores = label_draws(pipeline, w)
         for j, ((index, k), seed) in enumerate(zip(draws, seeds, strict=True)):
             score = float(scores[j])
-            if score > settings.max_disagreement:
+            if score > report.threshold:
                 report.dropped += 1
                 rejected.setdefault(index, []).append([seed, round(score, 4)])
                 if k + 1 < max_draws:
@@ -211,7 +238,8 @@ def generate(pipeline: EditGANPipeline, out: Path, todo: Sequence[int], settings
                     continue
                 report.failed.append(index)
             else:
-                draw = {"seed": seed, "disagreement": round(score, 4), "rejected": rejected.pop(index, [])}
+                draw = {"seed": seed, "disagreement": round(score, 4), "threshold": round(report.threshold, 4),
+                        "rejected": rejected.pop(index, [])}
                 write_item(pipeline, out, index, draw, images[j], labels[j], w[j:j + 1] if latents else None, record)
                 report.written += 1
             bar.update(1)
@@ -227,8 +255,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help=f"items to write (1..{MAX_ITEMS})")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; rerun to resume)")
     p.add_argument("--latents", action="store_true", help="also write each item's W+ latent file")
-    p.add_argument("--max-disagreement", type=float, default=DEFAULT_MAX_DISAGREEMENT,
-                   help="drop draws scoring above this (0..1; 1 keeps all; default %(default)s)")
+    p.add_argument("--drop-fraction", type=float, default=DEFAULT_DROP_FRACTION,
+                   help="drop about this share of draws, the most uncertain (default %(default)s, as DatasetGAN)")
+    p.add_argument("--max-disagreement", type=float,
+                   help="instead, drop draws scoring above this fixed threshold (0..1; 1 keeps all)")
     p.add_argument("--max-draws", type=int, default=DEFAULT_DRAWS,
                    help=f"draws per item before it is given up (1..{MAX_DRAWS}; default %(default)s)")
     p.add_argument("--truncation", type=float, default=0.7, help="truncation psi (default %(default)s)")
@@ -249,7 +279,7 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> Dataset
         p.error(f"--batch must be in 1..256, got {args.batch}")
     if args.out.exists() and not args.out.is_dir():
         p.error(f"{args.out} exists and is not a folder")
-    settings = DatasetSettings(args.truncation, args.seed, args.max_disagreement)
+    settings = DatasetSettings(args.truncation, args.seed, args.max_disagreement, args.drop_fraction)
     try:
         settings.check()
     except ValueError as exc:
@@ -280,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     report = generate(pipeline, args.out, todo, settings, record, args.latents, args.max_draws, args.batch)
     part = f" (shard {shard}: {len(indices)} of {args.n} items)" if shard else ""
     print(f"{report.written} written ({len(stale)} redone), {done} already done, {report.dropped} draw(s) dropped "
-          f"for disagreement > {settings.max_disagreement:g}{part}")
+          f"for disagreement > {report.threshold:.3f}{part}")
     if report.failed:
         print(f"error: {len(report.failed)} item(s) had no draw under the threshold in {args.max_draws} draws "
               f"(e.g. {item_stem(report.failed[0])}); raise --max-disagreement or --max-draws", file=sys.stderr)

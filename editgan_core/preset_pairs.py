@@ -28,6 +28,7 @@ from editgan_core.latents import LatentError, LatentFile, load_latent, save_late
 from editgan_core.paths import editgan_home
 from editgan_core.utils import atomic_write
 from editgan_core.vectors import VectorError, sanitize_name, user_library_dir, utc_now
+from editgan_core.vectors.vector import name_key
 
 PAIRS_DIR = "preset_pairs"
 LABELS_SUFFIX = ".labels.png"
@@ -60,12 +61,18 @@ def pairs_root(bundle: Bundle) -> Path:
 
 
 def preset_folder(bundle: Bundle, name: str) -> Path:
-    """The folder of preset ``name``; names follow the vector naming rules (the preset becomes a vector)."""
+    """The folder of preset ``name``; names follow the vector naming rules (the preset becomes a vector), so
+    "Wide grin" and "wide grin" are one preset, kept in the folder of its first spelling."""
     try:
         clean = sanitize_name(name)
     except VectorError as exc:
         raise PairError(str(exc)) from exc
-    return pairs_root(bundle) / clean
+    root = pairs_root(bundle)
+    if root.is_dir():
+        same = [p for p in root.iterdir() if p.is_dir() and name_key(p.name) == name_key(clean)]
+        if same:
+            return same[0]
+    return root / clean
 
 
 def _pair_stems(folder: Path) -> list[str]:
