@@ -216,6 +216,7 @@ def generate(pipeline: EditGANPipeline, out: Path, todo: Sequence[int], settings
     if pipeline.segmenter is None:
         raise ValueError(f"model '{pipeline.bundle.id}' has no segmentation branch to label the images with")
     (out / PREVIEWS).mkdir(parents=True, exist_ok=True)
+    write_folder_record(pipeline, out, record)
     report = DatasetReport(threshold=threshold(pipeline, settings, batch) if todo else 0.0)
     pending = deque((index, 0) for index in todo)
     rejected: dict[int, list[list[float]]] = {}
@@ -305,8 +306,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.out} holds a dataset made with other settings ({example}); pass --overwrite to redo "
               f"its items, or choose another --out", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_folder_record(pipeline, args.out, record)
     report = generate(pipeline, args.out, todo, settings, record, args.latents, args.max_draws, args.batch)
     part = f" (shard {shard}: {len(indices)} of {args.n} items)" if shard else ""
     print(f"{report.written} written ({len(stale)} redone), {done} already done, {report.dropped} draw(s) dropped "

@@ -68,7 +68,7 @@ def test_a_preset_is_learnt_from_pairs_on_a_bundle_without_a_domain(no_domain_bu
     vec = library.get("square")
     assert vec.source == SOURCE and vec.default_scale == 0.8 and vec.extra["pairs"] == ["000", "001", "002"]
     assert vec.delta.abs().sum() > 0 and vec.class_ids
-    thumb = ThumbnailCache().get(pipe, vec)  # what the studio's gallery shows for it
+    thumb, = ThumbnailCache().get_many(pipe, [vec], lambda latents: [pipe.render(w).image for w in latents])
     assert thumb.ndim == 3 and thumb.shape[2] == 3
     assert presets.main(args) == 0  # learning again replaces the earlier vector learnt from pairs
     assert [v.name for v in library.list()].count("square") == 1

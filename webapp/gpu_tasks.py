@@ -17,13 +17,16 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from editgan_core.dataset import CALIBRATION_ITEMS, DatasetReport, DatasetSettings, generate, run_record
 from editgan_core.losses import image_psnr
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditGANPipeline, EditResult, EmbedResult, Render
+from editgan_core.train.preset_pairs import PresetResult, learn_preset_from_pairs
 from editgan_core.vectors import EditVector
 from webapp.gpu import gpu
 from webapp.outcomes import Progress
@@ -145,3 +148,47 @@ def _delta_job(pipe: EditGANPipeline, base: torch.Tensor, job: str, preview_ever
                                    preview_every_s)
     result.delta, result.latent = result.delta.detach().cpu(), result.latent.detach().cpu()
     yield result
+
+
+def preset_seconds(models: str, bundle_id: str, steps: int, pairs: int, *_: object) -> float:
+    """A preset's shared optimisation renders every pair at every step."""
+    return task_seconds(models, bundle_id, max(1, int(steps)) * max(1, int(pairs)))
+
+
+@gpu(duration=preset_seconds)
+def preset_task(models: str, bundle_id: str, steps: int, pairs: int, name: str, job: str,
+                preview_every_s: float) -> Generator[Progress | PresetResult, None, None]:
+    """Learn preset ``name`` from its ``pairs`` stored pairs (previews: the vector on the average face);
+    ends with the ``PresetResult`` (not saved yet)."""
+    pipe = _pipeline(models, bundle_id)
+    stop = _stop_flag(job)
+    result = yield from stream_job(
+        lambda callback: learn_preset_from_pairs(pipe, name, steps, callback=callback, should_stop=stop.is_set),
+        _preview(pipe, pipe.mean_latent()), stop, preview_every_s)
+    yield result
+
+
+def dataset_seconds(models: str, bundle_id: str, n: int, *_: object) -> float:
+    """Calibration draws plus about two draws per item, each rendered, segmented and scored."""
+    return render_seconds(models, bundle_id, [None] * 2 * (CALIBRATION_ITEMS + 2 * max(1, int(n))))
+
+
+@gpu(duration=dataset_seconds)
+def dataset_task(models: str, bundle_id: str, n: int, folder: str, job: str
+                 ) -> Generator[Progress | DatasetReport, None, None]:
+    """Write a labelled dataset of ``n`` items into ``folder`` (``editgan_core.dataset`` defaults); ends with
+    its ``DatasetReport``."""
+    pipe = _pipeline(models, bundle_id)
+    stop = _stop_flag(job)
+    settings = DatasetSettings()
+    record = run_record(pipe, settings)
+
+    def work(callback: Callable[[StepInfo], None]) -> DatasetReport:
+        def on_item(done: int, total: int) -> None:
+            callback(StepInfo(done, total, 0.0, {}, 0.0, torch.zeros(0)))
+
+        return generate(pipe, Path(folder), range(n), settings, record, on_item=on_item, should_stop=stop.is_set,
+                        show_progress=False)
+
+    report = yield from stream_job(work, lambda _: None, stop, float("inf"))
+    yield report

@@ -133,6 +133,7 @@ class Session:
         self.library = open_library(bundle_id, latent_shape, presets_dir)
         self.history = History()
         self.last_edit: EditResult | None = None  # the latest learned edit, for "save as vector"
+        self.last_paint: tuple[torch.Tensor, np.ndarray] | None = None  # its (latent, painted labels), for presets
         self.last_vector: EditVector | None = None  # the latest learned/refined/active vector, for export
         self.ui_cache: dict[str, object] = {}  # what the page last showed, to skip resending it
         self._job: threading.Event | None = None

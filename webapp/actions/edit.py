@@ -38,6 +38,7 @@ class EditActions(PaintActions):
         step = session.history.push(Step("edit", f"edit ({self._class_names(pipe, result.class_ids)})",
                                          result.latent.detach().cpu(), result.render.image, result.render.labels))
         session.last_edit = result
+        session.last_paint = (current.latent, paint.labels)
         session.last_vector = EditVector(delta=result.delta, name="last edit", bundle_id=session.bundle_id,
                                          class_ids=result.class_ids, source="learned")
         figures = {k: round(float(v), 4) for k, v in result.metrics.items()}

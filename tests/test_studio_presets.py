@@ -1,0 +1,52 @@
+"""The studio's preset-from-pairs and dataset actions, in plain Python on the tiny bundle."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+import test_webapp_logic as logic
+
+from editgan_core.pipeline import InputError
+from editgan_core.train.preset_pairs import PresetResult
+from webapp import labels as lab
+from webapp.actions.presets import DatasetOutcome
+from webapp.outcomes import Progress
+
+studio, box = logic.studio, logic.box  # the tiny-bundle studio and session fixtures
+
+
+def test_edits_added_to_a_preset_are_learnt_into_a_gallery_vector(box, studio):
+    session = studio.session(box)
+    palette = studio.pipeline(session).bundle.palette
+    with pytest.raises(InputError, match="paint a change"):
+        studio.add_to_preset(session, "brows", None)
+    for seed in range(3):
+        studio.sample(session, seed)
+        painted = lab.upscale(lab.colorize(logic._paint_eyebrows(session), palette), 8)
+        message = studio.add_to_preset(session, "brows", painted)
+    assert "**brows**: 3 pair(s), ready to learn" in message
+    list(studio.edit(session, painted, 2))  # after learning an edit the canvas shows its result: the edit's pair
+    assert "4 pair(s)" in studio.add_to_preset(session, "Brows", studio.view(session).editor["composite"])
+    assert studio.preset_names(session) == [("brows (4 pairs)", "brows")]
+
+    items = list(studio.learn_preset(session, "brows", 3))
+    result = items[-1]
+    assert isinstance(result, PresetResult) and sum(isinstance(i, Progress) for i in items) == 3
+    assert result.used == 4 and result.vector.source == "preset-pairs"
+    pictures, names = studio.gallery(session)
+    assert "brows" in names and pictures[names.index("brows")][0].ndim == 3
+    with pytest.raises(InputError, match="no pairs yet"):
+        list(studio.learn_preset(session, "unknown"))
+
+
+def test_a_small_dataset_comes_as_a_zip(box, studio):
+    session = studio.session(box)
+    items = list(studio.dataset_zip(session, 3))
+    outcome = items[-1]
+    assert isinstance(outcome, DatasetOutcome) and outcome.report.written == 3
+    assert any(isinstance(i, Progress) for i in items)
+    names = zipfile.ZipFile(outcome.zip_path).namelist()
+    assert {"dataset.json", "000002.png", "000002.labels.png", "previews/000002.png"} <= set(names)
+    with pytest.raises(InputError, match="1 to 64"):
+        list(studio.dataset_zip(session, 65))
