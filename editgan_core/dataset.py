@@ -12,9 +12,9 @@ As in DatasetGAN, a draw whose labels the segmentation ensemble disagrees on is 
 the mean, over the tenth of its pixels where the members disagree most, of the fraction of members
 whose label differs from the ensemble's. DatasetGAN drops its most uncertain tenth; by default the
 threshold is the score that the first draws of items 0..63 exceed that often (``--drop-fraction``),
-computed alike by every worker, or a fixed ``--max-disagreement``. A dropped draw is replaced by the item's next draw (seed +
-k * 1,000,000), so ``--n`` items are written and every item's draws are fixed by its index alone:
-reruns resume, ``--shard K/N`` workers (or torchrun / a Slurm array, see ``editgan_core.sharding``)
+computed alike by every worker, or a fixed ``--max-disagreement``. A dropped draw is replaced by the
+item's next draw (seed + k * 1,000,000), so ``--n`` items are written and every item's draws are fixed
+by its index alone: reruns resume, ``--shard K/N`` workers (or torchrun / a Slurm array, see ``editgan_core.sharding``)
 share nothing, and a larger ``--n`` extends a dataset. Outputs made with other settings are refused
 unless ``--overwrite`` redoes them.
 """
@@ -129,7 +129,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _files(out: Path, stem: str, latents: bool) -> list[Path]:
     files = [out / f"{stem}.png", out / f"{stem}.labels.png", out / PREVIEWS / f"{stem}.png"]
-    return files + [out / f"{stem}{LATENT_SUFFIX}"] if latents else files
+    return [*files, out / f"{stem}{LATENT_SUFFIX}"] if latents else files
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], limit: int = 2) -> str:
+    """'key was A, now B; ...' for the settings that differ ("" when none do)."""
+    differ = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    return "; ".join(f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in differ[:limit])
 
 
 def item_state(out: Path, index: int, record: dict[str, Any], latents: bool) -> str | None:
@@ -141,9 +147,9 @@ def item_state(out: Path, index: int, record: dict[str, Any], latents: bool) -> 
     written = _read_json(path)
     if written is None or not isinstance(written.get("settings"), dict):
         return f"{path.name} is unreadable"
-    differ = [k for k in sorted(record.keys() | written["settings"].keys()) if written["settings"].get(k) != record.get(k)]
+    differ = _differences(written["settings"], record)
     if differ:
-        return "; ".join(f"{k} was {written['settings'].get(k)!r}, now {record.get(k)!r}" for k in differ[:2])
+        return differ
     return "" if all(p.exists() for p in _files(out, stem, latents)) else None
 
 
@@ -167,9 +173,7 @@ def folder_conflict(out: Path, record: dict[str, Any]) -> str | None:
     existing = _read_json(out / RECORD) if (out / RECORD).exists() else {"settings": record}
     if existing is None or not isinstance(existing.get("settings"), dict):
         return f"{RECORD} is unreadable"
-    old = existing["settings"]
-    differ = [k for k in sorted(old.keys() | record.keys()) if old.get(k) != record.get(k)]
-    return "; ".join(f"{k} was {old.get(k)!r}, now {record.get(k)!r}" for k in differ[:3]) or None
+    return _differences(existing["settings"], record, 3) or None
 
 
 def write_folder_record(pipeline: EditGANPipeline, out: Path, record: dict[str, Any]) -> None:

@@ -79,7 +79,7 @@ def test_refusals_name_the_problem(no_domain_bundle, other_tiny_bundle) -> None:
     with pytest.raises(PairError, match="no pairs yet"):
         learn_preset_from_pairs(pipe, "nothing", steps=1)
     add_pairs(pipe, "few", [1, 2])
-    with pytest.raises(PairError, match="2 usable pair.*at least 3"):
+    with pytest.raises(PairError, match=r"2 usable pair.*at least 3"):
         learn_preset_from_pairs(pipe, "few", steps=1)
     latent = pipe.sample_latent(4)
     add_pair(pipe.bundle, "unchanged", latent, pipe.render(latent).labels)

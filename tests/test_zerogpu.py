@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(gpu_module.gpu is not gpu_module._stand_in,
 studio, box = logic.studio, logic.box  # the tiny-bundle studio and session fixtures
 TASKS = {"webapp.gpu_tasks.embed_task", "webapp.gpu_tasks.edit_task", "webapp.gpu_tasks.refine_task"}
 QUICK_TASKS = {"webapp.gpu_tasks.render_task", "webapp.gpu_tasks.sample_task"}
+PAIRS_TASKS = {"webapp.gpu_tasks.preset_task", "webapp.gpu_tasks.dataset_task"}  # scenario: test_studio_presets
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def trips(monkeypatch) -> list:
 
 def test_every_gpu_function_is_covered_here():
     """A new ``gpu``-decorated function needs a pickling scenario below."""
-    assert set(gpu_module.GPU_FUNCTIONS) == TASKS | QUICK_TASKS
+    assert set(gpu_module.GPU_FUNCTIONS) == TASKS | QUICK_TASKS | PAIRS_TASKS
 
 
 def test_a_session_does_not_pickle_so_passing_one_fails(box, studio, trips, monkeypatch):

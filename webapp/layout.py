@@ -19,6 +19,7 @@ import numpy as np
 from editgan_core.pipeline import EditGANPipeline
 from webapp.actions.vectors import MAX_ACTIVE
 from webapp.controller import INITIAL_SEED
+from webapp.layout_presets import build_dataset, build_presets
 from webapp.outcomes import ModelInfo, View
 from webapp.session import SessionBox, close_box
 
@@ -111,6 +112,7 @@ def build_model(p: Page, pipe: EditGANPipeline, choices: list[tuple[str, str]], 
         p.model_samples = gr.Image(info.samples, show_label=False, format="png", interactive=False,
                                    visible=info.samples is not None, height=200)
         p.model_card = gr.Markdown(info.card, elem_id="model-card-text")
+        build_dataset(p, info)
 
 
 def notice(text: str, elem_id: str) -> gr.Markdown:
@@ -207,6 +209,7 @@ def build_edit(p: Page, pipe: EditGANPipeline, info: ModelInfo, notices: dict[st
         p.vec_desc = gr.Textbox(label="Description", placeholder="what it does, how strong", scale=3)
         p.save_btn = gr.Button("Save as vector", scale=1, interactive=info.can_segment)
     p.save_status = gr.Markdown()
+    build_presets(p, pipe, info)
 
 
 def build_vectors(p: Page, pipe: EditGANPipeline, init: View, gallery_items: list[tuple[np.ndarray, str]],

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from editgan_core.dataset import DatasetReport, zip_dataset
-from editgan_core.pipeline import InputError
+from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.preset_pairs import PairError, add_pair, list_presets, preset_folder
 from editgan_core.train.preset_pairs import MIN_PAIRS, PresetResult, save_preset_vector
 from webapp import gpu_tasks
@@ -24,6 +24,11 @@ from webapp.session import Session
 MAX_STUDIO_DATASET = 64  # larger datasets are a job for the command line (``editgan dataset``)
 
 
+def preset_choices(pipe: EditGANPipeline) -> list[tuple[str, str]]:
+    """(label with the pair count, name) of the model's presets that have pairs, for a dropdown."""
+    return [(f"{name} ({count} pairs)", name) for name, count in list_presets(pipe.bundle).items()]
+
+
 @dataclass
 class DatasetOutcome:
     zip_path: Path
@@ -32,8 +37,7 @@ class DatasetOutcome:
 
 class PresetActions(PaintActions):
     def preset_names(self, session: Session) -> list[tuple[str, str]]:
-        """(label with the pair count, name) of the presets that have pairs."""
-        return [(f"{name} ({count} pairs)", name) for name, count in list_presets(self.pipeline(session).bundle).items()]
+        return preset_choices(self.pipeline(session))
 
     def _pair_to_add(self, session: Session, value: Mapping[str, object] | np.ndarray | None):
         """The painting on the canvas if it changes the current picture, else the latest learned edit's."""
