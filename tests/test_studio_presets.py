@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import zipfile
 
+import numpy as np
 import pytest
 import test_webapp_logic as logic
 import test_zerogpu as zerogpu
+from gradio_client import Client, handle_file
+from PIL import Image
 
 from editgan_core.dataset import DatasetReport
 from editgan_core.pipeline import InputError
@@ -15,6 +18,7 @@ from webapp import gpu as gpu_module
 from webapp import labels as lab
 from webapp.actions.presets import DatasetOutcome
 from webapp.outcomes import Progress
+from webapp.ui import build_demo, launch_kwargs
 
 studio, box = logic.studio, logic.box  # the tiny-bundle studio and session fixtures
 trips = zerogpu.trips  # every GPU task's arguments and results through pickle
@@ -83,3 +87,31 @@ def test_presets_and_datasets_run_in_gpu_functions_through_pickle(box, studio, t
     assert not outside, f"models used outside a GPU function: {sorted(set(outside))}"
     assert isinstance(learnt[-1], PresetResult) and isinstance(made[-1], DatasetOutcome)
     assert any(isinstance(v, PresetResult) for v in trips) and any(isinstance(v, DatasetReport) for v in trips)
+
+
+@pytest.mark.slow
+def test_presets_and_samples_through_the_page_api(tiny_bundle, tmp_path):
+    """The named endpoints behind the buttons: add_to_preset (from the canvas), learn_preset, make_dataset."""
+    demo = build_demo([tiny_bundle], device="cpu")
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs())
+    try:
+        client = Client(url, verbose=False, download_files=False)
+        palette = demo.studio.registry.bundle("tiny-test").palette
+        for seed in range(3):
+            labels = np.array(Image.open(client.predict(seed, 0.7, api_name="/sample")[3 + 1]["path"]))
+            labels[6:14, 6:14] = palette[3]
+            path = tmp_path / f"painted{seed}.png"
+            Image.fromarray(labels).save(path)
+            value = {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
+            status, _ = client.predict("raised brows", value, api_name="/add_to_preset")
+        assert "3 pair(s), ready to learn" in status
+        streamed = client.submit("raised brows", 5, api_name="/learn_preset")
+        streamed.result()
+        assert "Learnt **raised brows** from 3 pairs" in streamed.outputs()[-1][0]
+        job = client.submit(4, api_name="/make_dataset")
+        job.result()
+        zip_file, text = job.outputs()[-1]
+        assert text.startswith("4 samples") and zipfile.is_zipfile(zip_file["path"] if isinstance(zip_file, dict)
+                                                                   else zip_file)
+    finally:
+        demo.close()
