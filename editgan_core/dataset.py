@@ -189,8 +189,8 @@ def write_folder_record(pipeline: EditGANPipeline, out: Path, record: dict[str, 
 def label_draws(pipeline: EditGANPipeline, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images (B, H, W, 3), label maps (B, H, W) and disagreement scores (B,) of W+ latents (B, n, d)."""
     out = pipeline.generator.synthesis(latents.to(pipeline.device), noise=pipeline.noise, return_features=True)
-    labels = pipeline.segmenter.predict(out.features)
-    pixels = pipeline.segmenter.uncertainty(out.features, kind="disagreement").flatten(1)
+    labels, pixels = pipeline.segmenter.predict_with_disagreement(out.features)
+    pixels = pixels.flatten(1)
     worst = pixels.topk(max(1, int(pixels.shape[1] * TOP_FRACTION)), dim=1).values.mean(1)
     return tensor_to_uint8(out.image), labels.to(torch.uint8).cpu().numpy(), worst.cpu().numpy()
 

@@ -101,3 +101,14 @@ def test_bad_options_are_refused(tmp_path, tiny_bundle, capsys, extra, message) 
     with pytest.raises(SystemExit):
         main(["--bundle", str(tiny_bundle), "--out", str(tmp_path / "d"), *extra])
     assert message in capsys.readouterr().err
+
+
+def test_one_pass_gives_the_labels_and_the_disagreement_of_two(tiny_bundle) -> None:
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    with torch.no_grad():
+        out = pipe.generator.synthesis(torch.cat([pipe.sample_latent(s) for s in range(3)]), noise=pipe.noise,
+                                       return_features=True)
+    labels, pixels = pipe.segmenter.predict_with_disagreement(out.features)
+    assert torch.equal(labels, pipe.segmenter.predict(out.features))
+    assert torch.equal(pixels, pipe.segmenter.uncertainty(out.features, kind="disagreement"))
+    assert pixels.max() > 0  # the colour-fitted members do disagree somewhere, so the comparison means something

@@ -363,6 +363,15 @@ class PixelEnsemble(ModelMixin, nn.Module):
             return self._map(features, None, out_size, disagreement)
         raise ValueError(f"unknown uncertainty kind {kind!r} (entropy or disagreement)")
 
+    @torch.no_grad()
+    def predict_with_disagreement(self, features: Features, out_size: int | Size | None = None
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``predict`` and ``uncertainty(kind="disagreement")`` from one pass of the members, (B, H, W) each:
+        a generated dataset needs both for every image."""
+        both = self._map(features, None, out_size,
+                         lambda logits: torch.stack([t.float() for t in labels_and_disagreement(logits)], -1))
+        return both[..., 0].long(), both[..., 1]
+
     def _entropy(self, logits: list[torch.Tensor]) -> torch.Tensor:
         probs = torch.stack([p.softmax(1) for p in logits]).mean(0)
         return -(probs * probs.clamp_min(1e-12).log()).sum(1) / math.log(self.num_classes)
@@ -375,6 +384,11 @@ def mean_logits(logits: list[torch.Tensor]) -> torch.Tensor:
     return total / len(logits)
 
 
-def disagreement(logits: list[torch.Tensor]) -> torch.Tensor:
+def labels_and_disagreement(logits: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ensemble's label and the fraction of members whose own label differs from it, per pixel."""
     label = mean_logits(logits).argmax(1)
-    return torch.stack([m.argmax(1) != label for m in logits]).float().mean(0)
+    return label, torch.stack([m.argmax(1) != label for m in logits]).float().mean(0)
+
+
+def disagreement(logits: list[torch.Tensor]) -> torch.Tensor:
+    return labels_and_disagreement(logits)[1]
