@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = generate(pipeline, args.out, todo, settings, record, args.latents, args.max_draws, args.batch)
     part = f" (shard {shard}: {len(indices)} of {args.n} items)" if shard else ""
-    print(f"{report.written} written ({len(stale)} redone), {done} already done, {report.dropped} draw(s) dropped "
-          f"for disagreement > {report.threshold:.3f}{part}")
+    dropped = f", {report.dropped} draw(s) dropped for disagreement > {report.threshold:.3f}" if todo else ""
+    print(f"{report.written} written ({len(stale)} redone), {done} already done{dropped}{part}")
     if report.failed:
         print(f"error: {len(report.failed)} item(s) had no draw under the threshold in {args.max_draws} draws "
               f"(e.g. {item_stem(report.failed[0])}); raise --max-disagreement or --max-draws", file=sys.stderr)
