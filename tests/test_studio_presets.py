@@ -7,21 +7,17 @@ import zipfile
 import numpy as np
 import pytest
 import test_webapp_logic as logic
-import test_zerogpu as zerogpu
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from editgan_core.dataset import DatasetReport
 from editgan_core.pipeline import InputError
 from editgan_core.train.preset_pairs import PresetResult
-from webapp import gpu as gpu_module
 from webapp import labels as lab
 from webapp.actions.presets import DatasetOutcome
 from webapp.outcomes import Progress
 from webapp.ui import build_demo, launch_kwargs
 
 studio, box = logic.studio, logic.box  # the tiny-bundle studio and session fixtures
-trips = zerogpu.trips  # every GPU task's arguments and results through pickle
 
 
 def test_edits_added_to_a_preset_are_learnt_into_a_gallery_vector(box, studio):
@@ -58,35 +54,6 @@ def test_a_small_dataset_comes_as_a_zip(box, studio):
     assert {"dataset.json", "000002.png", "000002.labels.png", "previews/000002.png"} <= set(names)
     with pytest.raises(InputError, match="1 to 64"):
         list(studio.dataset_zip(session, 65))
-
-
-@pytest.mark.skipif(gpu_module.gpu is not gpu_module._stand_in, reason="the `spaces` package is installed")
-def test_presets_and_datasets_run_in_gpu_functions_through_pickle(box, studio, trips):
-    """ZeroGPU's contract for the preset and dataset tasks: arguments and results survive pickle, and no model
-    runs outside a decorated function."""
-    session = studio.session(box)
-    pipe = studio.pipeline(session)
-    outside: list[str] = []
-
-    def check(module, _inputs):
-        if not gpu_module.inside_gpu_function():
-            outside.append(type(module).__name__)
-
-    hooks = [m.register_forward_pre_hook(check)
-             for model in (pipe.generator, pipe.segmenter, pipe.encoder) for m in model.modules()]
-    try:
-        for seed in range(3):
-            studio.sample(session, seed)
-            painted = lab.upscale(lab.colorize(logic._paint_eyebrows(session), pipe.bundle.palette), 8)
-            studio.add_to_preset(session, "brows", painted)
-        learnt = list(studio.learn_preset(session, "brows", 2))
-        made = list(studio.dataset_zip(session, 2))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    assert not outside, f"models used outside a GPU function: {sorted(set(outside))}"
-    assert isinstance(learnt[-1], PresetResult) and isinstance(made[-1], DatasetOutcome)
-    assert any(isinstance(v, PresetResult) for v in trips) and any(isinstance(v, DatasetReport) for v in trips)
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(gpu_module.gpu is not gpu_module._stand_in,
 studio, box = logic.studio, logic.box  # the tiny-bundle studio and session fixtures
 TASKS = {"webapp.gpu_tasks.embed_task", "webapp.gpu_tasks.edit_task", "webapp.gpu_tasks.refine_task"}
 QUICK_TASKS = {"webapp.gpu_tasks.render_task", "webapp.gpu_tasks.sample_task"}
-PAIRS_TASKS = {"webapp.gpu_tasks.preset_task", "webapp.gpu_tasks.dataset_task"}  # scenario: test_studio_presets
+PAIRS_TASKS = {"webapp.gpu_tasks.preset_task", "webapp.gpu_tasks.dataset_task"}
 
 
 @pytest.fixture
@@ -128,10 +128,17 @@ def test_no_model_runs_outside_a_gpu_function(box, studio, trips):
         list(studio.edit(session, lab.upscale(lab.colorize(logic._paint_eyebrows(session), palette), 8), 2))
         studio.save_vector(session, "brows")
         studio.gallery(session)
+        for seed in range(3):  # presets from pairs and the labelled-samples zip (webapp.actions.presets)
+            studio.sample(session, seed)
+            painted = lab.upscale(lab.colorize(logic._paint_eyebrows(session), palette), 8)
+            studio.add_to_preset(session, "pairs", painted)
+        list(studio.learn_preset(session, "pairs", 2))
+        list(studio.dataset_zip(session, 2))
     finally:
         for hook in hooks:
             hook.remove()
     assert trips and not outside, f"models used outside a GPU function: {sorted(set(outside))}"
+    assert {type(v).__name__ for v in trips} >= {"PresetResult", "DatasetReport"}  # through pickle too
 
 
 def test_gallery_thumbnails_are_one_task_however_many_vectors(box, studio, trips):
