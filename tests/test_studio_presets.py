@@ -29,9 +29,10 @@ def test_edits_added_to_a_preset_are_learnt_into_a_gallery_vector(box, studio):
         studio.sample(session, seed)
         painted = lab.upscale(lab.colorize(logic._paint_eyebrows(session), palette), 8)
         message = studio.add_to_preset(session, "brows", painted)
-    assert "**brows**: 3 pair(s), ready to learn" in message
+    assert message.startswith("Added the painting on the canvas to preset **brows**: 3 pair(s), ready to learn")
     list(studio.edit(session, painted, 2))  # after learning an edit the canvas shows its result: the edit's pair
-    assert "4 pair(s)" in studio.add_to_preset(session, "Brows", studio.view(session).editor["composite"])
+    message = studio.add_to_preset(session, "Brows", studio.view(session).editor["composite"])
+    assert message.startswith("Added the edit learnt last to preset **brows**: 4 pair(s)")
     assert studio.preset_names(session) == [("brows (4 pairs)", "brows")]
 
     items = list(studio.learn_preset(session, "brows", 3))

@@ -45,9 +45,9 @@ class PresetActions(PaintActions):
         if value is not None:
             paint = self.read_paint(session, value)
             if paint.changed_pixels:
-                return current.latent, paint.labels
+                return current.latent, paint.labels, "the painting on the canvas"
         if session.last_paint is not None:
-            return session.last_paint
+            return *session.last_paint, "the edit learnt last"
         raise InputError("paint a change on the label map (step 3) or learn an edit first, then add it to a preset")
 
     def add_to_preset(self, session: Session, name: str, value: Mapping[str, object] | np.ndarray | None) -> str:
@@ -55,7 +55,7 @@ class PresetActions(PaintActions):
         pipe = self.require_segmenter(session)
         if not (name or "").strip():
             raise InputError("choose a preset or type a new preset name")
-        latent, labels = self._pair_to_add(session, value)
+        latent, labels, what = self._pair_to_add(session, value)
         try:
             path = add_pair(pipe.bundle, name, pipe.check_latent(latent).cpu(), pipe.check_labels(labels),
                             source={"step": session.current.label if session.current else ""})
@@ -64,7 +64,7 @@ class PresetActions(PaintActions):
         count = list_presets(pipe.bundle).get(path.parent.name, 0)
         more = (f"add {MIN_PAIRS - count} more to learn it" if count < MIN_PAIRS
                 else "ready to learn (8 or more pairs generalise best)")
-        return f"Added to preset **{path.parent.name}**: {count} pair(s), {more}."
+        return f"Added {what} to preset **{path.parent.name}**: {count} pair(s), {more}."
 
     def learn_preset(self, session: Session, name: str, steps: int | None = None
                      ) -> Iterator[Progress | Notice | PresetResult]:
