@@ -92,7 +92,8 @@ def _check_directory(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
         total += info.file_size
         members.append(info)
     if total > MAX_TOTAL_BYTES:
-        raise AnnotationError(f"the zip unpacks to {total / 2**30:.1f} GiB; the limit is {MAX_TOTAL_BYTES // 2**30} GiB")
+        raise AnnotationError(f"the zip unpacks to {total / 2**30:.1f} GiB; the limit is "
+                              f"{MAX_TOTAL_BYTES // 2**30} GiB")
     return members
 
 

@@ -1,4 +1,4 @@
-"""A folder of annotations (``NAME.png`` + ``NAME.labels.png`` [+ ``NAME.latent.safetensors``]), read whole or not at all.
+"""A folder of annotations (``NAME.png``, ``NAME.labels.png``, maybe ``NAME.latent.safetensors``), read whole.
 
 This is the layout the annotation store writes and ``train.segmenter --annotations DIR`` reads. A
 latent beside an image (a generated sample, or a photo the studio already embedded) spares its
