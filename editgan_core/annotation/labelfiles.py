@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from editgan_core.pipeline import MAX_INPUT_PIXELS
+from editgan_core.pipeline import MAX_INPUT_PIXELS, InputError
 
 SNAP_DISTANCE = 40.0  # RGB distance up to which a file's colour counts as a class colour (light compression)
 MAX_LABEL_FILE_BYTES = 64 * 2**20
 GREY_MODES = ("L", "I", "I;16", "I;16B", "I;16L")
 
 
-class LabelFileError(ValueError):
+class LabelFileError(InputError):
     """A label map (or a set of them) that cannot be used; the message names the files and why."""
 
 

@@ -28,6 +28,7 @@ from editgan_core.annotation.folder import LABELS_SUFFIX, LATENT_SUFFIX, PREVIEW
 from editgan_core.bundle import Bundle
 from editgan_core.latents import LatentFile, load_latent, save_latent
 from editgan_core.paths import ENV_HOME, editgan_home
+from editgan_core.pipeline import InputError
 from editgan_core.utils import atomic_write
 from editgan_core.vectors.location import _folder_name, _installer_owned, _writable
 
@@ -39,7 +40,7 @@ MAX_ENTRIES = 1000  # EditGAN needs 16; a thousand is a dataset, not an annotati
 META_SUFFIX = ".json"
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError):
     """An annotation action that cannot be done; the message says why."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from editgan_core.annotation.store import AnnotationError
 from editgan_core.bundle import Bundle, write_manifest
 from editgan_core.bundle_build import add_history
 from editgan_core.models.segmenter import PixelEnsemble
@@ -172,7 +173,7 @@ def train_segmenter(pipeline, latents: Sequence[torch.Tensor], labels: Sequence[
 def check_installable(bundle: Bundle) -> None:
     """Refuse before training, not after it, when the bundle folder cannot take a new segmenter."""
     if not os.access(bundle.root, os.W_OK):
-        raise PermissionError(f"bundle '{bundle.id}' is in a folder that cannot be written ({bundle.root.name}); "
+        raise AnnotationError(f"bundle '{bundle.id}' is in a folder that cannot be written ({bundle.root.name}); "
                               "copy it to a writable folder (bundle create, or cp -r) to train its segmenter")
 
 
