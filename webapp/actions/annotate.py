@@ -184,14 +184,15 @@ class AnnotateActions(StudioBase):
             raise AnnotationError("open an image of the set first (draw samples, add photos or click one)")
         return state
 
-    def _merge_strokes(self, session: Session, state: AnnotateState, value: Mapping[str, object] | None) -> None:
-        """Brush strokes painted since the last change become part of the label map."""
+    def _merge_strokes(self, session: Session, state: AnnotateState, value: Mapping[str, object] | None) -> int:
+        """Brush strokes painted since the last change become part of the label map; returns the pixels changed."""
         if value is None:
-            return
+            return 0
         painted = lab.read_painting(value, state.labels, self.pipeline(session).bundle.palette)
         if painted.changed_pixels:
             self._push_undo(state)
             state.labels = painted.labels
+        return painted.changed_pixels
 
     @staticmethod
     def _push_undo(state: AnnotateState) -> None:
@@ -230,14 +231,15 @@ class AnnotateActions(StudioBase):
     def annotate_save(self, session: Session, value: Mapping[str, object] | None) -> AnnotateView:
         """Save the label map (brush strokes included); then open the next image still to paint."""
         state = self._open_state(session)
-        self._merge_strokes(session, state, value)
+        brushed = self._merge_strokes(session, state, value)
         store = self.annotation_store(session)
         store.save_labels(state.name, state.labels)
         saved = state.name
         todo = [e.name for e in store.entries() if not e.done]
         if todo:
             self.annotate_open(session, todo[0])
-        return self.annotate_view(session, f"Saved {saved}." + (f" Next: {todo[0]}." if todo else " All done."))
+        return self.annotate_view(session, f"Saved {saved} ({brushed} pixel(s) painted with the brush)."
+                                  + (f" Next: {todo[0]}." if todo else " All done."))
 
     def annotate_labels(self, session: Session) -> np.ndarray | None:
         """The label map being painted (for API clients and tests)."""
