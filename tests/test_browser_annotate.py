@@ -8,13 +8,14 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from test_browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sync_api
+from test_browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, stroke, sync_api
+from test_browser import pytestmark as browser_marks
 
 from editgan_core.annotation.store import AnnotationStore
 from editgan_core.bundle import Bundle
 from webapp.ui import build_demo, launch_kwargs
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = browser_marks  # browser, slow, skipped without Debian's chromium
 
 
 @pytest.fixture
@@ -35,21 +36,9 @@ def page(tiny_bundle):
 
 
 def text_has(page, selector: str, needle: str, timeout_s: float = 60) -> None:
-    page.wait_for_function("([sel, t]) => { const e = document.querySelector(sel); return e && e.innerText.includes(t); }",
+    page.wait_for_function("([sel, t]) => { const e = document.querySelector(sel); "
+                           "return e && e.innerText.includes(t); }",
                            arg=[selector, needle], timeout=timeout_s * 1000, polling=50)
-
-
-def stroke(page) -> None:
-    canvas = page.query_selector_all("#ann-painter canvas")[0]
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(cx - 60, cy - 40)
-    page.mouse.down()
-    for i in range(1, 5):
-        page.mouse.move(cx - 60 + 30 * i, cy - 40 + 5 * i)
-    page.mouse.up()
-    time.sleep(0.5)
 
 
 def test_paint_and_save_one_annotation(page, tiny_bundle):
@@ -67,7 +56,7 @@ def test_paint_and_save_one_annotation(page, tiny_bundle):
     time.sleep(3.5)  # the painter canvas settles its size for a few seconds after a new value
     saved = ""
     for _ in range(3):  # a loaded machine may drop the first stroke while the canvas sets itself up
-        stroke(page)
+        stroke(page, "#ann-painter")
         page.click("#ann-save")
         text_has(page, "#ann-progress", "1 of 2 done")
         saved = page.inner_text("#ann-status")
