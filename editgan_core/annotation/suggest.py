@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 DEFAULT_REGIONS = 24
 DIMS_PER_MAP = 8  # principal directions kept per feature map
+MAX_SIDE = 256  # larger images are clustered at this side and the regions enlarged (memory: side² x dims)
 MAX_FIT_PIXELS = 20_000  # k-means is fitted on at most this many pixels
 ASSIGN_BLOCK = 65_536  # pixels assigned to their nearest centre at once
 
@@ -88,8 +89,12 @@ def renumber(regions: np.ndarray) -> np.ndarray:
 
 def regions_from_features(features: Sequence[torch.Tensor], size: int, regions: int = DEFAULT_REGIONS,
                           seed: int = 0) -> np.ndarray:
-    """(size, size) region ids from the synthesis feature maps of one image."""
-    return renumber(cluster_pixels(pixel_features(features, size), regions, seed).reshape(size, size))
+    """(size, size) region ids from the synthesis feature maps of one image (clustered at most ``MAX_SIDE``)."""
+    side = min(size, MAX_SIDE)
+    found = cluster_pixels(pixel_features(features, side), regions, seed).reshape(side, side)
+    if side != size:
+        found = cv2.resize(found, (size, size), interpolation=cv2.INTER_NEAREST)
+    return renumber(found)
 
 
 @torch.no_grad()
