@@ -20,7 +20,7 @@ import numpy as np
 from editgan_core.annotation import archive
 from editgan_core.annotation.sources import add_photo, add_samples
 from editgan_core.annotation.store import AnnotationError, AnnotationStore
-from editgan_core.annotation.suggest import assign_region, fill_connected, suggest
+from editgan_core.annotation.suggest import DEFAULT_REGIONS, assign_region, fill_connected, suggest
 from editgan_core.annotation.training import (
     CrossValidation,
     TrainingCancelled,
@@ -162,12 +162,12 @@ class AnnotateActions(StudioBase):
         yield self.annotate_view(session, f"Added {len(added)} photo(s), embedded at {psnr} dB PSNR.")
 
     # -- painting ------------------------------------------------------------------------------
-    def annotate_open(self, session: Session, name: str, regions: int | None = None) -> AnnotateView:
+    def annotate_open(self, session: Session, name: str, regions: int = DEFAULT_REGIONS) -> AnnotateView:
         """Open an image: its saved label map, else the suggestion (the segmenter's map, or blank), plus regions."""
         pipe, store = self.pipeline(session), self.annotation_store(session)
         if name not in store.names():
             raise AnnotationError(f"'{name}' is not in this model's annotation set")
-        found = suggest(pipe, store.latent(name), **({"regions": int(regions)} if regions else {}))
+        found = suggest(pipe, store.latent(name), int(regions))
         saved = store.labels(name)
         if saved is not None:
             labels, how = saved, "saved label map"
