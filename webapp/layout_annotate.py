@@ -11,7 +11,7 @@ import gradio as gr
 from editgan_core.annotation.sources import MAX_SAMPLES_AT_ONCE
 from editgan_core.pipeline import EditGANPipeline
 from webapp.actions.annotate import FILL_MODE, REGION_MODE
-from webapp.layout import PIXELS, Page, editor_component, legend_html, steps_slider_range
+from webapp.layout import Page, editor_component, legend_html, steps_slider_range
 
 INTRO = """Make this model editable from about 16 labelled images (EditGAN/DatasetGAN). Draw samples of the
 model (their latents are exact) or add photos (embedded first), then paint a **full** label map for each:
@@ -66,8 +66,10 @@ def build_painting(p: Page, pipe: EditGANPipeline, editor_factor: int) -> None:
             p.ann_legend = gr.HTML(legend_html(pipe))
             p.ann_mode = gr.Radio([REGION_MODE, FILL_MODE], value=REGION_MODE, label="A click on the picture will",
                                   elem_id="ann-mode")
+            # shown at its own size (model pixels x the painter's factor), never enlarged by CSS: Gradio maps
+            # a click to picture pixels assuming the picture is not shown larger than it is
             p.ann_picture = gr.Image(label="Click to name a region", format="png", interactive=False,
-                                     elem_classes=PIXELS, height=300, elem_id="ann-picture")
+                                     elem_classes=["pixelated"], height=300, elem_id="ann-picture")
         with gr.Column(scale=3):
             p.ann_editor = editor_component(pipe, editor_factor, label="Label map (paint with the class colours)",
                                             height=420, elem_id="ann-painter", elem_classes=["pixelated"])
