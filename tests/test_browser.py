@@ -67,9 +67,9 @@ def wait_for_new_src(page, selector: str, old: str | None, timeout_s: float = 60
     return src(page, selector)
 
 
-def stroke(page) -> None:
+def stroke(page, painter: str = "#painter") -> None:
     """Drag the brush across the middle of the paint canvas."""
-    canvas = page.query_selector_all("#painter canvas")[0]
+    canvas = page.query_selector_all(f"{painter} canvas")[0]
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

@@ -98,6 +98,9 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
     build_edit(p, pipe, info, notices)
     build_vectors(p, pipe, init, gallery_items, vector_names, info, notices)
     build_history(p, init)
+    from webapp.layout_annotate import build_annotate  # imports this module: imported here, not at the top
+
+    build_annotate(p, pipe, editor_factor)
     return p
 
 
