@@ -9,7 +9,7 @@ shape (1, n_latent, style_dim) on the CPU.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,8 @@ from editgan_core.optim import StepInfo, optimise
 from editgan_core.photos import PhotoError
 from editgan_core.photos.decode import WHITE
 from editgan_core.photos.framing import Framing
-from editgan_core.photos.workflow import align_photo
+from editgan_core.photos.pasteback import PasteBack
+from editgan_core.photos.workflow import AlignedPhoto, align_photo, paste_edit
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
 
@@ -225,6 +226,22 @@ class EditGANPipeline:
 
     def _image_tensor(self, image: np.ndarray) -> torch.Tensor:
         return to_tensor(image[None]).to(self.device)
+
+    # -- photos ----------------------------------------------------------------------------------
+    def align(self, image, points: Mapping[str, tuple[float, float]] | None = None,
+              box: Sequence[float] | None = None) -> AlignedPhoto:
+        """Decode a photo and crop it to the bundle's framing: from eye and mouth points (photo pixels), a box,
+        or else its centre square. Embed ``.crop``; ``paste_back`` puts the edit into ``.photo``."""
+        try:
+            return align_photo(image, self.bundle.framing, points=points, box=box, background=self.bundle.background)
+        except PhotoError as exc:
+            raise InputError(str(exc)) from exc
+
+    def paste_back(self, aligned: AlignedPhoto, before: Render, after: Render,
+                   class_ids: Sequence[int] | None = None) -> PasteBack:
+        """The full-resolution photo with the edit (``before`` -> ``after``: renders of the aligned crop), blended in
+        only where labels (of ``class_ids``, if given) or pixels changed; every other photo pixel is the original's."""
+        return paste_edit(aligned, before.image, after.image, before.labels, after.labels, class_ids)
 
     # -- embedding -------------------------------------------------------------------------------
     @torch.no_grad()

@@ -43,10 +43,12 @@ def align_photo(source: str | Path | bytes | Image.Image | np.ndarray | Photo, f
 
 
 def paste_edit(aligned: AlignedPhoto, before: np.ndarray, after: np.ndarray, before_labels: np.ndarray | None = None,
-               after_labels: np.ndarray | None = None, grow: float | None = None,
-               feather: float | None = None) -> PasteBack:
-    """The photo with the edit (``before`` -> ``after``, renders of the crop) blended in around what changed."""
+               after_labels: np.ndarray | None = None, class_ids: Sequence[int] | None = None,
+               grow: float | None = None, feather: float | None = None) -> PasteBack:
+    """The photo with the edit (``before`` -> ``after``, renders of the crop) blended in around what changed
+    (label changes of ``class_ids`` when given, e.g. the edit vectors' classes, and clear colour changes)."""
     if after.shape[:2] != aligned.crop.shape[:2]:
         raise ValueError(f"the edit is {after.shape[1]}x{after.shape[0]}, the crop {aligned.alignment.size} px")
-    weight = feathered_weight(changed_pixels(before, after, before_labels, after_labels), grow, feather)
+    changed = changed_pixels(before, after, before_labels, after_labels, class_ids)
+    weight = feathered_weight(changed, grow, feather)
     return paste_back(aligned.photo.pixels, aligned.alignment, after, weight)
