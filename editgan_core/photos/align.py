@@ -112,8 +112,11 @@ def _checked(points: Mapping[str, Point], photo_size: tuple[int, int]) -> dict[s
     eyes = out["right_eye"] - out["left_eye"]
     if abs(eyes) < 2:
         raise AlignmentError("the two eyes are marked at the same place")
-    if abs(out["mouth"] - (out["left_eye"] + out["right_eye"]) / 2) < 2:
-        raise AlignmentError("the mouth is marked between the eyes: mark it below them")
+    down = (out["mouth"] - (out["left_eye"] + out["right_eye"]) / 2) / eyes  # mouth in eye-line units
+    if abs(down.imag) < 0.25:
+        raise AlignmentError("the mouth is marked on the line through the eyes: mark it below them")
+    if down.imag < 0:  # the eyes were given the other way round (no turn mirrors a face): swap them
+        out["left_eye"], out["right_eye"] = out["right_eye"], out["left_eye"]
     return out
 
 
@@ -123,7 +126,7 @@ def _ffhq(points: dict[str, complex], framing: Framing) -> tuple[complex, comple
     eye_avg = (points["left_eye"] + points["right_eye"]) / 2
     eye_to_eye = points["right_eye"] - points["left_eye"]
     eye_to_mouth = points["mouth"] - eye_avg
-    x = eye_to_eye + eye_to_mouth * 1j  # the eye line averaged with the mouth direction turned a quarter
+    x = eye_to_eye - eye_to_mouth * 1j  # the eye line averaged with the mouth direction turned back a quarter
     x = x / abs(x) * max(abs(eye_to_eye) * r["eye_scale"], abs(eye_to_mouth) * r["mouth_scale"])
     centre = eye_avg + eye_to_mouth * r["shift"]
     half = framing.size / 2
