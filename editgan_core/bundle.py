@@ -115,7 +115,7 @@ class Bundle:
     def framing(self) -> Framing:
         """How photos are brought to this model's framing (manifest "framing"; see ``photos.framing``)."""
         try:
-            return parse_framing(self.manifest.get("framing"), self.resolution, len(self.classes))
+            return parse_framing(self.manifest.get("framing"), self.resolution)
         except FramingError as exc:
             raise BundleError(f"bundle '{self.id}': {exc}") from exc
 

@@ -22,7 +22,7 @@ from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.vectors import load_vector
 
 DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "faces64"
-FRAMING = parse_framing(framing_entry(), 64, 13)
+FRAMING = parse_framing(framing_entry(), 64)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_large_faces_are_shrunk_before_sampling():
 
 
 def test_ffhq_recipe_and_box():
-    ffhq = parse_framing({"kind": "landmarks", "fit": "ffhq"}, 256, 3)
+    ffhq = parse_framing({"kind": "landmarks", "fit": "ffhq"}, 256)
     points = {"left_eye": (100.0, 100.0), "right_eye": (160.0, 100.0), "mouth": (130.0, 160.0)}
     al = align_points(points, ffhq, (400, 300))
     # eye distance 60 x 2 is the half-side; the centre lies a tenth of the way from the eyes to the mouth
@@ -101,9 +101,9 @@ def test_bad_points_boxes_and_framings_are_refused_clearly():
         align_box((5, 5, 6, 7), FRAMING, (50, 50))
     for entry, message in [({"kind": "oval"}, "kind"), ({"kind": "landmarks"}, "points"),
                            ({**framing_entry(), "padding": "wrap"}, "padding"),
-                           ({**framing_entry(), "landmark_classes": {"mouth": [99]}}, "class ids")]:
+                           ({**framing_entry(), "points": {"left_eye": [0.4, 0.5]}}, "exactly")]:
         with pytest.raises(FramingError, match=message):
-            parse_framing(entry, 64, 13)
+            parse_framing(entry, 64)
 
 
 def test_a_bundle_with_a_bad_framing_does_not_open(tmp_path):

@@ -8,8 +8,7 @@ before it is embedded. Two kinds:
   numbers) of ``left_eye``, ``right_eye`` (as seen in the image) and ``mouth`` (its centre); ``fit`` says
   how a photo's landmarks give the crop: ``similarity`` (least squares over the points) or ``ffhq`` (the
   FFHQ recipe: a square from the eye line and the eye-to-mouth vector, ``recipe`` = ``eye_scale``,
-  ``mouth_scale`` and ``shift``; no ``points`` needed); ``landmark_classes`` optionally names the part
-  classes whose centres are the landmarks (the model then refines a rough alignment itself).
+  ``mouth_scale`` and ``shift``; no ``points`` needed).
 - ``box``: the object fills a square around a box the user draws, with ``margin`` (fraction of its side)
   around it.
 
@@ -45,7 +44,6 @@ class Framing:
     recipe: dict[str, float] = field(default_factory=dict)
     margin: float = 0.0
     padding: str = "reflect"
-    landmark_classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def uses_landmarks(self) -> bool:
@@ -63,8 +61,6 @@ class Framing:
             entry.update(points={k: list(v) for k, v in self.points.items()}, fit=self.fit)
             if self.fit == "ffhq":
                 entry["recipe"] = dict(self.recipe)
-            if self.landmark_classes:
-                entry["landmark_classes"] = {k: list(v) for k, v in self.landmark_classes.items()}
         elif self.kind == "box":
             entry["margin"] = self.margin
         return entry
@@ -92,19 +88,7 @@ def _points(entry: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return points
 
 
-def _landmark_classes(entry: dict[str, Any], n_classes: int) -> dict[str, tuple[int, ...]]:
-    raw = entry.get("landmark_classes") or {}
-    if not isinstance(raw, dict) or not set(raw) <= set(LANDMARKS):
-        raise FramingError(f"framing: landmark_classes must map some of {', '.join(LANDMARKS)} to class ids")
-    out = {}
-    for name, ids in raw.items():
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and 0 < i < n_classes for i in ids):
-            raise FramingError(f"framing: landmark_classes.{name} must be a list of class ids in 1..{n_classes - 1}")
-        out[name] = tuple(ids)
-    return out
-
-
-def parse_framing(entry: Any, resolution: int, n_classes: int) -> Framing:
+def parse_framing(entry: Any, resolution: int) -> Framing:
     """The manifest's ``framing`` (or None: the centre square) as a checked ``Framing``."""
     if entry is None:
         return Framing("centre", resolution, padding="edge")
@@ -125,5 +109,4 @@ def parse_framing(entry: Any, resolution: int, n_classes: int) -> Framing:
         given = {**FFHQ_RECIPE, **(entry.get("recipe") or {})}
         recipe = {k: _number(given[k], f"recipe.{k}", 0 if k == "shift" else 0.1, 10) for k in FFHQ_RECIPE}
     points = _points(entry) if fit == "similarity" or "points" in entry else {}
-    return Framing("landmarks", resolution, points=points, fit=fit, recipe=recipe, padding=padding,
-                   landmark_classes=_landmark_classes(entry, n_classes))
+    return Framing("landmarks", resolution, points=points, fit=fit, recipe=recipe, padding=padding)

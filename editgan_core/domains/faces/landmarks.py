@@ -41,14 +41,9 @@ def template(size: int = 1) -> dict[str, tuple[float, float]]:
 
 
 def framing_entry() -> dict[str, object]:
-    """The manifest ``framing`` of bundles trained on this domain: the canonical landmarks, fitted by similarity;
-    eye and mouth centres can be read back from the eye and mouth part classes."""
-    from editgan_core.domains.faces.classes import EYE_WHITES, IRISES, LIPS, MOUTH_INTERIOR, PUPILS
-
-    eyes = [EYE_WHITES, IRISES, PUPILS]
+    """The manifest ``framing`` of bundles trained on this domain: the canonical landmarks, fitted by similarity."""
     return {"kind": "landmarks", "fit": "similarity", "padding": "reflect",
-            "points": {name: [round(x, 6), round(y, 6)] for name, (x, y) in template().items()},
-            "landmark_classes": {"left_eye": eyes, "right_eye": eyes, "mouth": [LIPS, MOUTH_INTERIOR]}}
+            "points": {name: [round(x, 6), round(y, 6)] for name, (x, y) in template().items()}}
 
 
 BACKGROUND = [142, 142, 142]  # the renders' mean background colour: transparent photo pixels are laid on it
