@@ -4,29 +4,17 @@ preset, download the full-size edited photo (issue #21). Needs Debian's chromium
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 from helpers_suite import REPO
 from PIL import Image
+from test_browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, pytestmark, sync_api  # the same browser and marks
 
 from editgan_core.photos.synthetic import make_composite
 from webapp.ui import build_demo, launch_kwargs
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO / "test-artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+__all__ = ["pytestmark"]  # browser, slow, skipped without chromium or playwright, as test_browser.py
 DEMO = REPO / "checkpoints" / "faces64"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None,
-                       reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package")
 
 # where a click lands in a picture shown with object-fit: contain, as Gradio maps it back to picture pixels
 CLICK_JS = """([sel, x, y]) => {
@@ -66,6 +54,8 @@ def test_upload_click_three_points_preset_and_download(url, tmp_path):
         scale = 800 / 1024  # the preview's size: the photo's longest side shown at 800 pixels
         for i, name in enumerate(("left_eye", "right_eye", "mouth")):
             x, y = comp.landmarks[name]
+            page.wait_for_function("() => { const i = document.querySelector('#mark-photo img'); "
+                                   "return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
             cx, cy = page.evaluate(CLICK_JS, ["#mark-photo", int(x * scale), int(y * scale)])
             page.mouse.click(cx, cy)
             text_has(page, "#mark-status", "Aligned" if i == 2 else f"({i + 2} of 3)")
