@@ -252,7 +252,7 @@ def test_prepare_image_handles_real_world_files(tmp_path):
 
 
 def test_prepare_image_refuses_huge_images(monkeypatch):
-    monkeypatch.setattr("editgan_core.pipeline.MAX_INPUT_PIXELS", 100)
+    monkeypatch.setattr("editgan_core.photos.limits.MAX_INPUT_PIXELS", 100)
     with pytest.raises(InputError, match="limit"):
         prepare_image(Image.new("RGB", (20, 20)), 8)
 

@@ -93,6 +93,9 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
     build_model(p, pipe, choices, info)
     notices = section_notices(info)
     build_image(p, pipe, init, info, notices)
+    from webapp.layout_photo import build_photo_marking  # its own module, which uses this one's names
+
+    build_photo_marking(p, pipe)
     build_segmentation(p, pipe, init, notices)
     build_paint(p, pipe, editor_factor, init, info, notices)
     build_edit(p, pipe, info, notices)
@@ -283,7 +286,8 @@ def build_history(p: Page, init: View) -> None:
         p.redo_btn = gr.Button("↷ Redo", interactive=False)
         p.reset_btn = gr.Button("Reset to original")
         p.export_btn = gr.Button("Export", variant="primary")
-    p.export_files = gr.File(label="Downloads: picture, label map, latent, vector", file_count="multiple",
+    p.export_files = gr.File(label="Downloads: picture, label map, latent, vector; for an aligned photo also the "
+                             "full-size edited photo, the aligned crop and a before/after", file_count="multiple",
                              interactive=False)
 
 

@@ -18,6 +18,7 @@ import torch
 
 from editgan_core.pipeline import EditResult
 from editgan_core.vectors import EditVector, open_library
+from webapp.photo_state import PhotoState
 
 HISTORY_LIMIT = 60  # steps kept per session; a 64 px step is ~0.1 MB
 SOURCE_KINDS = ("sample", "embed")  # steps that start from a new picture; reset returns to the latest one
@@ -135,6 +136,7 @@ class Session:
         self.last_edit: EditResult | None = None  # the latest learned edit, for "save as vector"
         self.last_vector: EditVector | None = None  # the latest learned/refined/active vector, for export
         self.ui_cache: dict[str, object] = {}  # what the page last showed, to skip resending it
+        self.photo = PhotoState()  # the uploaded photo at full size and its alignment (``webapp.actions.photo``)
         self._job: threading.Event | None = None
         self._lock = threading.Lock()
 

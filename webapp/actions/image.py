@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from editgan_core.pipeline import InputError, prepare_image
+from editgan_core.pipeline import InputError
 from webapp import gpu_tasks
-from webapp.actions.base import StudioBase
+from webapp.actions.photo import PhotoActions
 from webapp.outcomes import EmbedOutcome, Notice, Progress
 from webapp.session import Session, Step
 
 
-class ImageActions(StudioBase):
+class ImageActions(PhotoActions):
     def sample(self, session: Session, seed: int, truncation: float = 0.7) -> Step:
         """A random face of the model, reproducible from the seed."""
         seed = int(seed)
@@ -26,7 +26,7 @@ class ImageActions(StudioBase):
         if image is None:
             raise InputError("upload a photo (PNG, JPEG or WebP) or pick an example first")
         pipe = self.pipeline(session)
-        pixels = prepare_image(image, pipe.resolution)
+        pixels = self.embed_pixels(session, image, pipe)  # the aligned crop if the photo was marked (photo.py)
         steps = max(0, int(steps))
         if steps == 0 and pipe.encoder is None:
             steps = pipe.defaults.embed_steps
@@ -40,4 +40,5 @@ class ImageActions(StudioBase):
         label = f"embed ({result.steps_done} steps)" if steps else "embed (encoder)"
         step = Step("embed", label, result.latent, result.render.image, result.render.labels, source=pixels)
         session.history.push(step)  # the task's render of the result: no second one
+        self.remember_embed(session, pixels, step)
         yield EmbedOutcome(step, pixels, float(result.psnr), result.steps_done, result.stopped)

@@ -16,6 +16,7 @@ from webapp.events.history import wire_history
 from webapp.events.image import wire_image
 from webapp.events.model import wire_model
 from webapp.events.paint import wire_paint
+from webapp.events.photo import wire_photo
 from webapp.events.segmentation import wire_segmentation
 from webapp.events.vectors import wire_vectors
 from webapp.layout import Page
@@ -26,8 +27,8 @@ from webapp.session import SessionBox
 def wire(page: Page, studio: Studio, init: View) -> None:
     """Attach every event of the page (call inside the ``gr.Blocks`` context)."""
     w = Wiring(page, studio, init.labels.tobytes() if init.labels is not None else None)
-    for section in (wire_image, wire_segmentation, wire_paint, wire_edit, wire_vectors, wire_history, wire_model,
-                    wire_annotate):
+    for section in (wire_image, wire_photo, wire_segmentation, wire_paint, wire_edit, wire_vectors, wire_history,
+                    wire_model, wire_annotate):
         section(w)
     wire_cancel(w)
 
