@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from editgan_core.pipeline import MAX_INPUT_PIXELS, InputError
+from editgan_core.photos import limits
+from editgan_core.pipeline import InputError
 
 SNAP_DISTANCE = 40.0  # RGB distance up to which a file's colour counts as a class colour (light compression)
 MAX_LABEL_FILE_BYTES = 64 * 2**20
@@ -91,9 +92,9 @@ def open_bounded(path: Path, what: str = "image") -> Image.Image:
         picture = Image.open(path)
     except (UnidentifiedImageError, OSError) as exc:
         raise LabelFileError(f"the {what} is not a readable picture ({exc})") from exc
-    if picture.width * picture.height > MAX_INPUT_PIXELS:
+    if picture.width * picture.height > limits.MAX_INPUT_PIXELS:
         raise LabelFileError(f"the {what} is {picture.width}x{picture.height}; the limit is "
-                             f"{MAX_INPUT_PIXELS // 1_000_000} MP")
+                             f"{limits.MAX_INPUT_PIXELS // 1_000_000} MP")
     return picture
 
 
