@@ -13,12 +13,13 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from editgan_core.pipeline import EditGANPipeline
+from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.vectors import EditVector
 from webapp.labels import upscale
 
 THUMB_MIN_SIDE = 96  # small models are enlarged (crisply) so the gallery does not blur them
 CACHE_ITEMS = 512
+OUT_OF_RANGE_GREY = 128
 
 
 def vector_key(bundle_id: str, vec: EditVector, scale: float) -> str:
@@ -50,7 +51,11 @@ class ThumbnailCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        latent = pipe.apply(self.reference(pipe), [(vec, scale)])
+        try:
+            latent = pipe.apply(self.reference(pipe), [(vec, scale)])
+        except InputError:  # out of proportion to the model (its strength can still be lowered): a blank tile
+            side = max(THUMB_MIN_SIDE, pipe.resolution)
+            return np.full((side, side, 3), OUT_OF_RANGE_GREY, np.uint8)
         image = pipe.render(latent, with_labels=False).image
         image = upscale(image, max(1, -(-THUMB_MIN_SIDE // image.shape[0])))
         with self._lock:

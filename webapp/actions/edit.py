@@ -6,9 +6,11 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from editgan_core.defaults import MAX_STEPS
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import EditVector
 from webapp import gpu_tasks
+from webapp.actions.base import whole_number_in
 from webapp.actions.paint import PaintActions
 from webapp.outcomes import EditOutcome, Notice, Progress
 from webapp.session import Session, Step
@@ -29,7 +31,8 @@ class EditActions(PaintActions):
             yield notice
         if not paint.changed_pixels:
             raise InputError("the painted label map is identical to the current one: paint a change first (step 3)")
-        steps = max(1, int(pipe.defaults.edit_steps if steps is None else steps))
+        steps = whole_number_in(pipe.defaults.edit_steps if steps is None else steps, "the number of edit steps", 1,
+                                MAX_STEPS)
         job = gpu_tasks.track(session.new_job())
         result = yield from self._gpu_result(gpu_tasks.edit_task(
             self.gpu_models, session.bundle_id, steps, current.latent, paint.labels, job, self.preview_every_s))

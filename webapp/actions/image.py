@@ -5,21 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from editgan_core.defaults import MAX_STEPS
 from editgan_core.pipeline import InputError, prepare_image
 from webapp import gpu_tasks
-from webapp.actions.base import StudioBase
+from webapp.actions.base import StudioBase, number_in, whole_number_in
 from webapp.outcomes import EmbedOutcome, Notice, Progress
 from webapp.session import Session, Step
+
+MAX_SEED = 2**31 - 1
+MAX_TRUNCATION = 2.0  # 1 is no truncation; beyond 2 the pictures stop being faces
 
 
 class ImageActions(StudioBase):
     def sample(self, session: Session, seed: int, truncation: float = 0.7) -> Step:
         """A random face of the model, reproducible from the seed."""
         pipe = self.pipeline(session)
-        seed = int(seed)
-        if not 0 <= seed < 2**31:
-            raise InputError("the seed must be between 0 and 2147483647")
-        latent = pipe.sample_latent(seed, float(truncation))
+        seed = whole_number_in(seed, "the seed", 0, MAX_SEED)
+        latent = pipe.sample_latent(seed, number_in(truncation, "the truncation", 0.0, MAX_TRUNCATION))
         return session.history.push(self._step(pipe, "sample", f"sample seed {seed}", latent))
 
     def embed(self, session: Session, image: Any, steps: int = 0) -> Iterator[Progress | Notice | EmbedOutcome]:
@@ -28,7 +30,7 @@ class ImageActions(StudioBase):
             raise InputError("upload a photo (PNG, JPEG or WebP) or pick an example first")
         pipe = self.pipeline(session)
         pixels = prepare_image(image, pipe.resolution)
-        steps = max(0, int(steps))
+        steps = whole_number_in(steps, "the number of embedding steps", 0, MAX_STEPS)
         if steps == 0 and pipe.encoder is None:
             steps = pipe.defaults.embed_steps
             yield Notice(f"this model has no encoder, so there is no fast embedding: optimising {steps} steps from "
