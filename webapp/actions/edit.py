@@ -24,6 +24,8 @@ class EditActions(PaintActions):
         ``steps`` defaults to the model's (``EditGANPipeline.defaults.edit_steps``).
         """
         pipe = self.require_segmenter(session)
+        steps = whole_number_in(pipe.defaults.edit_steps if steps is None else steps, "the number of edit steps", 1,
+                                MAX_STEPS)
         current = self._require_labelled(session)
         paint = self.read_paint(session, value)
         notice = self.paint_notice(session, paint)
@@ -31,8 +33,6 @@ class EditActions(PaintActions):
             yield notice
         if not paint.changed_pixels:
             raise InputError("the painted label map is identical to the current one: paint a change first (step 3)")
-        steps = whole_number_in(pipe.defaults.edit_steps if steps is None else steps, "the number of edit steps", 1,
-                                MAX_STEPS)
         job = gpu_tasks.track(session.new_job())
         result = yield from self._gpu_result(gpu_tasks.edit_task(
             self.gpu_models, session.bundle_id, steps, current.latent, paint.labels, job, self.preview_every_s))
