@@ -119,8 +119,9 @@ def prepare_image(image: np.ndarray | Image.Image | str | Path, size: int) -> np
     if isinstance(image, (str, Path)):
         try:
             image = Image.open(image)
-        except (OSError, Image.DecompressionBombError) as exc:
-            raise InputError(f"cannot read the image: {exc}") from exc
+        except (OSError, Image.DecompressionBombError) as exc:  # the message would name the server's path
+            raise InputError("cannot read the image: it is not a PNG, JPEG or WebP picture, or it is damaged") \
+                from exc
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
@@ -133,7 +134,11 @@ def prepare_image(image: np.ndarray | Image.Image | str | Path, size: int) -> np
         image = Image.fromarray(image[..., :3])
     if image.width * image.height > MAX_INPUT_PIXELS:
         raise InputError(f"image is {image.width}x{image.height}; the limit is {MAX_INPUT_PIXELS // 1_000_000} MP")
-    image = ImageOps.exif_transpose(image).convert("RGB")
+    try:
+        image.draft("RGB", (size, size))  # JPEGs decode at a reduced scale that still covers ``size``
+        image = ImageOps.exif_transpose(image).convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data shows up only when decoding
+        raise InputError("cannot read the image: its data is damaged or incomplete") from exc
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)

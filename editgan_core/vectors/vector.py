@@ -87,9 +87,7 @@ class EditVector:
         if abs(self.default_scale) > MAX_DEFAULT_SCALE:
             raise VectorError(f"{label}: default strength {self.default_scale:g} is beyond the limit of "
                               f"±{MAX_DEFAULT_SCALE:g}")
-        if not isinstance(self.description, str) or len(self.description) > MAX_DESCRIPTION_CHARS:
-            raise VectorError(f"{label}: the description has {len(str(self.description))} characters; the limit "
-                              f"is {MAX_DESCRIPTION_CHARS}")
+        check_text(None, self.description)
         if len(self.class_ids) > MAX_CLASS_IDS:
             raise VectorError(f"{label} names {len(self.class_ids)} classes; the limit is {MAX_CLASS_IDS}")
         biggest = float(self.delta.abs().max())
@@ -121,6 +119,16 @@ class EditVector:
             "source": self.source,
             "extra": self.extra,
         }
+
+
+def check_text(name: Any, description: Any = "") -> None:
+    """Refuse a typed name or description over its limit before anything is done with it."""
+    for what, text, limit, shown in (("vector name", name, MAX_NAME_INPUT_CHARS, MAX_NAME_CHARS),
+                                     ("description", description, MAX_DESCRIPTION_CHARS, MAX_DESCRIPTION_CHARS)):
+        if text is not None and not isinstance(text, str):
+            raise VectorError(f"the {what} must be text")
+        if text is not None and len(text) > limit:
+            raise VectorError(f"the {what} has {len(text)} characters; the limit is {shown}")
 
 
 def json_depth(value: Any) -> int:
@@ -183,10 +191,9 @@ def sanitize_name(name: str) -> str:
 
     Names mixing Latin, Greek and Cyrillic letters are refused: they are how one name imitates another.
     """
+    check_text(name)
     if not isinstance(name, str):
-        raise VectorError("a vector name must be text")
-    if len(name) > MAX_NAME_INPUT_CHARS:
-        raise VectorError(f"the vector name has {len(name)} characters; the limit is {MAX_NAME_CHARS}")
+        raise VectorError("the vector name must be text")
     name = unicodedata.normalize("NFC", name)
     kept = [c if (c in _NAME_PUNCT or unicodedata.category(c)[0] in "LNM") else " " for c in name]
     clean = re.sub(r"\s+", " ", "".join(kept)).strip().lstrip("-").strip()

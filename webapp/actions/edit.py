@@ -9,6 +9,7 @@ import numpy as np
 from editgan_core.defaults import MAX_STEPS
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import EditVector
+from editgan_core.vectors.vector import check_text
 from webapp import gpu_tasks
 from webapp.actions.base import whole_number_in
 from webapp.actions.paint import PaintActions
@@ -49,6 +50,7 @@ class EditActions(PaintActions):
 
     def save_vector(self, session: Session, name: str, description: str = "") -> EditVector:
         """Keep the latest learned edit in the session's vector library."""
+        check_text(name, description)
         if session.last_edit is None:
             raise InputError("learn an edit first (step 4), then save it as a vector")
         if not (name or "").strip():
