@@ -15,6 +15,7 @@ import gradio as gr
 import torch
 
 from editgan_core.bundle import BundleError, list_bundles, resolve_bundle_path
+from webapp.allocator import keep_memory_returned
 from webapp.controller import Studio
 from webapp.events import wire
 from webapp.layout import CSS, build_page, no_model_page
@@ -73,6 +74,7 @@ def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None =
     """
     if bundles is None:
         bundles, scan = bundle_paths(os.environ.get("EDITGAN_BUNDLE")), scan or list_bundles
+    keep_memory_returned()  # a long-running server's size should follow what it holds (``webapp.allocator``)
     registry = ModelRegistry(bundles, device=device, scan=scan)
     if not registry.ids:
         with StudioBlocks(title="EditGAN studio") as demo:
