@@ -26,18 +26,18 @@ PHOTO_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 MAX_DATA_URL_CHARS = 16 * 1024 * 1024  # a picture sent inline instead of uploaded (base64)
 
 
-def picture_size(source: str | Path | bytes, what: str, formats: set[str] | None = None) -> tuple[int, int]:
-    """Width and height from a picture's header, without decoding it; ``gr.Error`` naming ``what`` otherwise."""
+def picture_size(source: str | Path | bytes, what: str, formats: set[str], expected: str) -> tuple[int, int]:
+    """Width and height from a picture's header, without decoding it; ``gr.Error`` naming ``what`` and the
+    ``expected`` kinds otherwise."""
     try:
         with Image.open(BytesIO(source) if isinstance(source, bytes | bytearray) else source) as im:
             kind, size = im.format, im.size
     except Image.DecompressionBombError:
         raise gr.Error(f"{what} is larger than {MAX_INPUT_PIXELS // 1_000_000} MP", print_exception=False) from None
     except (OSError, ValueError, SyntaxError):  # the messages name the server's temp path
-        raise gr.Error(f"{what} is not a picture that can be read (PNG, JPEG or WebP)",
-                       print_exception=False) from None
-    if formats is not None and kind not in formats:
-        raise gr.Error(f"{what} is a {kind} file; use a PNG, JPEG or WebP picture", print_exception=False)
+        raise gr.Error(f"{what} is not a picture that can be read ({expected})", print_exception=False) from None
+    if kind not in formats:
+        raise gr.Error(f"{what} is a {kind} file; use {expected}", print_exception=False)
     return size
 
 
@@ -54,7 +54,7 @@ def _photo_preprocess(self: gr.Image, payload: Any) -> str | None:
         raise gr.Error("no photo arrived: upload it again", print_exception=False)
     if Path(payload.orig_name or payload.path).suffix.lower() == ".svg":
         raise gr.Error("SVG drawings cannot be embedded; upload a PNG, JPEG or WebP photo", print_exception=False)
-    width, height = picture_size(payload.path, "the photo", PHOTO_FORMATS)
+    width, height = picture_size(payload.path, "the photo", PHOTO_FORMATS, "a PNG, JPEG or WebP picture")
     if width * height > MAX_INPUT_PIXELS:
         raise gr.Error(f"the photo is {width}x{height}; the limit is {MAX_INPUT_PIXELS // 1_000_000} MP",
                        print_exception=False)
@@ -76,7 +76,7 @@ def _editor_preprocess(self: gr.ImageEditor, payload: Any) -> Any:
         if part is None:
             continue
         source = part.path if isinstance(part, FileData) else bytes(part)
-        width, height = picture_size(source, "the painted label map", {"PNG", "WEBP"})
+        width, height = picture_size(source, "the painted label map", {"PNG", "WEBP"}, "a PNG picture")
         if width > MAX_PAINT_SIDE or height > MAX_PAINT_SIDE:
             raise gr.Error(f"the painted label map is {width}x{height} pixels; the limit is "
                            f"{MAX_PAINT_SIDE}x{MAX_PAINT_SIDE}", print_exception=False)

@@ -70,7 +70,7 @@ def own_server(bundle: str, threads: int | None) -> Iterator[tuple[str, int]]:
             print(f"the server process had ended by itself (exit status {proc.returncode}); see {log.name}")
 
 
-def soak(url: str, preset: str, preset_file: Path, folder: Path, clients: int, seconds: float, tally: Tally,
+def soak(url: str, presets: list[str], preset_file: Path, folder: Path, clients: int, seconds: float, tally: Tally,
          memory: MemoryLog, with_edits: bool = True, seed: int = 0) -> None:
     """``clients`` sessions doing ``session_workload`` rounds until ``seconds`` have passed."""
     end = time.monotonic() + seconds
@@ -80,7 +80,7 @@ def soak(url: str, preset: str, preset_file: Path, folder: Path, clients: int, s
         rng = random.Random(seed * 1000 + i)
         client = Client(url, verbose=False, download_files=False)
         while time.monotonic() < end:
-            session_workload(client, preset, preset_file, folder, tally, rng, with_edits)
+            session_workload(client, presets, preset_file, folder, tally, rng, with_edits)
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
@@ -125,7 +125,7 @@ def report(phases: dict[str, Tally], memory: MemoryLog, marks: dict[str, float |
 
 
 def run(url: str, pid: int | None, minutes: float, clients: int, burst: int = 40, with_edits: bool = True,
-        seed: int = 0) -> dict[str, Any]:
+        seed: int = 0, settle_s: float = SETTLE_S) -> dict[str, Any]:
     """The three phases against ``url`` (``pid``: the server process, for its memory); returns the report."""
     random.seed(seed)
     memory = MemoryLog(pid).start()
@@ -137,19 +137,19 @@ def run(url: str, pid: int | None, minutes: float, clients: int, burst: int = 40
         def client_for() -> Client:
             return Client(url, verbose=False, download_files=False)
 
-        bundle_id, shape, preset, preset_file = vector_facts(client_for(), folder)
+        bundle_id, shape, presets, preset_file = vector_facts(client_for(), folder)
         files = hostile_files(folder, bundle_id, shape)
         print(f"fuzz: bundle {bundle_id}, latent {shape[0]}x{shape[1]}; malformed inputs", flush=True)
-        malformed(client_for, url, files, preset, phases["malformed"])
+        malformed(client_for, url, files, presets[0], phases["malformed"])
         marks["before burst"] = memory.now()
         print(f"fuzz: {burst} x 2 refused calls of 2 MB", flush=True)
         refused_burst(client_for, files, burst, phases["refused burst"])
         time.sleep(2)
         marks["after burst"] = memory.now()
         print(f"soak: {clients} clients for {minutes:g} min", flush=True)
-        soak(url, preset, preset_file, folder, clients, minutes * 60, phases["soak"], memory, with_edits, seed)
+        soak(url, presets, preset_file, folder, clients, minutes * 60, phases["soak"], memory, with_edits, seed)
         marks["end of soak"] = memory.now()
-        time.sleep(SETTLE_S)
+        time.sleep(settle_s)
         marks["after"] = memory.now()
     memory.stop()
     marks["peak"] = memory.peak()

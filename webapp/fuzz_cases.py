@@ -41,17 +41,18 @@ def _vector(path: Path, delta: np.ndarray, bundle_id: str, **meta: Any) -> Path:
     return path
 
 
-def vector_facts(client: Client, folder: Path) -> tuple[str, tuple[int, int], str, Path]:
-    """(bundle id, latent shape, first preset's name, its file) read from a preset exported by the server."""
+def vector_facts(client: Client, folder: Path) -> tuple[str, tuple[int, int], list[str], Path]:
+    """(bundle id, latent shape, the presets' names, the first one's file) from a preset exported by the server."""
     preset = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/export_vector"]
-    name = re.search(r"'([^']+)'", preset["parameters"][0]["python_type"]["type"]).group(1)
+    names = re.findall(r"'([^']+)'", preset["parameters"][0]["python_type"]["type"])
+    name = names[0]
     data = download(client, call(client, "/export_vector", name))
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8:8 + n])
     info = json.loads(header["__metadata__"]["editgan"])
     path = folder / f"{name}.safetensors"
     path.write_bytes(data)
-    return info["bundle_id"], tuple(header["delta"]["shape"]), name, path
+    return info["bundle_id"], tuple(header["delta"]["shape"]), names, path
 
 
 def hostile_files(folder: Path, bundle_id: str, shape: tuple[int, int]) -> dict[str, Path]:
@@ -218,13 +219,14 @@ def refused_burst(client_for: Callable[[], Client], files: dict[str, Path], coun
                                                       0.5), "refuse")
 
 
-def session_workload(client: Client, preset: str, preset_file: Path, folder: Path, tally: Tally,
+def session_workload(client: Client, presets: list[str], preset_file: Path, folder: Path, tally: Tally,
                      rng: random.Random, with_edits: bool = True) -> None:
     """One round of what a visitor does; every call is timed and its outcome counted."""
+    preset = presets[0]
     tally.run("sample", lambda: call(client, "/sample", rng.randrange(2**31 - 1), 0.7, 0.5), "ok")
     for _ in range(4):  # a drag of the strength slider: the same vectors, new strengths (the step is amended)
-        s = f"{rng.uniform(-3, 3):.2f}, {rng.uniform(-3, 3):.2f}"
-        tally.run("strength", lambda s=s: call(client, "/apply_vectors", f"{preset}, look_left", s, 0.5), "ok")
+        s = ", ".join(f"{rng.uniform(-3, 3):.2f}" for _ in presets[:2])
+        tally.run("strength", lambda s=s: call(client, "/apply_vectors", ", ".join(presets[:2]), s, 0.5), "ok")
     tally.run("undo", lambda: call(client, "/undo", 0.5), "ok")
     tally.run("redo", lambda: call(client, "/redo", 0.5), "ok")
     tally.run("export", lambda: call(client, "/export"), "ok")
