@@ -208,7 +208,7 @@ class Tally:
             self.counts[outcome] += 1
             if outcome != OK:
                 self.examples.setdefault(outcome, [])
-                if len(self.examples[outcome]) < 40:
+                if len(self.examples[outcome]) < 100:
                     self.examples[outcome].append(f"{name}: {message[:160]}")
             if seconds is not None:
                 self.latencies.setdefault(name, []).append(seconds)

@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 from gradio.exceptions import InvalidPathError
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,8 +30,12 @@ MAX_BODY_BYTES = 4 * 1024 * 1024  # any request that is not an upload: event dat
 CACHE_LIFETIME = (900, 3600)  # every 15 min, delete cached uploads and renders older than an hour
 
 
-class RequestRefused(Exception):
-    """Raised inside ``RequestLimits`` to stop reading a request that is over a limit."""
+class RequestRefused(HTTPException):
+    """Raised while ``RequestLimits`` reads a request that is over a limit: the app's own exception handling
+    answers it (413 with the reason), or the middleware does if nothing inside did."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(413, reason)
 
 
 class RequestLimits:
