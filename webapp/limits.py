@@ -3,7 +3,8 @@
 ``launch(max_file_size=...)`` only binds when the app is started through our launcher; ``gradio app.py``,
 a Space runner or ``mount_gradio_app`` pass their own (usually none). ``StudioBlocks`` keeps the
 stricter of its own limit and any given, sets the cache lifetime, puts ``RequestLimits`` in front of
-the server (body size, files per request), and turns the failures Gradio meets before a callback runs
+the server when it launches (body size, files per request; an app that mounts the page with
+``gr.mount_gradio_app`` adds the middleware itself), and turns the failures Gradio meets before a callback runs
 (a file reference outside the upload folder, an input that does not fit its component) into messages
 that say what was wrong, not a bare "Error".
 """
