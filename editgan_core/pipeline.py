@@ -8,6 +8,7 @@ shape (1, n_latent, style_dim) on the CPU.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 # User seeds are offset so seed 0 does not replay the draws that initialised a seed-0 GAN's weights.
 LATENT_SEED_OFFSET = 1_000_003
+# An edit may move a latent this many times the spread of the model's own latents (RMS distance from the
+# average): learned vectors at the page's strengths stay within a few spreads; far beyond, pictures are garbage.
+MAX_OFFSET_SPREADS = 25.0
+SPREAD_SAMPLES = 1024
 
 
 class InputError(ValueError):
@@ -220,6 +225,27 @@ class EditGANPipeline:
     def mean_latent(self) -> torch.Tensor:
         return self.generator.w_to_wplus(self.w_avg).contiguous().cpu()
 
+    @functools.cached_property
+    def latent_spread(self) -> float:
+        """RMS distance of the model's latents from their average, per element (seeded, so reproducible)."""
+        rng = torch.Generator().manual_seed(LATENT_SEED_OFFSET)
+        z = torch.randn(SPREAD_SAMPLES, self.generator.style_dim, generator=rng)
+        with torch.no_grad():
+            w = self.generator.style(z.to(self.device))
+        return max(float((w - self.w_avg).double().pow(2).mean().sqrt()), 1e-6)
+
+    def check_offset(self, offset: torch.Tensor, what: str) -> None:
+        """Refuse an offset of the latent beyond ``MAX_OFFSET_SPREADS`` spreads of the model's latents."""
+        spreads = float(offset.detach().double().pow(2).mean().sqrt()) / self.latent_spread
+        if not spreads <= MAX_OFFSET_SPREADS:  # also NaN
+            raise InputError(f"{what} moves the picture {spreads:.3g} times as far as this model's faces differ "
+                             f"from each other; the limit is {MAX_OFFSET_SPREADS:g} (lower the strength)")
+
+    def check_vector(self, vector: EditVector) -> None:
+        """Refuse a vector that is out of proportion to this model at strength 1 or at its default strength."""
+        self.check_offset(vector.delta * max(1.0, abs(vector.default_scale)),
+                          f"vector '{vector.name}' (at strength {max(1.0, abs(vector.default_scale)):g})")
+
     @torch.no_grad()
     def render(self, latent: torch.Tensor, with_labels: bool = True) -> Render:
         with_labels = with_labels and self.segmenter is not None
@@ -354,9 +380,12 @@ class EditGANPipeline:
                 raise InputError(f"vector '{vector.name}' belongs to model '{vector.bundle_id}', "
                                  f"not to '{self.bundle.id}'")
         try:
-            return compose(latent, vectors)
+            out = compose(latent, vectors)
         except VectorError as exc:
             raise InputError(str(exc)) from exc
+        names = ", ".join(v.name if isinstance(v, EditVector) else "offset" for v, _ in vectors)
+        self.check_offset(out - latent, f"applying {names}" if names else "the edit")
+        return out
 
     def refine(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]],
                steps: int | None = None, lr: float | None = None, weights: EditWeights | None = None,

@@ -18,6 +18,7 @@ import numpy as np
 
 from editgan_core.pipeline import EditGANPipeline
 from webapp.actions.vectors import MAX_ACTIVE
+from webapp.components import checked_editor, checked_photo
 from webapp.controller import INITIAL_SEED
 from webapp.outcomes import ModelInfo, View
 from webapp.session import SessionBox, close_box
@@ -66,13 +67,13 @@ def editor_component(pipe: EditGANPipeline, factor: int, **kwargs: Any) -> gr.Im
     """The label painter: a fixed palette of exactly the class colours, PNG so colours survive the trip."""
     side = pipe.resolution * factor
     colors = [c.hex for c in pipe.bundle.classes]
-    return gr.ImageEditor(
+    return checked_editor(gr.ImageEditor(
         type="numpy", image_mode="RGBA", sources=(), transforms=(), format="png",
         brush=gr.Brush(colors=colors, default_color=colors[min(1, len(colors) - 1)], color_mode="fixed",
                        default_size=max(2, side // 20)),
         eraser=gr.Eraser(default_size=max(4, side // 12)),
         layers=gr.LayerOptions(allow_additional_layers=False, layers=["edits"]),
-        canvas_size=(side, side), fixed_canvas=True, **kwargs)
+        canvas_size=(side, side), fixed_canvas=True, **kwargs))
 
 
 def steps_slider_range(default: int, low: int, high: int) -> dict[str, int]:
@@ -131,8 +132,8 @@ def build_image(p: Page, pipe: EditGANPipeline, init: View, info: ModelInfo, not
     with gr.Row():
         with gr.Column(scale=3):
             # image_mode=None hands over the file as uploaded, EXIF orientation included, for prepare_image
-            p.upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                label="Photo (PNG, JPEG, WebP)", height=220, elem_id="upload")
+            p.upload = checked_photo(gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                              label="Photo (PNG, JPEG, WebP)", height=220, elem_id="upload"))
             if examples:
                 gr.Examples(examples, inputs=[p.upload], label="Examples", examples_per_page=8)
             p.mode = gr.Radio([FAST, PRECISE], value=PRECISE, label="Embedding", interactive=info.has_encoder)

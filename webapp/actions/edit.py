@@ -6,9 +6,12 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from editgan_core.defaults import MAX_STEPS
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import EditVector
+from editgan_core.vectors.vector import check_text
 from webapp import gpu_tasks
+from webapp.actions.base import whole_number_in
 from webapp.actions.paint import PaintActions
 from webapp.outcomes import EditOutcome, Notice, Progress
 from webapp.session import Session, Step
@@ -22,6 +25,8 @@ class EditActions(PaintActions):
         ``steps`` defaults to the model's (``EditGANPipeline.defaults.edit_steps``).
         """
         pipe = self.require_segmenter(session)
+        steps = whole_number_in(pipe.defaults.edit_steps if steps is None else steps, "the number of edit steps", 1,
+                                MAX_STEPS)
         current = self._require_labelled(session)
         paint = self.read_paint(session, value)
         notice = self.paint_notice(session, paint)
@@ -29,7 +34,6 @@ class EditActions(PaintActions):
             yield notice
         if not paint.changed_pixels:
             raise InputError("the painted label map is identical to the current one: paint a change first (step 3)")
-        steps = max(1, int(pipe.defaults.edit_steps if steps is None else steps))
         job = gpu_tasks.track(session.new_job())
         result = yield from self._gpu_result(gpu_tasks.edit_task(
             self.gpu_models, session.bundle_id, steps, current.latent, paint.labels, job, self.preview_every_s))
@@ -46,6 +50,7 @@ class EditActions(PaintActions):
 
     def save_vector(self, session: Session, name: str, description: str = "") -> EditVector:
         """Keep the latest learned edit in the session's vector library."""
+        check_text(name, description)
         if session.last_edit is None:
             raise InputError("learn an edit first (step 4), then save it as a vector")
         if not (name or "").strip():

@@ -9,20 +9,24 @@ from pathlib import Path
 
 import numpy as np
 
+from editgan_core.defaults import MAX_STEPS
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import EditVector, VectorNotFoundError
-from editgan_core.vectors.vector import name_key
+from editgan_core.vectors.vector import MAX_DEFAULT_SCALE, name_key
 from webapp import gpu_tasks
-from webapp.actions.base import StudioBase
+from webapp.actions.base import StudioBase, number_in, whole_number_in
 from webapp.outcomes import EditOutcome, Notice, Progress
 from webapp.session import Session, Step
 
 MAX_ACTIVE = 6  # vectors composed at once (one strength slider each)
+MAX_LIST_CHARS = 4096  # the API's comma-separated names and strengths
 
 
 def parse_active(names: str | Sequence[str],
                  scales: str | Sequence[float] | None = None) -> list[tuple[str, float | None]]:
     """'smile, look_left' + '1.5, -0.5' -> [('smile', 1.5), ('look_left', -0.5)]; a missing scale means default."""
+    if len(names or "") > MAX_LIST_CHARS or len(str(scales or "")) > MAX_LIST_CHARS:
+        raise InputError(f"the list of vectors or strengths is over the limit of {MAX_LIST_CHARS} characters")
     if isinstance(names, str):
         names = [n.strip() for n in re.split(r"[,\n]", names)]
     names = [n for n in names if n]
@@ -30,11 +34,12 @@ def parse_active(names: str | Sequence[str],
         values: list[float | None] = []
     elif isinstance(scales, str):
         try:
-            values = [float(s) for s in re.split(r"[,\s]+", scales.strip()) if s]
+            parsed = [float(s) for s in re.split(r"[,\s]+", scales.strip()) if s]
         except ValueError as exc:
-            raise InputError(f"strengths must be numbers separated by commas, got '{scales}'") from exc
+            raise InputError(f"strengths must be numbers separated by commas, got '{scales[:80]}'") from exc
+        values = [number_in(s, "a strength", -MAX_DEFAULT_SCALE, MAX_DEFAULT_SCALE) for s in parsed]
     else:
-        values = [float(s) for s in scales]
+        values = [number_in(s, "a strength", -MAX_DEFAULT_SCALE, MAX_DEFAULT_SCALE) for s in scales]
     if len(values) > len(names):
         raise InputError(f"{len(values)} strengths for {len(names)} vectors")
     return [(n, values[i] if i < len(values) else None) for i, n in enumerate(names)]
@@ -99,7 +104,8 @@ class VectorActions(StudioBase):
     def set_strengths(self, session: Session, strengths: Sequence[float], with_labels: bool = True) -> Step:
         """New strengths for the active vectors (one per slot, in order)."""
         items = self.active(session)
-        return self.apply_vectors(session, [(n, float(s)) for (n, _), s in zip(items, strengths, strict=False)],
+        strengths = [number_in(s, "a strength", -MAX_DEFAULT_SCALE, MAX_DEFAULT_SCALE) for s in strengths]
+        return self.apply_vectors(session, [(n, s) for (n, _), s in zip(items, strengths, strict=False)],
                                   with_labels)
 
     def remove_vector(self, session: Session, slot: int) -> Step:
@@ -118,7 +124,8 @@ class VectorActions(StudioBase):
         items = self.active(session)
         if not items or current.base is None:
             raise InputError("add at least one vector from the gallery first; refinement adapts active vectors")
-        steps = int(pipe.defaults.refine_steps if steps is None else steps)
+        steps = whole_number_in(pipe.defaults.refine_steps if steps is None else steps,
+                                "the number of refinement steps", 0, MAX_STEPS)
         if steps <= 0:
             yield Notice("0 refinement steps: the vectors stay applied as they are")
             return
@@ -143,7 +150,7 @@ class VectorActions(StudioBase):
         """Add a vector file (.safetensors of this project or an official EditGAN .npy) to the library."""
         if not path:
             raise InputError("choose a vector file to import")
-        return session.library.import_file(Path(path))
+        return session.library.import_file(Path(path), check=self.pipeline(session).check_vector)
 
     def export_vector(self, session: Session, name: str) -> Path:
         if not name:

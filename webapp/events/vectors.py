@@ -107,7 +107,7 @@ def wire_refine(w: Wiring) -> None:
             return {p.refine_status: f"Refined in {f['steps']} steps: region IoU {f['region_iou']:.2f}, change "
                                      f"outside {100 * f['change_outside']:.1f}%.", **w.show(box, opacity)}
 
-        yield from stream_updates(studio.refine(w.session(box), int(steps)), progress, "Refining", preview, outcome)
+        yield from stream_updates(studio.refine(w.session(box), steps), progress, "Refining", preview, outcome)
 
     refine = p.refine_btn.click(on_refine, [p.box, p.refine_steps, p.opacity], [p.refine_status, *w.view_outputs],
                                 api_name="refine", show_progress_on=[p.refine_status], **HEAVY)
