@@ -19,7 +19,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
-from editgan_core.pipeline import MAX_INPUT_PIXELS
+from editgan_core.photos.limits import MAX_INPUT_PIXELS
 from webapp.labels import MAX_PAINT_LAYERS, MAX_PAINT_SIDE
 
 PHOTO_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
