@@ -21,6 +21,7 @@ from editgan_core.vectors import EditVector, open_library
 
 HISTORY_LIMIT = 60  # steps kept per session; a 64 px step is ~0.1 MB
 SOURCE_KINDS = ("sample", "embed")  # steps that start from a new picture; reset returns to the latest one
+ACTIVE_KINDS = ("apply", "refine")  # steps made from active vectors: their sliders stay, a refine can run again
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Step:
     base: torch.Tensor | None = None  # for "apply": the latent the active vectors are added to
     active: tuple[tuple[str, float], ...] = ()  # for "apply": vector names and strengths
     source: np.ndarray | None = None  # for "embed": the photo that was embedded
+    vector: EditVector | None = None  # the editing vector that made this step (learned, composed, refined): exported
 
 
 class History:
@@ -119,7 +121,8 @@ class History:
             origin = self.origin()
             if origin is None:
                 return None
-            return self.push(replace(origin, kind="reset", label=f"reset to {origin.label}", base=None, active=()))
+            return self.push(replace(origin, kind="reset", label=f"reset to {origin.label}", base=None, active=(),
+                                     vector=None))
 
 
 class Session:
@@ -133,7 +136,6 @@ class Session:
         self.library = open_library(bundle_id, latent_shape, presets_dir)
         self.history = History()
         self.last_edit: EditResult | None = None  # the latest learned edit, for "save as vector"
-        self.last_vector: EditVector | None = None  # the latest learned/refined/active vector, for export
         self.ui_cache: dict[str, object] = {}  # what the page last showed, to skip resending it
         self._job: threading.Event | None = None
         self._lock = threading.Lock()

@@ -15,7 +15,7 @@ from editgan_core.vectors.vector import name_key
 from webapp import gpu_tasks
 from webapp.actions.base import StudioBase
 from webapp.outcomes import EditOutcome, Notice, Progress
-from webapp.session import Session, Step
+from webapp.session import ACTIVE_KINDS, Session, Step
 
 MAX_ACTIVE = 6  # vectors composed at once (one strength slider each)
 
@@ -58,7 +58,9 @@ class VectorActions(StudioBase):
 
     def active(self, session: Session) -> list[tuple[str, float]]:
         current = session.current
-        return list(current.active) if current is not None and current.kind == "apply" else []
+        """The vectors (name, strength) the current step was made of; a refined step keeps them, so its sliders
+        stay and Refine can run again."""
+        return list(current.active) if current is not None and current.kind in ACTIVE_KINDS else []
 
     def apply_vectors(self, session: Session, items: Sequence[tuple[str, float | None]],
                       with_labels: bool = True) -> Step:
@@ -75,15 +77,17 @@ class VectorActions(StudioBase):
         resolved = tuple((v.name, float(v.default_scale if s is None else s)) for v, s in vectors)
         if len({n.lower() for n, _ in resolved}) != len(resolved):
             raise InputError("each vector can be active only once; change its strength instead")
-        base = current.base if current.kind == "apply" and current.base is not None else current.latent
+        base = current.base if current.kind in ACTIVE_KINDS and current.base is not None else current.latent
         latent = pipe.apply(base, [(vec, s) for (vec, _), (_, s) in zip(vectors, resolved, strict=True)])
-        step = self._step(pipe, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved)
-        same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
+        composed = None
         if resolved:
-            delta = (latent - base).reshape(pipe.latent_shape)
-            class_ids = sorted({c for v, _ in vectors for c in v.class_ids})
-            session.last_vector = EditVector(delta=delta, name=" + ".join(n for n, _ in resolved),
-                                             bundle_id=session.bundle_id, class_ids=class_ids, source="composed")
+            composed = EditVector(delta=(latent - base).reshape(pipe.latent_shape),
+                                  name=" + ".join(n for n, _ in resolved), bundle_id=session.bundle_id,
+                                  class_ids=sorted({c for v, _ in vectors for c in v.class_ids}), source="composed")
+        step = self._step(pipe, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved,
+                          vector=composed)
+        # a strength moved after a refinement starts a new step: the refined one stays in the history
+        same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
         return session.history.amend(step) if same_set else session.history.push(step)
 
     def add_vector(self, session: Session, name: str) -> Step:
@@ -110,7 +114,9 @@ class VectorActions(StudioBase):
     def refine(self, session: Session, steps: int | None = None) -> Iterator[Progress | Notice | EditOutcome]:
         """Self-supervised refinement of the active vectors on this picture (EditGAN's 'w/ opt').
 
-        ``steps`` defaults to the model's (``EditGANPipeline.defaults.refine_steps``).
+        The refined step keeps the vectors and the picture they were added to, so Refine again (say with more
+        steps) starts from them anew rather than failing. ``steps`` defaults to the model's
+        (``EditGANPipeline.defaults.refine_steps``).
         """
         pipe = self.require_segmenter(session)
         current = self._require_current(session)
@@ -129,10 +135,11 @@ class VectorActions(StudioBase):
         if result.stopped:
             yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
         names = " + ".join(f"{n}×{s:g}" for n, s in items)
+        refined = EditVector(delta=result.delta, name=f"{names} refined", bundle_id=session.bundle_id,
+                             class_ids=result.class_ids, source="refined")
         step = session.history.push(Step("refine", f"refine {result.steps_done} steps ({names})",
-                                         result.latent.detach().cpu(), result.render.image, result.render.labels))
-        session.last_vector = EditVector(delta=result.delta, name=f"{names} refined", bundle_id=session.bundle_id,
-                                         class_ids=result.class_ids, source="refined")
+                                         result.latent.detach().cpu(), result.render.image, result.render.labels,
+                                         base=base, active=tuple(items), vector=refined))
         before = pipe.render(base, with_labels=False).image
         figures = {k: round(float(v), 4) for k, v in result.metrics.items()}
         figures["steps"] = result.steps_done
