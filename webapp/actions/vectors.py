@@ -99,11 +99,28 @@ class VectorActions(StudioBase):
             raise InputError(f"at most {MAX_ACTIVE} vectors can be combined; remove one first")
         return self.apply_vectors(session, [*items, (name, None)])
 
-    def set_strengths(self, session: Session, strengths: Sequence[float], with_labels: bool = True) -> Step:
-        """New strengths for the active vectors (one per slot, in order)."""
-        items = self.active(session)
-        return self.apply_vectors(session, [(n, float(s)) for (n, _), s in zip(items, strengths, strict=False)],
-                                  with_labels)
+    def apply_newest(self, session: Session, items: Sequence[tuple[str, float | None]],
+                     with_labels: bool = True) -> Step | None:
+        """``apply_vectors`` for requests that may overlap in one session (an API client sending strengths
+        without waiting): the newest request to arrive wins; None when a newer one has been applied already."""
+        ticket = session.strengths.ticket()
+        return session.strengths.run(ticket, lambda: self.apply_vectors(session, items, with_labels))
+
+    def set_strengths(self, session: Session, strengths: Sequence[float], with_labels: bool = True) -> Step | None:
+        """New strengths for the active vectors (one per slot, in order); ordered like ``apply_newest`` (a slider
+        moved quickly sends overlapping changes), and None when a newer change has been applied already."""
+        ticket = session.strengths.ticket()
+
+        def change() -> Step:
+            current = self._require_current(session)
+            items = self.active(session)
+            wanted = [float(s) for s in strengths[: len(items)]]
+            if [s for _, s in items] == wanted:
+                return current  # nothing changed (the release that ends a drag): no new render
+            return self.apply_vectors(session, [(n, s) for (n, _), s in zip(items, wanted, strict=False)],
+                                      with_labels)
+
+        return session.strengths.run(ticket, change)
 
     def remove_vector(self, session: Session, slot: int) -> Step:
         items = self.active(session)
