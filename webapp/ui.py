@@ -17,7 +17,7 @@ import torch
 from editgan_core.bundle import BundleError, list_bundles, resolve_bundle_path
 from webapp.controller import Studio
 from webapp.events import wire
-from webapp.layout import CSS, build_page, no_model_page
+from webapp.layout import CSS, PAGE_JS, build_page, no_model_page
 from webapp.registry import ModelRegistry
 
 MAX_UPLOAD = "10mb"
@@ -93,4 +93,4 @@ def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None =
 
 def launch_kwargs() -> dict[str, Any]:
     """Settings every launch should use (the app, the tests)."""
-    return {"max_file_size": MAX_UPLOAD, "css": CSS, "theme": gr.themes.Soft()}
+    return {"max_file_size": MAX_UPLOAD, "css": CSS, "js": PAGE_JS, "theme": gr.themes.Soft()}

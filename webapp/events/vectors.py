@@ -10,7 +10,7 @@ import gradio as gr
 
 from editgan_core.pipeline import InputError
 from webapp.actions.vectors import parse_active
-from webapp.errors import user_errors
+from webapp.errors import USER_ERRORS, user_errors
 from webapp.events.common import HEAVY, LIGHT, PRIVATE, QUIET, Updates, Wiring, stream_updates
 from webapp.outcomes import EditOutcome, Progress
 from webapp.session import SessionBox
@@ -129,17 +129,25 @@ def wire_refine(w: Wiring) -> None:
 def wire_vector_files(w: Wiring) -> None:
     p, studio = w.page, w.studio
 
-    @user_errors
-    def on_import(box: SessionBox, path: str | None) -> Updates:
+    def imported(box: SessionBox, path: str | None) -> Updates:
         if not path:
             return gr.skip()
         vec = studio.import_vector(w.session(box), path)
         return {p.import_status: f"Imported **{html.escape(vec.name)}**.", p.import_file: None,
                 **w.gallery_updates(box)}
 
-    p.import_file.upload(on_import, [p.box, p.import_file],
-                         [p.import_status, p.import_file, p.gallery, p.vector_choice], api_name="import_vector",
-                         **LIGHT)
+    @user_errors
+    def on_upload(box: SessionBox, path: str | None) -> Updates:
+        """In the page a refusal is said in the import's status: as an error it would cover the gallery too."""
+        try:
+            return imported(box, path)
+        except USER_ERRORS as exc:
+            return {p.import_status: f"Not imported: {html.escape(str(exc))}", p.import_file: None}
+
+    outputs = [p.import_status, p.import_file, p.gallery, p.vector_choice]
+    p.import_file.upload(on_upload, [p.box, p.import_file], outputs, **PRIVATE, **LIGHT)
+    # the API's import: a refusal is an error there, as for every other endpoint
+    p.api_import.click(user_errors(imported), [p.box, p.import_file], outputs, api_name="import_vector", **LIGHT)
 
     @user_errors
     def on_export_vector(box: SessionBox, name: str | None) -> Any:
