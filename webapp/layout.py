@@ -274,7 +274,7 @@ def build_vectors(p: Page, pipe: EditGANPipeline, init: View, gallery_items: lis
             for i in range(MAX_ACTIVE):
                 with gr.Row(equal_height=True):
                     p.sliders.append(gr.Slider(-3, 3, value=1, step=0.05, label=f"vector {i + 1}", visible=False,
-                                               scale=5, elem_id=f"strength-{i}"))
+                                               scale=5, elem_id=f"strength-{i}", buttons=[]))
                     p.removes.append(gr.Button("Remove", visible=False, size="sm", scale=1, min_width=80,
                                                elem_id=f"remove-{i}"))
             p.no_active = gr.Markdown("*No active vectors — click one in the gallery.*")

@@ -61,18 +61,20 @@ def wire_strengths(w: Wiring) -> None:
     canvas and history strip catch up once the strengths have been still for a moment: redrawing them for every
     move would hold up the next one (the slots stay as the user left them).
 
-    Every way of changing a value redraws: dragging and arrow keys (``input``), typing a number (``input``, and
-    ``release`` when the box loses focus) and the reset button (``release``). The page sends one change at a
-    time and, while one runs, keeps only the newest for afterwards (``always_last``); the session orders what
-    still overlaps (``Studio.set_strengths``), so the last value sent is the final state.
+    Every way of changing a value fires ``input`` and redraws: dragging, arrow keys, typing a number (the
+    sliders have no reset button, which would fire ``release`` only). The page sends one change at a time and,
+    while one runs, keeps only the newest for afterwards (``always_last``); the session orders what still
+    overlaps (``Studio.set_strengths``), so the last value sent is the final state.
     """
     p, studio = w.page, w.studio
 
     @user_errors
     def on_strengths(box: SessionBox, *values: float) -> Updates:
         session = w.session(box)
-        if studio.set_strengths(session, values, with_labels=False) is None:
-            return gr.skip()  # a newer change has been shown already
+        before = session.current
+        step = studio.set_strengths(session, values, with_labels=False)
+        if step is None or step is before:
+            return gr.skip()  # a newer change has been shown already, or nothing changed
         session.strengths_still.touch()
         view = studio.view(session, labels=False)
         return {p.seg_image: view.image, p.vec_image: view.image, p.history_text: view.history_text,
@@ -95,10 +97,9 @@ def wire_strengths(w: Wiring) -> None:
         return {p.editor: w.editor_update(box), p.history: studio.view(session).history}
 
     # a render of one picture: straight to the server, not through the job queue
-    triggers = [slider.input for slider in p.sliders] + [slider.release for slider in p.sliders]
-    gr.on(triggers, on_strengths, [p.box, *p.sliders], [p.seg_image, p.vec_image, p.history_text, p.undo_btn,
-                                                         p.redo_btn], queue=False, trigger_mode="always_last",
-          **QUIET).success(
+    picture = [p.seg_image, p.vec_image, p.history_text, p.undo_btn, p.redo_btn]
+    gr.on([slider.input for slider in p.sliders], on_strengths, [p.box, *p.sliders], picture, queue=False,
+          trigger_mode="always_last", **QUIET).success(
         on_strength_labels, [p.box, p.opacity], [p.seg_labels, p.seg_overlay], queue=False, **QUIET).success(
         on_strengths_settled, [p.box], [p.editor, p.history], queue=False, **QUIET)
 
