@@ -1,4 +1,5 @@
-"""Overlapping strength changes in one session: the newest one wins, and the canvas waits for stillness."""
+"""Issue #23's page defects that plain Python can show: overlapping strength changes (the newest wins, the canvas
+waits for stillness), Refine twice, and Export after undo. The browser-only ones are in test_browser.py."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import threading
 import time
 
 import pytest
+import torch
 
+from editgan_core.vectors import load_vector
 from webapp.controller import Studio
+from webapp.outcomes import EditOutcome
 from webapp.registry import ModelRegistry
 from webapp.session import Debounce, NewestWins, SessionBox, close_box
 
@@ -86,3 +90,29 @@ def test_debounce_has_one_waiter_that_waits_for_the_last_change():
     (done, at), = results
     assert done and at - last_change >= 0.29  # the later change extended the wait
     assert still.wait_still(0.0) is True  # nobody waits any more
+
+
+def test_refine_twice_and_export_the_step_shown(box, studio):
+    session = studio.session(box)
+    applied = studio.apply_vectors(session, [("smile", 1.0)])
+    assert isinstance(list(studio.refine(session, 2))[-1], EditOutcome)
+    first = session.current
+    assert first.kind == "refine" and studio.active(session) == [("smile", 1.0)]
+    again = list(studio.refine(session, 3))  # was: "add at least one vector" (the refined step had none)
+    assert isinstance(again[-1], EditOutcome) and session.current.label.startswith("refine 3 steps")
+    assert torch.equal(session.current.base, applied.base)  # anew from the same vectors on the same picture
+    studio.set_strengths(session, [0.5])  # moved after refining: a new step, the refined ones stay
+    assert session.current.kind == "apply" and torch.equal(session.current.base, applied.base)
+
+    def shipped():
+        return load_vector(studio.export(session)[3], session.bundle_id)
+
+    assert shipped().source == "composed" and torch.equal(shipped().delta, session.current.vector.delta)
+    studio.undo(session)
+    studio.undo(session)  # back to the first refinement: its vector, not the newest one made
+    assert session.current is first and torch.equal(shipped().delta, first.vector.delta)
+    studio.undo(session)
+    assert session.current.kind == "apply" and torch.equal(shipped().delta, applied.vector.delta)
+    studio.goto(session, 0)  # a sampled face was made by no vector
+    assert [f.name.rsplit("-", 1)[-1] for f in studio.export(session)] == ["image.png", "labels.png",
+                                                                          "latent.safetensors"]
