@@ -206,6 +206,7 @@ def test_painter_palette_brush_and_restore(page):
         except sync_api.TimeoutError:
             x += 7
     changed = int(page.inner_text("#paint-info").split()[0])
+    (ARTIFACTS / "browser-brush.json").write_text(json.dumps({"default_brush_dab_model_pixels": changed}))
     assert 1 <= changed <= 4, page.inner_text("#paint-info")  # was ~29 (a 6-pixel-wide brush)
 
     page.click("#paint-restore")

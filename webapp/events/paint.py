@@ -37,6 +37,8 @@ def wire_paint(w: Wiring) -> None:
         session = w.session(box)
         view = studio.view(session)
         session.ui_cache["editor"] = view.labels.tobytes() if view.labels is not None else None
+        if view.editor is None:  # a model without a segmentation branch has no label map to paint
+            return gr.skip()
         return {p.editor: view.editor, p.target_img: None, p.paint_info: "No change painted yet."}
 
     p.paint_restore.click(on_restore, [p.box], [p.editor, p.target_img, p.paint_info], **PRIVATE, **LIGHT)
