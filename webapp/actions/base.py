@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from editgan_core.pipeline import EditGANPipeline, InputError, SegmenterMissingError
+from editgan_core.pipeline import EditGANPipeline, InputError, Render, SegmenterMissingError
 from webapp import gpu_tasks
 from webapp.outcomes import Notice, Progress
 from webapp.registry import ModelRegistry
@@ -48,10 +48,15 @@ class StudioBase:
         """How much the paint canvas enlarges the label map (1 for models of 256 px and more)."""
         return max(1, EDITOR_SIDE // pipe.resolution)
 
-    def _step(self, pipe: EditGANPipeline, kind: str, label: str, latent: torch.Tensor, with_labels: bool = True,
+    def render(self, session: Session, latents: Sequence[torch.Tensor], with_labels: bool = True) -> list[Render]:
+        """Renders of CPU latents by the session's model, as a GPU task (``webapp.gpu_tasks``)."""
+        return gpu_tasks.render_task(self.gpu_models, session.bundle_id, list(latents), with_labels)
+
+    def _step(self, session: Session, kind: str, label: str, latent: torch.Tensor, with_labels: bool = True,
               **extra: Any) -> Step:
-        render = pipe.render(latent, with_labels=with_labels)
-        return Step(kind, label, latent.detach().cpu(), render.image, render.labels, **extra)
+        latent = latent.detach().cpu()
+        render = self.render(session, [latent], with_labels)[0]
+        return Step(kind, label, latent, render.image, render.labels, **extra)
 
     def _require_current(self, session: Session) -> Step:
         if session.current is None:
@@ -64,7 +69,8 @@ class StudioBase:
         pipe = self.pipeline(session)
         if current is None or current.labels is not None or pipe.segmenter is None:
             return current
-        return session.history.replace(current, replace(current, labels=pipe.render(current.latent).labels))
+        labels = self.render(session, [current.latent])[0].labels
+        return session.history.replace(current, replace(current, labels=labels))
 
     def require_segmenter(self, session: Session) -> EditGANPipeline:
         """The session's pipeline, or ``SegmenterMissingError`` saying what annotation would unlock."""

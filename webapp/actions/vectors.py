@@ -48,12 +48,13 @@ def apply_label(active: Sequence[tuple[str, float]]) -> str:
 class VectorActions(StudioBase):
     def gallery(self, session: Session) -> tuple[list[tuple[np.ndarray, str]], list[str]]:
         """Thumbnails (picture, caption) of every vector in the library, and their names in order."""
-        pipe = self.pipeline(session)
         vectors = session.library.list()
-        items = []
-        for vec in vectors:
-            tag = "preset" if vec.source == "preset" or session.library.is_preset(vec.name) else "yours"
-            items.append((self.registry.thumbnails.get(pipe, vec), f"{vec.name} · {tag}"))
+        pictures = self.registry.thumbnails.get_many(
+            self.pipeline(session), vectors,
+            lambda latents: [r.image for r in self.render(session, latents, with_labels=False)])
+        tags = ["preset" if vec.source == "preset" or session.library.is_preset(vec.name) else "yours"
+                for vec in vectors]
+        items = [(p, f"{v.name} · {t}") for p, v, t in zip(pictures, vectors, tags, strict=True)]
         return items, [v.name for v in vectors]
 
     def active(self, session: Session) -> list[tuple[str, float]]:
@@ -84,7 +85,7 @@ class VectorActions(StudioBase):
             composed = EditVector(delta=(latent - base).reshape(pipe.latent_shape),
                                   name=" + ".join(n for n, _ in resolved), bundle_id=session.bundle_id,
                                   class_ids=sorted({c for v, _ in vectors for c in v.class_ids}), source="composed")
-        step = self._step(pipe, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved,
+        step = self._step(session, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved,
                           vector=composed)
         # a strength moved after a refinement starts a new step: the refined one stays in the history
         same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
@@ -157,7 +158,7 @@ class VectorActions(StudioBase):
         step = session.history.push(Step("refine", f"refine {result.steps_done} steps ({names})",
                                          result.latent.detach().cpu(), result.render.image, result.render.labels,
                                          base=base, active=tuple(items), vector=refined))
-        before = pipe.render(base, with_labels=False).image
+        before = self.render(session, [base], with_labels=False)[0].image
         figures = {k: round(float(v), 4) for k, v in result.metrics.items()}
         figures["steps"] = result.steps_done
         yield EditOutcome(step, before, result.region, result, figures)
