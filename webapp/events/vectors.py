@@ -15,7 +15,7 @@ from webapp.events.common import HEAVY, LIGHT, PRIVATE, QUIET, Updates, Wiring, 
 from webapp.outcomes import EditOutcome, Progress
 from webapp.session import SessionBox
 
-EDITOR_SETTLE_S = 0.8  # after a strength change, redraw the paint canvas once the strengths have been still this long
+EDITOR_SETTLE_S = 1.5  # the paint canvas follows once the strengths have been still this long (slow to rebuild)
 
 
 def wire_vectors(w: Wiring) -> None:
