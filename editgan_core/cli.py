@@ -11,9 +11,9 @@ records the embedding it started from and the edits made, so OUT_DIR can be the 
 image beside a latent file of its name is taken for its render and left out). Each latent file also records the
 run's settings (bundle, vectors with scales and content digests, steps, the input's digest): outputs made with the
 same settings are skipped, so an interrupted run resumes, and outputs made differently are refused unless
-``--overwrite`` redoes them. Unreadable inputs are reported and skipped. ``--align`` crops photos to the
-model's framing from eye and mouth points, ``--paste-back`` writes the full-size edited photo too (see
-``editgan_core.cli_photos``).
+``--overwrite`` redoes them. Unreadable inputs are reported and skipped; the exit status is then 1, with the
+failures listed after the summary. ``--align`` crops photos to the model's framing from eye and mouth points,
+``--paste-back`` writes the full-size edited photo too (see ``editgan_core.cli_photos``).
 
 Many workers: ``torchrun --nproc_per_node 4 -m editgan_core apply ...`` (each process takes a shard from
 RANK/WORLD_SIZE and the GPU cuda:LOCAL_RANK), a Slurm array (SLURM_ARRAY_TASK_ID/COUNT), or ``--shard K/N``;
@@ -247,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("OUT_DIR must differ from IN_DIR: the outputs would overwrite the inputs")
     shard = args.shard or shard_from_env()
     inputs, clashes = list_inputs(args.in_dir)
-    if shard is None or shard.index == 0:  # every worker sees the same clashes: one reports them
-        for line in clashes:
-            print(f"skipped {line}", file=sys.stderr)
+    reported_clashes = clashes if shard is None or shard.index == 0 else []  # every worker sees them: one reports
+    for line in reported_clashes:
+        print(f"skipped {line}", file=sys.stderr)
     mine = shard.take(inputs) if shard else inputs
     args.device = worker_device(args.device)
     pipeline = open_pipeline(args)
@@ -268,8 +268,17 @@ def main(argv: list[str] | None = None) -> int:
               f"pass --overwrite to redo them, or choose another OUT_DIR", file=sys.stderr)
         return 2
     written, failures = apply_folder(pipeline, vectors, todo, args.out_dir, args.embed_steps, args.refine, photos)
-    part = f" (shard {shard}: {len(mine)} of {len(inputs)} inputs)" if shard else ""
-    print(f"{written} written ({len(stale)} redone), {done} already done, {len(failures)} failed{part}")
-    for line in failures:
-        print(f"  {line}", file=sys.stderr)
-    return 1 if failures and not written and not done else 0
+    return report(written, len(stale), done, failures, reported_clashes,
+                  f" (shard {shard}: {len(mine)} of {len(inputs)} inputs)" if shard else "")
+
+
+def report(written: int, redone: int, done: int, failures: list[str], clashes: list[str], part: str = "") -> int:
+    """Print the run's summary; the exit status is 1 when any input was not edited (failed, or left out over a
+    name clash), so a script or a job array notices, and 0 when every input has its output."""
+    left_out = f", {len(clashes)} left out (name clash)" if clashes else ""
+    print(f"{written} written ({redone} redone), {done} already done, {len(failures)} failed{left_out}{part}")
+    if failures:
+        print(f"failed ({len(failures)}):", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+    return 1 if failures or clashes else 0

@@ -18,7 +18,7 @@ from editgan_core.bundle import BundleError, list_bundles, resolve_bundle_path
 from webapp.allocator import keep_memory_returned
 from webapp.controller import Studio
 from webapp.events import wire
-from webapp.layout import CSS, build_page, no_model_page
+from webapp.layout import CSS, PAGE_JS, build_page, no_model_page
 from webapp.limits import StudioBlocks
 from webapp.registry import ModelRegistry
 
@@ -96,4 +96,4 @@ def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None =
 def launch_kwargs() -> dict[str, Any]:
     """Settings every launch should use (the app, the tests); the request limits are the Blocks' own
     (``webapp.limits.StudioBlocks``), so launchers that do not pass these still get them."""
-    return {"css": CSS, "theme": gr.themes.Soft()}
+    return {"css": CSS, "js": PAGE_JS, "theme": gr.themes.Soft()}

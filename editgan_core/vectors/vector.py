@@ -189,12 +189,14 @@ def _scripts(text: str) -> set[str]:
 def sanitize_name(name: str) -> str:
     """A display name that is also a safe, portable file stem (no separators, dots, controls).
 
-    Names mixing Latin, Greek and Cyrillic letters are refused: they are how one name imitates another.
+    Compatibility forms become their plain letters (NFKC: full-width 'ｓｍｉｌｅ' is stored as 'smile'), so a
+    name never imitates another by its look; names mixing Latin, Greek and Cyrillic letters are refused
+    for the same reason.
     """
     check_text(name)
     if not isinstance(name, str):
         raise VectorError("the vector name must be text")
-    name = unicodedata.normalize("NFC", name)
+    name = unicodedata.normalize("NFKC", name)
     kept = [c if (c in _NAME_PUNCT or unicodedata.category(c)[0] in "LNM") else " " for c in name]
     clean = re.sub(r"\s+", " ", "".join(kept)).strip().lstrip("-").strip()
     clean = clean[:MAX_NAME_CHARS].rstrip()

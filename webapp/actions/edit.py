@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 
 import numpy as np
+import torch
 
 from editgan_core.defaults import MAX_STEPS
 from editgan_core.pipeline import InputError
@@ -39,11 +41,12 @@ class EditActions(PaintActions):
             self.gpu_models, session.bundle_id, steps, current.latent, paint.labels, job, self.preview_every_s))
         if result.stopped:
             yield Notice(f"the edit stopped after {result.steps_done} of {steps} steps; kept the best result so far")
+        vector = EditVector(delta=result.delta, name="edit", bundle_id=session.bundle_id, class_ids=result.class_ids,
+                            source="learned")
         step = session.history.push(Step("edit", f"edit ({self._class_names(pipe, result.class_ids)})",
-                                         result.latent.detach().cpu(), result.render.image, result.render.labels))
+                                         result.latent.detach().cpu(), result.render.image, result.render.labels,
+                                         vector=vector))
         session.last_edit = result
-        session.last_vector = EditVector(delta=result.delta, name="last edit", bundle_id=session.bundle_id,
-                                         class_ids=result.class_ids, source="learned")
         figures = {k: round(float(v), 4) for k, v in result.metrics.items()}
         figures.update(steps=result.steps_done, changed_pixels=paint.changed_pixels, classes=result.class_ids)
         yield EditOutcome(step, current.image, result.region, result, figures)
@@ -60,5 +63,8 @@ class EditActions(PaintActions):
                          bundle_id=session.bundle_id, class_ids=edit.class_ids, source="learned",
                          extra={"metrics": {k: float(v) for k, v in edit.metrics.items()}})
         saved = session.library.save(vec)
-        session.last_vector = saved
+        current = session.current
+        if current is not None and current.kind == "edit" and current.vector is not None and torch.equal(
+                current.vector.delta, saved.delta):
+            session.history.replace(current, replace(current, vector=saved))  # its export carries the name
         return saved

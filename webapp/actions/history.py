@@ -31,7 +31,8 @@ class HistoryActions(StudioBase):
 
     def export(self, session: Session) -> list[Path]:
         """Current picture and label map (PNG), its latent, the edited full-size photo (when an aligned photo was
-        embedded) and the latest vector (safetensors)."""
+        embedded) and the vector that made the step (safetensors): the files of the step shown, also after undo
+        or a jump back."""
         current = self._require_labelled(session)
         pipe = self.pipeline(session)
         folder = self._export_dir(session)
@@ -44,9 +45,9 @@ class HistoryActions(StudioBase):
         latent = LatentFile(latent=current.latent, bundle_id=session.bundle_id)
         files.append(save_latent(latent, folder / f"{stem}-latent.safetensors"))
         files += photo_exports(pipe, session, current, folder, stem)  # the full-size photo, if one was aligned
-        if session.last_vector is not None:
+        if current.vector is not None:
             try:
-                files.append(save_vector(session.last_vector, folder / f"{stem}-vector.safetensors"))
+                files.append(save_vector(current.vector, folder / f"{stem}-vector.safetensors"))
             except VectorError as exc:  # never lose the other files over the vector
                 raise InputError(f"could not write the vector: {exc}") from exc
         return files

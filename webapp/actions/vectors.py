@@ -16,7 +16,7 @@ from editgan_core.vectors.vector import MAX_DEFAULT_SCALE, name_key
 from webapp import gpu_tasks
 from webapp.actions.base import StudioBase, number_in, whole_number_in
 from webapp.outcomes import EditOutcome, Notice, Progress
-from webapp.session import Session, Step
+from webapp.session import ACTIVE_KINDS, Session, Step
 
 MAX_ACTIVE = 6  # vectors composed at once (one strength slider each)
 MAX_LIST_CHARS = 4096  # the API's comma-separated names and strengths
@@ -64,7 +64,9 @@ class VectorActions(StudioBase):
 
     def active(self, session: Session) -> list[tuple[str, float]]:
         current = session.current
-        return list(current.active) if current is not None and current.kind == "apply" else []
+        """The vectors (name, strength) the current step was made of; a refined step keeps them, so its sliders
+        stay and Refine can run again."""
+        return list(current.active) if current is not None and current.kind in ACTIVE_KINDS else []
 
     def apply_vectors(self, session: Session, items: Sequence[tuple[str, float | None]],
                       with_labels: bool = True) -> Step:
@@ -81,15 +83,17 @@ class VectorActions(StudioBase):
         resolved = tuple((v.name, float(v.default_scale if s is None else s)) for v, s in vectors)
         if len({n.lower() for n, _ in resolved}) != len(resolved):
             raise InputError("each vector can be active only once; change its strength instead")
-        base = current.base if current.kind == "apply" and current.base is not None else current.latent
+        base = current.base if current.kind in ACTIVE_KINDS and current.base is not None else current.latent
         latent = pipe.apply(base, [(vec, s) for (vec, _), (_, s) in zip(vectors, resolved, strict=True)])
-        step = self._step(session, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved)
-        same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
+        composed = None
         if resolved:
-            delta = (latent - base).reshape(pipe.latent_shape)
-            class_ids = sorted({c for v, _ in vectors for c in v.class_ids})
-            session.last_vector = EditVector(delta=delta, name=" + ".join(n for n, _ in resolved),
-                                             bundle_id=session.bundle_id, class_ids=class_ids, source="composed")
+            composed = EditVector(delta=(latent - base).reshape(pipe.latent_shape),
+                                  name=" + ".join(n for n, _ in resolved), bundle_id=session.bundle_id,
+                                  class_ids=sorted({c for v, _ in vectors for c in v.class_ids}), source="composed")
+        step = self._step(session, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved,
+                          vector=composed)
+        # a strength moved after a refinement starts a new step: the refined one stays in the history
+        same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
         return session.history.amend(step) if same_set else session.history.push(step)
 
     def add_vector(self, session: Session, name: str) -> Step:
@@ -101,12 +105,29 @@ class VectorActions(StudioBase):
             raise InputError(f"at most {MAX_ACTIVE} vectors can be combined; remove one first")
         return self.apply_vectors(session, [*items, (name, None)])
 
-    def set_strengths(self, session: Session, strengths: Sequence[float], with_labels: bool = True) -> Step:
-        """New strengths for the active vectors (one per slot, in order)."""
-        items = self.active(session)
-        strengths = [number_in(s, "a strength", -MAX_DEFAULT_SCALE, MAX_DEFAULT_SCALE) for s in strengths]
-        return self.apply_vectors(session, [(n, s) for (n, _), s in zip(items, strengths, strict=False)],
-                                  with_labels)
+    def apply_newest(self, session: Session, items: Sequence[tuple[str, float | None]],
+                     with_labels: bool = True) -> Step | None:
+        """``apply_vectors`` for requests that may overlap in one session (an API client sending strengths
+        without waiting): the newest request to arrive wins; None when a newer one has been applied already."""
+        ticket = session.strengths.ticket()
+        return session.strengths.run(ticket, lambda: self.apply_vectors(session, items, with_labels))
+
+    def set_strengths(self, session: Session, strengths: Sequence[float], with_labels: bool = True) -> Step | None:
+        """New strengths for the active vectors (one per slot, in order); ordered like ``apply_newest`` (a slider
+        moved quickly sends overlapping changes), and None when a newer change has been applied already."""
+        ticket = session.strengths.ticket()
+
+        def change() -> Step:
+            current = self._require_current(session)
+            items = self.active(session)
+            wanted = [number_in(s, "a strength", -MAX_DEFAULT_SCALE, MAX_DEFAULT_SCALE)
+                      for s in strengths[: len(items)]]
+            if [s for _, s in items] == wanted:
+                return current  # nothing changed (the release that ends a drag): no new render
+            return self.apply_vectors(session, [(n, s) for (n, _), s in zip(items, wanted, strict=False)],
+                                      with_labels)
+
+        return session.strengths.run(ticket, change)
 
     def remove_vector(self, session: Session, slot: int) -> Step:
         items = self.active(session)
@@ -117,7 +138,9 @@ class VectorActions(StudioBase):
     def refine(self, session: Session, steps: int | None = None) -> Iterator[Progress | Notice | EditOutcome]:
         """Self-supervised refinement of the active vectors on this picture (EditGAN's 'w/ opt').
 
-        ``steps`` defaults to the model's (``EditGANPipeline.defaults.refine_steps``).
+        The refined step keeps the vectors and the picture they were added to, so Refine again (say with more
+        steps) starts from them anew rather than failing. ``steps`` defaults to the model's
+        (``EditGANPipeline.defaults.refine_steps``).
         """
         pipe = self.require_segmenter(session)
         current = self._require_current(session)
@@ -137,10 +160,11 @@ class VectorActions(StudioBase):
         if result.stopped:
             yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
         names = " + ".join(f"{n}×{s:g}" for n, s in items)
+        refined = EditVector(delta=result.delta, name=f"{names} refined", bundle_id=session.bundle_id,
+                             class_ids=result.class_ids, source="refined")
         step = session.history.push(Step("refine", f"refine {result.steps_done} steps ({names})",
-                                         result.latent.detach().cpu(), result.render.image, result.render.labels))
-        session.last_vector = EditVector(delta=result.delta, name=f"{names} refined", bundle_id=session.bundle_id,
-                                         class_ids=result.class_ids, source="refined")
+                                         result.latent.detach().cpu(), result.render.image, result.render.labels,
+                                         base=base, active=tuple(items), vector=refined))
         before = self.render(session, [base], with_labels=False)[0].image
         figures = {k: round(float(v), 4) for k, v in result.metrics.items()}
         figures["steps"] = result.steps_done
