@@ -29,7 +29,7 @@ def test_batch_align_and_paste_back(tmp_path, capsys):
     Image.new("RGB", (50, 40)).save(photos / "unmarked.png")
     args = ["apply", str(photos), str(out), "--bundle", str(DEMO), "--device", "cpu", "--embed-steps", "0",
             "--vector", "smile=1.0", "--align", "--landmarks", str(tmp_path / "marks.json"), "--paste-back"]
-    assert cli_main(args) == 0
+    assert cli_main(args) == 1  # unmarked.png has no points: reported, and the run says so in its status
     captured = capsys.readouterr()
     assert "no points for unmarked.png" in captured.out + captured.err
     assert "2 written" in captured.out
@@ -47,5 +47,5 @@ def test_batch_align_and_paste_back(tmp_path, capsys):
     record = load_latent(out / "face.latent.safetensors")
     assert record.source["alignment"]["size"] == 64 and record.run["align"] and record.run["paste_back"]
 
-    assert cli_main(args) == 0  # a rerun finds the outputs made the same way
+    assert cli_main(args) == 1  # a rerun finds the outputs made the same way (unmarked.png still fails)
     assert "0 written (0 redone), 2 already done" in capsys.readouterr().out
