@@ -1,5 +1,5 @@
 """The page's parts for presets learnt from the user's edits (in section 4) and for a labelled dataset
-download (in the model section); ``webapp.events.presets`` connects them."""
+download (in section 7, annotate); ``webapp.events.presets`` connects them."""
 
 from __future__ import annotations
 
@@ -33,13 +33,13 @@ def build_presets(p, pipe: EditGANPipeline, info: ModelInfo) -> None:
         p.preset_status = gr.Markdown(elem_id="preset-status")
 
 
-def build_dataset(p, info: ModelInfo) -> None:
-    """A zip of a few labelled samples, made in the studio."""
+def build_dataset(p) -> None:
+    """A zip of a few labelled samples, made in the studio (a model without a segmenter is told so on click:
+    the annotate section may have trained one since the page was built)."""
     gr.Markdown(DATASET_HELP)
     with gr.Row(equal_height=True):
         p.dataset_n = gr.Slider(1, MAX_STUDIO_DATASET, value=16, step=1, label="Samples", scale=2)
-        p.dataset_btn = gr.Button("Make labelled samples (zip)", scale=1, interactive=info.can_segment,
-                                  elem_id="dataset-btn")
+        p.dataset_btn = gr.Button("Make labelled samples (zip)", scale=1, elem_id="dataset-btn")
         p.dataset_cancel = gr.Button("Cancel", variant="stop", scale=1)
     p.dataset_status = gr.Markdown(elem_id="dataset-status")
     p.dataset_file = gr.File(label="Labelled samples", interactive=False, elem_id="dataset-file")

@@ -1,4 +1,4 @@
-"""Presets from the user's own edits (section 4), and a small labelled dataset to download (the model section).
+"""Presets from the user's own edits (section 4), and a small labelled dataset to download (section 7).
 
 Adding a pair and saving a vector touch files only; learning a preset and drawing the dataset use the
 models, so they run as GPU tasks (``webapp.gpu_tasks``).
@@ -90,7 +90,6 @@ class PresetActions(PaintActions):
             saved = save_preset_vector(pipe, result.vector)
         except PairError as exc:
             raise InputError(str(exc)) from exc
-        session.last_vector = saved
         yield replace(result, vector=saved)
 
     def dataset_zip(self, session: Session, n: int) -> Iterator[Progress | Notice | DatasetOutcome]:

@@ -1,4 +1,4 @@
-"""Presets from the user's edits (section 4) and the labelled-samples download (model section)."""
+"""Presets from the user's edits (section 4) and the labelled-samples download (section 7, annotate)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def wire_presets(w: Wiring) -> None:
         pipe = studio.registry.get(bundle_id)
         can = pipe.segmenter is not None
         return {p.preset_name: gr.Dropdown(choices=preset_choices(pipe), value=None),
-                **{b: gr.Button(interactive=can) for b in (p.preset_add_btn, p.preset_learn_btn, p.dataset_btn)}}
+                **{b: gr.Button(interactive=can) for b in (p.preset_add_btn, p.preset_learn_btn)}}
 
-    p.model.change(user_errors(on_model), [p.model], [p.preset_name, p.preset_add_btn, p.preset_learn_btn,
-                                                      p.dataset_btn], api_visibility="private", **LIGHT)
+    p.model.change(user_errors(on_model), [p.model], [p.preset_name, p.preset_add_btn, p.preset_learn_btn],
+                   api_visibility="private", **LIGHT)
