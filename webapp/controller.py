@@ -17,6 +17,7 @@ from editgan_core.pipeline import InputError
 from webapp.actions.edit import EditActions
 from webapp.actions.history import HistoryActions
 from webapp.actions.image import ImageActions
+from webapp.actions.tuning import TuningActions
 from webapp.actions.view import ViewActions
 from webapp.outcomes import View
 from webapp.registry import ModelRegistry
@@ -27,7 +28,7 @@ INITIAL_SEED = 0  # the face every new session starts on
 SESSION_IDLE_S = 3 * 3600  # sessions unused this long are closed (history and temp folder dropped)
 
 
-class Studio(ImageActions, EditActions, ViewActions, HistoryActions):
+class Studio(ImageActions, TuningActions, EditActions, ViewActions, HistoryActions):
     """The actions behind the page; one per app, sessions passed in."""
 
     def __init__(self, registry: ModelRegistry, session_idle_s: float = SESSION_IDLE_S,

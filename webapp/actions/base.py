@@ -42,7 +42,12 @@ class StudioBase:
         weakref.finalize(self, shutil.rmtree, self.workdir, ignore_errors=True)
 
     def pipeline(self, session: Session) -> EditGANPipeline:
-        return self.registry.get(session.bundle_id)
+        """The session's model: its pivotally tuned copy when it has one, else the shared one."""
+        return session.tuned if session.tuned is not None else self.registry.get(session.bundle_id)
+
+    def tuned_weights(self, session: Session) -> dict[str, torch.Tensor] | None:
+        """The session's pivotally tuned weights for GPU tasks (plain tensors), None when it has none."""
+        return session.tuned.tuned_state() if session.tuned is not None else None
 
     def editor_factor(self, pipe: EditGANPipeline) -> int:
         """How much the paint canvas enlarges the label map (1 for models of 256 px and more)."""

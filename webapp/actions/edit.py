@@ -32,7 +32,8 @@ class EditActions(PaintActions):
         steps = max(1, int(pipe.defaults.edit_steps if steps is None else steps))
         job = gpu_tasks.track(session.new_job())
         result = yield from self._gpu_result(gpu_tasks.edit_task(
-            self.gpu_models, session.bundle_id, steps, current.latent, paint.labels, job, self.preview_every_s))
+            self.gpu_models, session.bundle_id, steps, current.latent, paint.labels, job, self.preview_every_s,
+            self.tuned_weights(session)))
         if result.stopped:
             yield Notice(f"the edit stopped after {result.steps_done} of {steps} steps; kept the best result so far")
         step = session.history.push(Step("edit", f"edit ({self._class_names(pipe, result.class_ids)})",

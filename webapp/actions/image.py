@@ -15,10 +15,11 @@ from webapp.session import Session, Step
 class ImageActions(StudioBase):
     def sample(self, session: Session, seed: int, truncation: float = 0.7) -> Step:
         """A random face of the model, reproducible from the seed."""
-        pipe = self.pipeline(session)
         seed = int(seed)
         if not 0 <= seed < 2**31:
             raise InputError("the seed must be between 0 and 2147483647")
+        session.tuned = None  # a new picture: the tuned copy belonged to the last photo
+        pipe = self.pipeline(session)
         latent = pipe.sample_latent(seed, float(truncation))
         return session.history.push(self._step(pipe, "sample", f"sample seed {seed}", latent))
 
@@ -26,6 +27,7 @@ class ImageActions(StudioBase):
         """Put a photo into W+: encoder only (``steps=0``) or encoder + ``steps`` optimisation steps."""
         if image is None:
             raise InputError("upload a photo (PNG, JPEG or WebP) or pick an example first")
+        session.tuned = None
         pipe = self.pipeline(session)
         pixels = prepare_image(image, pipe.resolution)
         steps = max(0, int(steps))
@@ -34,11 +36,13 @@ class ImageActions(StudioBase):
             yield Notice(f"this model has no encoder, so there is no fast embedding: optimising {steps} steps from "
                          "the average latent instead (slower)")
         job = gpu_tasks.track(session.new_job()) if steps else ""
-        result = yield from self._gpu_result(gpu_tasks.embed_task(
+        embedded = yield from self._gpu_result(gpu_tasks.embed_task(
             self.gpu_models, session.bundle_id, steps, pixels, job, self.preview_every_s))
+        result, session.tuning_step_s = embedded.result, embedded.tuning_step_s
         if result.stopped:
             yield Notice(f"embedding stopped after {result.steps_done} of {steps} steps; kept the best result so far")
         label = f"embed ({result.steps_done} steps)" if steps else "embed (encoder)"
         step = Step("embed", label, result.latent, result.render.image, result.render.labels, source=pixels)
         session.history.push(step)  # the task's render of the result: no second one
-        yield EmbedOutcome(step, pixels, float(result.psnr), result.steps_done, result.stopped)
+        yield EmbedOutcome(step, pixels, float(result.psnr), result.steps_done, result.stopped, result.fidelity,
+                           session.tuning_step_s)

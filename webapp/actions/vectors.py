@@ -125,7 +125,8 @@ class VectorActions(StudioBase):
         base = current.base
         job = gpu_tasks.track(session.new_job())
         result = yield from self._gpu_result(gpu_tasks.refine_task(
-            self.gpu_models, session.bundle_id, steps, base, vectors, job, self.preview_every_s))
+            self.gpu_models, session.bundle_id, steps, base, vectors, job, self.preview_every_s,
+            self.tuned_weights(session)))
         if result.stopped:
             yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
         names = " + ".join(f"{n}×{s:g}" for n, s in items)
