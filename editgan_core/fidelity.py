@@ -16,13 +16,12 @@ depend on how long the user let the embedding run:
 
 Each feature is put in robust z units (median and MAD over the model's own renders); the distance is
 their mean, and the threshold a high quantile of the distances of renders. Calibration runs once per
-bundle (``python -m editgan_core.fidelity calibrate`` stores it in the manifest) and is otherwise cached
+bundle (``python -m editgan_core bundle calibrate`` stores it in the manifest) and is otherwise cached
 under ``<EDITGAN_HOME>/fidelity``, keyed by the component files it depends on.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -296,23 +295,14 @@ class FidelityChecker:
                               distance > calib.threshold, dict(zip(calib.features, values[0].tolist(), strict=True)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Calibrate a bundle's fidelity report and store it in its "
-                                                 "manifest (otherwise it is computed on first use and cached).")
-    parser.add_argument("command", choices=["calibrate"])
-    parser.add_argument("bundle", help="bundle folder or name")
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args(argv)
+def calibrate_bundle(path: str | Path, device: str | None = None) -> str:
+    """Calibrate a bundle's report now and store it in its manifest (``bundle calibrate``), so that no
+    first embedding pays for it and read-only copies (a Hub download) need no cache."""
     from editgan_core.pipeline import EditGANPipeline
 
-    pipe = EditGANPipeline.from_pretrained(args.bundle, device=args.device)
+    pipe = EditGANPipeline.from_pretrained(path, device=device)
     calib = FidelityChecker.for_pipeline(pipe).calibration()
-    manifest = {**pipe.bundle.manifest, MANIFEST_KEY: asdict(calib)}
-    write_manifest(pipe.bundle.root, manifest)
-    print(f"{pipe.bundle.id}: features {', '.join(calib.features)}; threshold {calib.threshold:.2f} "
-          f"(quantile {THRESHOLD_QUANTILE} of {len(calib.distances)} renders); written to the manifest")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    write_manifest(pipe.bundle.root, {**pipe.bundle.manifest, MANIFEST_KEY: asdict(calib)})
+    return (f"{pipe.bundle.id}: fidelity report calibrated on {len(calib.distances)} renders (features "
+            f"{', '.join(calib.features)}; threshold {calib.threshold:.2f} at quantile {THRESHOLD_QUANTILE}); "
+            f"written to {pipe.bundle.root / 'manifest.json'}")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from editgan_core import fidelity
+from editgan_core.cli import main as cli_main
 from editgan_core.eval.fidelity import changes, roc_auc
 from editgan_core.fidelity import FidelityChecker, calibration_from_features
 from editgan_core.pipeline import EditGANPipeline
@@ -70,7 +71,7 @@ def test_a_changed_generator_file_invalidates_the_calibration(tiny_bundle_copy):
 
 
 def test_calibrate_command_stores_it_in_the_manifest(tiny_bundle_copy, editgan_home, monkeypatch):
-    assert fidelity.main(["calibrate", str(tiny_bundle_copy)]) == 0
+    assert cli_main(["bundle", "calibrate", "--bundle", str(tiny_bundle_copy), "--device", "cpu"]) == 0
     stored = json.loads((tiny_bundle_copy / "manifest.json").read_text())["fidelity"]
     assert len(stored["distances"]) == fidelity.CALIBRATION_SAMPLES
     for cached in (editgan_home / "fidelity").glob("*.json"):
