@@ -208,6 +208,11 @@ class EditGANPipeline:
 
     # -- latents and rendering -----------------------------------------------------------------
     def check_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """A valid (1, n_latent, style_dim) latent on the model's device, else ``InputError``."""
+        return self._valid_latent(latent).to(self.device)
+
+    def _valid_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """The latent as float32 where it is (``apply`` stays on the CPU: no device, no GPU needed)."""
         latent = torch.as_tensor(latent, dtype=torch.float32)
         if latent.ndim == 2:
             latent = latent[None]
@@ -216,7 +221,7 @@ class EditGANPipeline:
                              f"{self.latent_shape[1]})")
         if not torch.isfinite(latent).all():
             raise InputError("latent contains NaN or infinite values")
-        return latent.to(self.device)
+        return latent
 
     @torch.no_grad()
     def sample_latent(self, seed: int, truncation: float = 0.7) -> torch.Tensor:
@@ -419,7 +424,7 @@ class EditGANPipeline:
     def apply(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]]
               ) -> torch.Tensor:
         """w+ + Σ sᵢ·δᵢ (instant); a ``None`` scale means the vector's default scale."""
-        latent = self.check_latent(latent).cpu()
+        latent = self._valid_latent(latent).cpu()
         for vector, _ in vectors:
             if isinstance(vector, EditVector) and vector.bundle_id != self.bundle.id:
                 raise InputError(f"vector '{vector.name}' belongs to model '{vector.bundle_id}', "

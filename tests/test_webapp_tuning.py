@@ -45,8 +45,8 @@ def test_tune_then_edit_on_the_tuned_copy_until_a_new_image(box, studio):  # noq
     assert isinstance(outcome, TuneOutcome) and sum(isinstance(i, Progress) for i in items) == 12
     assert outcome.psnr_before == pytest.approx(embedded.psnr) and outcome.psnr_after > outcome.psnr_before
     assert outcome.seconds > 0 and session.tuning_step_s == pytest.approx(outcome.seconds / 12)
-    tuned = studio.pipeline(session)
-    assert tuned is session.tuned and tuned.base is shared
+    assert isinstance(session.tuned, dict) and studio.pipeline(session) is shared
+    tuned = shared.with_tuned(session.tuned)  # what the session's GPU tasks draw with
     assert session.current.kind == "embed" and "pivotal tuning (12 steps)" in session.current.label
     assert image_psnr(session.current.image, embedded.source) == pytest.approx(outcome.psnr_after)
 
@@ -58,8 +58,12 @@ def test_tune_then_edit_on_the_tuned_copy_until_a_new_image(box, studio):  # noq
     studio.apply_vectors(session, [("smile", 1.0)])
     assert np.array_equal(session.current.image, tuned.render(session.current.latent, with_labels=False).image)
 
+    thumbnails, _ = studio.gallery(session)  # shared pictures: drawn by the original model
+    studio.registry.thumbnails._items.clear()
+    assert [t.tobytes() for t, _ in studio.gallery(session)[0]] == [t.tobytes() for t, _ in thumbnails]
+
     studio.sample(session, 5)
-    assert session.tuned is None and studio.pipeline(session) is shared
+    assert session.tuned is None
 
 
 def test_cancelling_tuning_keeps_the_steps_done(box, studio):  # noqa: F811

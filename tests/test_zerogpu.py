@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(gpu_module.gpu is not gpu_module._stand_in,
 studio, box = logic.studio, logic.box  # the tiny-bundle studio and session fixtures
 TASKS = {"webapp.gpu_tasks.embed_task", "webapp.gpu_tasks.edit_task", "webapp.gpu_tasks.refine_task",
          "webapp.gpu_tasks.tune_task"}
+QUICK_TASKS = {"webapp.gpu_tasks.render_task", "webapp.gpu_tasks.sample_task"}
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def trips(monkeypatch) -> list:
 
 def test_every_gpu_function_is_covered_here():
     """A new ``gpu``-decorated function needs a pickling scenario below."""
-    assert set(gpu_module.GPU_FUNCTIONS) == TASKS
+    assert set(gpu_module.GPU_FUNCTIONS) == TASKS | QUICK_TASKS
 
 
 def test_a_session_does_not_pickle_so_passing_one_fails(box, studio, trips, monkeypatch):
@@ -90,17 +91,69 @@ def test_embed_edit_refine_through_pickle_update_the_session(box, studio, trips)
     assert session.current is fast[-1].step and session.current.label == "embed (encoder)"
 
     calls = _calls(trips)
-    assert len(calls) == 4  # edit, refine, embed, embed (encoder)
+    jobs = [c for c in calls if len(c[0]) >= 6]  # (models, bundle, steps, input, ..., job, preview interval)
+    quick = [c for c in calls if len(c[0]) == 4]  # renders and samples: (models, bundle, latents | seed, ...)
+    assert len(jobs) == 4 and len(jobs) + len(quick) == len(calls)  # edit, refine, embed, embed (encoder)
+    assert len(quick) >= 3  # the strength change, the picture before refinement, the saved vector's thumbnail
     for args, kwargs in calls:
         assert all(not hasattr(a, "history") for a in (*args, *kwargs.values()))  # never a session
-    # every yielded item went through pickle too: progress of 4 + 3 + 2 steps, and the four results
+    # every yielded item went through pickle too: progress of 4 + 3 + 2 steps, the four results, and the
+    # quick tasks' results
     assert sum(isinstance(v, Progress) for v in trips) == 4 + 3 + 2
-    assert len(trips) == len(calls) + 4 + 3 + 2 + 4
+    assert len(trips) == len(calls) + 4 + 3 + 2 + 4 + len(quick)
+
+
+def test_no_model_runs_outside_a_gpu_function(box, studio, trips):
+    """On ZeroGPU the GPU exists only inside decorated functions: every forward pass of every model, the
+    quick renders (sample, strengths, segmentation catch-up, thumbnails) included, must run in one."""
+    session = studio.session(box)
+    pipe = studio.pipeline(session)
+    outside: list[str] = []
+
+    def check(module, _inputs):
+        if not gpu_module.inside_gpu_function():
+            outside.append(type(module).__name__)
+
+    hooks = [m.register_forward_pre_hook(check)
+             for model in (pipe.generator, pipe.segmenter, pipe.encoder) for m in model.modules()]
+    try:
+        studio.sample(session, 3)
+        studio.gallery(session)
+        studio.apply_vectors(session, [("smile", 1.0)], with_labels=False)
+        studio.set_strengths(session, [0.5], with_labels=False)
+        studio.current_with_labels(session)
+        list(studio.refine(session, 2))
+        list(studio.embed(session, str(EXAMPLE), 0))
+        palette = pipe.bundle.palette
+        list(studio.edit(session, lab.upscale(lab.colorize(logic._paint_eyebrows(session), palette), 8), 2))
+        studio.save_vector(session, "brows")
+        studio.gallery(session)
+        list(studio.embed(session, str(EXAMPLE), 0))
+        list(studio.tune(session, 2))
+        studio.apply_vectors(session, [("smile", 1.0)])
+        list(studio.refine(session, 1))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert trips and not outside, f"models used outside a GPU function: {sorted(set(outside))}"
+
+
+def test_gallery_thumbnails_are_one_task_however_many_vectors(box, studio, trips):
+    session = studio.session(box)
+    studio.registry.thumbnails._items.clear()
+    trips.clear()
+    pictures, names = studio.gallery(session)
+    renders = [c for c in _calls(trips) if len(c[0]) == 4 and isinstance(c[0][2], list)]
+    assert len(names) >= 2 and len(renders) == 1 and len(renders[0][0][2]) == len(names)
+    trips.clear()
+    assert [p.tobytes() for p, _ in studio.gallery(session)[0]] == [p.tobytes() for p, _ in pictures]
+    assert not _calls(trips)  # all cached now
 
 
 def test_durations_grow_with_steps_and_are_callable_with_the_arguments(box, studio, trips):
     session = studio.session(box)
     studio.sample(session, 2)
+    trips.clear()
     list(studio.embed(session, str(EXAMPLE), 2))
     (args, kwargs), = _calls(trips)
     _, duration = gpu_module.GPU_FUNCTIONS["webapp.gpu_tasks.embed_task"]
@@ -121,9 +174,22 @@ def test_tuned_weights_travel_as_a_state_dict_and_edits_use_them(box, studio, tr
     assert isinstance(outcome, TuneOutcome) and session.tuned is not None
     palette = studio.pipeline(session).bundle.palette
     edit = list(studio.edit(session, lab.upscale(lab.colorize(logic._paint_eyebrows(session), palette), 8), 2))[-1]
-    assert np.array_equal(edit.step.image, session.tuned.render(edit.step.latent).image)
-    (_, _), (tune_args, _), (edit_args, _) = _calls(trips)
+    tuned = studio.pipeline(session).with_tuned(session.tuned)
+    assert np.array_equal(edit.step.image, tuned.render(edit.step.latent).image)
+    calls = _calls(trips)
+    tune_args = next(args for args, _ in calls if len(args) == 7)
+    edit_args = next(args for args, _ in calls if len(args) == 8)
+    renders = [kwargs for args, kwargs in calls if len(args) == 4]
     tuned_state = edit_args[-1]
     assert isinstance(tuned_state, dict) and all(isinstance(v, torch.Tensor) for v in tuned_state.values())
-    assert tuned_state.keys() == session.tuned.tuned_state().keys()
+    assert tuned_state.keys() == session.tuned.keys() and renders and renders[-1]["tuned"] is not None
     assert all(not hasattr(a, "history") and not hasattr(a, "generator") for a in (*tune_args, *edit_args))
+
+
+def test_quick_tasks_ask_for_a_short_slot_that_grows_with_the_renders(box, studio):
+    session = studio.session(box)
+    models, bundle = studio.gpu_models, session.bundle_id
+    one = gpu_tasks.render_seconds(models, bundle, [session.current.latent])
+    many = gpu_tasks.render_seconds(models, bundle, [session.current.latent] * 500)
+    assert gpu_tasks.QUICK_OVERHEAD_S < one < many <= gpu_tasks.MAX_DURATION_S
+    assert gpu_tasks.sample_seconds(models, bundle, 1, 0.7) == one < gpu_tasks.OVERHEAD_S

@@ -14,7 +14,9 @@ import functools
 import inspect
 import os
 import pickle
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 Duration = int | float | Callable[..., float]
@@ -32,6 +34,39 @@ def _through_pickle(value: Any) -> Any:
     return pickle.loads(pickle.dumps(value))
 
 
+class _Held:
+    """How many emulated GPU functions are running (a stream counts until it ends or is closed)."""
+
+    depth = 0
+    lock = threading.Lock()
+
+
+def inside_gpu_function() -> bool:
+    """Under emulation: whether a decorated function is running now; a test uses it to check that no model
+    is used outside one (on ZeroGPU the GPU exists only there)."""
+    return _Held.depth > 0
+
+
+@contextmanager
+def _held() -> Iterator[None]:
+    with _Held.lock:
+        _Held.depth += 1
+    try:
+        yield
+    finally:
+        with _Held.lock:
+            _Held.depth -= 1
+
+
+def _emulated_stream(items: Iterator[Any]) -> Iterator[Any]:
+    with _held():
+        try:
+            for item in items:
+                yield _through_pickle(item)
+        finally:
+            items.close()
+
+
 def _stand_in(fn: Callable | None = None, *, duration: Duration = 60, **_: Any) -> Callable:
     """``spaces.GPU`` off ZeroGPU: runs the function here, as ``spaces.GPU`` does there (``duration`` may be
     seconds or a callable taking the function's arguments, as on ZeroGPU)."""
@@ -45,7 +80,7 @@ def _stand_in(fn: Callable | None = None, *, duration: Duration = 60, **_: Any) 
             if not EMULATE.on:
                 return fn(*args, **kwargs)
             args, kwargs = _through_pickle((args, kwargs))
-            return (_through_pickle(item) for item in fn(*args, **kwargs))
+            return _emulated_stream(fn(*args, **kwargs))
 
         return stream
 
@@ -54,7 +89,9 @@ def _stand_in(fn: Callable | None = None, *, duration: Duration = 60, **_: Any) 
         if not EMULATE.on:
             return fn(*args, **kwargs)
         args, kwargs = _through_pickle((args, kwargs))
-        return _through_pickle(fn(*args, **kwargs))
+        with _held():
+            result = fn(*args, **kwargs)
+        return _through_pickle(result)
 
     return call
 

@@ -1,5 +1,9 @@
 """The studio's GPU work as functions of plain data: what runs under ``gpu`` (``spaces.GPU`` on ZeroGPU).
 
+Every use of a model goes through here, the quick renders (a sampled face, a strength change, a
+segmentation catch-up, gallery thumbnails) as much as the long jobs: on ZeroGPU a model is reachable on
+the GPU only inside a decorated function.
+
 Arguments, yielded ``Progress`` / ``Notice`` items and results are tensors, arrays, numbers and small
 dataclasses, so they survive the trip to and from a ZeroGPU worker; the session is read before and updated
 after a task, in the main process (``webapp.actions``). Models are found by key in ``REGISTRIES`` (a forked
@@ -19,7 +23,7 @@ import numpy as np
 import torch
 
 from editgan_core.optim import StepInfo
-from editgan_core.pipeline import EditGANPipeline, EditResult, EmbedResult
+from editgan_core.pipeline import EditGANPipeline, EditResult, EmbedResult, Render
 from editgan_core.pti import TuningResult
 from editgan_core.utils import tensor_to_uint8
 from editgan_core.vectors import EditVector
@@ -33,6 +37,8 @@ STOP_FLAGS: weakref.WeakValueDictionary[str, threading.Event] = weakref.WeakValu
 SECONDS_PER_STEP_256 = 0.15  # budgeted GPU time of one optimisation step at 256 px (generous: a timeout loses work)
 OVERHEAD_S = 15.0  # model to GPU, renders, first-call warm-up
 MAX_DURATION_S = 300.0
+SECONDS_PER_RENDER_256 = 0.05  # budgeted GPU time of one render (+ segmentation) at 256 px
+QUICK_OVERHEAD_S = 5.0  # a quick render's ask: short, so it queues ahead of the long jobs
 
 EditStream = Generator[Progress | EditResult, None, None]
 
@@ -73,6 +79,34 @@ def task_seconds(models: str, bundle_id: str, steps: int, *_: object, **__: obje
     the steps and the pixels (a short ask queues sooner, a short one that runs out loses the work)."""
     side = _pipeline(models, bundle_id).resolution
     return min(MAX_DURATION_S, OVERHEAD_S + max(0, int(steps)) * SECONDS_PER_STEP_256 * (side / 256) ** 2)
+
+
+def render_seconds(models: str, bundle_id: str, latents: Sequence[torch.Tensor] | torch.Tensor, *_: object,
+                   **__: object) -> float:
+    """A quick task's ``duration``: a few seconds, plus the renders it holds."""
+    side = _pipeline(models, bundle_id).resolution
+    return min(MAX_DURATION_S, QUICK_OVERHEAD_S + len(latents) * SECONDS_PER_RENDER_256 * (side / 256) ** 2)
+
+
+@gpu(duration=render_seconds)
+def render_task(models: str, bundle_id: str, latents: Sequence[torch.Tensor], with_labels: bool,
+                tuned: dict[str, torch.Tensor] | None = None) -> list[Render]:
+    """Pictures (and, with ``with_labels``, segmentations) of CPU latents, one per latent (by the session's
+    tuned weights, if any)."""
+    pipe = _pipeline(models, bundle_id, tuned)
+    return [pipe.render(latent, with_labels=with_labels) for latent in latents]
+
+
+def sample_seconds(models: str, bundle_id: str, *_: object) -> float:
+    return render_seconds(models, bundle_id, [None])
+
+
+@gpu(duration=sample_seconds)
+def sample_task(models: str, bundle_id: str, seed: int, truncation: float) -> tuple[torch.Tensor, Render]:
+    """The W+ latent of ``seed`` (on the CPU) and its render with labels."""
+    pipe = _pipeline(models, bundle_id)
+    latent = pipe.sample_latent(seed, truncation)
+    return latent, pipe.render(latent)
 
 
 def _preview(pipe: EditGANPipeline, base: torch.Tensor | None = None):

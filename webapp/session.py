@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from editgan_core.pipeline import EditGANPipeline, EditResult
+from editgan_core.pipeline import EditResult
 from editgan_core.vectors import EditVector, open_library
 
 HISTORY_LIMIT = 60  # steps kept per session; a 64 px step is ~0.1 MB
@@ -135,9 +135,10 @@ class Session:
         self.last_edit: EditResult | None = None  # the latest learned edit, for "save as vector"
         self.last_vector: EditVector | None = None  # the latest learned/refined/active vector, for export
         self.ui_cache: dict[str, object] = {}  # what the page last showed, to skip resending it
-        # A pivotally tuned copy of the model for the current photo (``webapp.actions.tuning``): one generator
-        # copy per session, dropped with a new image or model; ``tuning_step_s`` prices the next tuning.
-        self.tuned: EditGANPipeline | None = None
+        # Pivotally tuned synthesis weights for the current photo (``webapp.actions.tuning``; CPU tensors that
+        # GPU tasks turn into a tuned copy): one copy per session, dropped with a new image or model;
+        # ``tuning_step_s`` prices the next tuning.
+        self.tuned: dict[str, torch.Tensor] | None = None
         self.tuning_step_s: float | None = None
         self._job: threading.Event | None = None
         self._lock = threading.Lock()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,18 +44,23 @@ class ThumbnailCache:
                 self._references[key] = pipe.mean_latent()
             return self._references[key]
 
-    def get(self, pipe: EditGANPipeline, vec: EditVector, scale: float | None = None) -> np.ndarray:
-        scale = vec.default_scale if scale is None else float(scale)
-        key = vector_key(pipe.bundle.id, vec, scale)
+    def get_many(self, pipe: EditGANPipeline, vectors: Sequence[EditVector],
+                 render: Callable[[list[torch.Tensor]], list[np.ndarray]]) -> list[np.ndarray]:
+        """One picture per vector at its default strength; the uncached ones made in one ``render`` call
+        (latents in, pictures out: a single GPU task on ZeroGPU however many vectors are new)."""
+        keys = [vector_key(pipe.bundle.id, vec, vec.default_scale) for vec in vectors]
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        latent = pipe.apply(self.reference(pipe), [(vec, scale)])
-        image = pipe.render(latent, with_labels=False).image
-        image = upscale(image, max(1, -(-THUMB_MIN_SIDE // image.shape[0])))
-        with self._lock:
-            self._items[key] = image
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
-        return image
+            found = {k: self._items[k] for k in keys if k in self._items}
+            for k in found:
+                self._items.move_to_end(k)
+        missing = {k: vec for k, vec in zip(keys, vectors, strict=True) if k not in found}
+        if missing:
+            reference = self.reference(pipe)
+            latents = [pipe.apply(reference, [(vec, vec.default_scale)]) for vec in missing.values()]
+            for key, image in zip(missing, render(latents), strict=True):
+                found[key] = upscale(image, max(1, -(-THUMB_MIN_SIDE // image.shape[0])))
+            with self._lock:
+                self._items.update((k, found[k]) for k in missing)
+                while len(self._items) > self.limit:
+                    self._items.popitem(last=False)
+        return [found[k] for k in keys]

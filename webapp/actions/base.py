@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from editgan_core.pipeline import EditGANPipeline, InputError, SegmenterMissingError
+from editgan_core.pipeline import EditGANPipeline, InputError, Render, SegmenterMissingError
 from webapp import gpu_tasks
 from webapp.outcomes import Notice, Progress
 from webapp.registry import ModelRegistry
@@ -42,21 +42,28 @@ class StudioBase:
         weakref.finalize(self, shutil.rmtree, self.workdir, ignore_errors=True)
 
     def pipeline(self, session: Session) -> EditGANPipeline:
-        """The session's model: its pivotally tuned copy when it has one, else the shared one."""
-        return session.tuned if session.tuned is not None else self.registry.get(session.bundle_id)
+        return self.registry.get(session.bundle_id)
 
     def tuned_weights(self, session: Session) -> dict[str, torch.Tensor] | None:
-        """The session's pivotally tuned weights for GPU tasks (plain tensors), None when it has none."""
-        return session.tuned.tuned_state() if session.tuned is not None else None
+        """The session's pivotally tuned synthesis weights (CPU tensors, for GPU tasks), None when it has none."""
+        return session.tuned
 
     def editor_factor(self, pipe: EditGANPipeline) -> int:
         """How much the paint canvas enlarges the label map (1 for models of 256 px and more)."""
         return max(1, EDITOR_SIDE // pipe.resolution)
 
-    def _step(self, pipe: EditGANPipeline, kind: str, label: str, latent: torch.Tensor, with_labels: bool = True,
+    def render(self, session: Session, latents: Sequence[torch.Tensor], with_labels: bool = True,
+               tuned: bool = True) -> list[Render]:
+        """Renders of CPU latents by the session's model (its tuned copy unless ``tuned`` is False: shared
+        pictures such as thumbnails), as a GPU task (``webapp.gpu_tasks``)."""
+        return gpu_tasks.render_task(self.gpu_models, session.bundle_id, list(latents), with_labels,
+                                     tuned=self.tuned_weights(session) if tuned else None)
+
+    def _step(self, session: Session, kind: str, label: str, latent: torch.Tensor, with_labels: bool = True,
               **extra: Any) -> Step:
-        render = pipe.render(latent, with_labels=with_labels)
-        return Step(kind, label, latent.detach().cpu(), render.image, render.labels, **extra)
+        latent = latent.detach().cpu()
+        render = self.render(session, [latent], with_labels)[0]
+        return Step(kind, label, latent, render.image, render.labels, **extra)
 
     def _require_current(self, session: Session) -> Step:
         if session.current is None:
@@ -69,7 +76,8 @@ class StudioBase:
         pipe = self.pipeline(session)
         if current is None or current.labels is not None or pipe.segmenter is None:
             return current
-        return session.history.replace(current, replace(current, labels=pipe.render(current.latent).labels))
+        labels = self.render(session, [current.latent])[0].labels
+        return session.history.replace(current, replace(current, labels=labels))
 
     def require_segmenter(self, session: Session) -> EditGANPipeline:
         """The session's pipeline, or ``SegmenterMissingError`` saying what annotation would unlock."""

@@ -19,9 +19,8 @@ class ImageActions(StudioBase):
         if not 0 <= seed < 2**31:
             raise InputError("the seed must be between 0 and 2147483647")
         session.tuned = None  # a new picture: the tuned copy belonged to the last photo
-        pipe = self.pipeline(session)
-        latent = pipe.sample_latent(seed, float(truncation))
-        return session.history.push(self._step(pipe, "sample", f"sample seed {seed}", latent))
+        latent, render = gpu_tasks.sample_task(self.gpu_models, session.bundle_id, seed, float(truncation))
+        return session.history.push(Step("sample", f"sample seed {seed}", latent, render.image, render.labels))
 
     def embed(self, session: Session, image: Any, steps: int = 0) -> Iterator[Progress | Notice | EmbedOutcome]:
         """Put a photo into W+: encoder only (``steps=0``) or encoder + ``steps`` optimisation steps."""

@@ -1,8 +1,9 @@
 """Section 1 · high fidelity: pivotal tuning of the session's own copy of the model around the embedded photo.
 
-The tuned copy replaces the shared model for this session only (``StudioBase.pipeline``) until a new image
-or another model: edits, vectors and refinement then run on it with the same W+ vectors. Its weights go to
-GPU tasks as a plain state dict (``webapp.gpu_tasks``), so ZeroGPU workers rebuild it per task.
+The session keeps the tuned synthesis weights (a CPU state dict) until a new image or another model; every
+GPU task of the session (renders, edits, refinement) gets them and draws with a tuned copy of the model
+(``webapp.gpu_tasks``), so vectors, presets and refinement work on it with the same W+ vectors. The main
+process never runs a model (ZeroGPU).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ class TuningActions(StudioBase):
         if not 1 <= steps <= MAX_STEPS:
             raise InputError(f"pivotal tuning takes 1..{MAX_STEPS} steps, got {steps}")
         session.tuned = None  # tuned again from the original model, never on top of an earlier tuning
-        pipe = self.pipeline(session)
         job = gpu_tasks.track(session.new_job())
         result = yield from self._gpu_result(gpu_tasks.tune_task(
             self.gpu_models, session.bundle_id, steps, origin.latent, origin.source, job, self.preview_every_s))
@@ -40,9 +40,9 @@ class TuningActions(StudioBase):
             yield Notice(f"pivotal tuning stopped after {result.steps_done} of {steps} steps; kept that tuning")
         if result.steps_done == 0:
             raise InputError("pivotal tuning was cancelled before its first step; the model is unchanged")
-        session.tuned = pipe.with_tuned(result.state)
+        session.tuned = result.state
         session.tuning_step_s = result.seconds / result.steps_done
-        render = session.tuned.render(origin.latent)
+        render = self.render(session, [origin.latent])[0]
         step = Step("embed", f"embed + pivotal tuning ({result.steps_done} steps)", origin.latent, render.image,
                     render.labels, source=origin.source)
         session.history.push(step)

@@ -48,12 +48,13 @@ def apply_label(active: Sequence[tuple[str, float]]) -> str:
 class VectorActions(StudioBase):
     def gallery(self, session: Session) -> tuple[list[tuple[np.ndarray, str]], list[str]]:
         """Thumbnails (picture, caption) of every vector in the library, and their names in order."""
-        pipe = self.pipeline(session)
         vectors = session.library.list()
-        items = []
-        for vec in vectors:
-            tag = "preset" if vec.source == "preset" or session.library.is_preset(vec.name) else "yours"
-            items.append((self.registry.thumbnails.get(pipe, vec), f"{vec.name} · {tag}"))
+        pictures = self.registry.thumbnails.get_many(
+            self.pipeline(session), vectors,
+            lambda latents: [r.image for r in self.render(session, latents, with_labels=False, tuned=False)])
+        tags = ["preset" if vec.source == "preset" or session.library.is_preset(vec.name) else "yours"
+                for vec in vectors]
+        items = [(p, f"{v.name} · {t}") for p, v, t in zip(pictures, vectors, tags, strict=True)]
         return items, [v.name for v in vectors]
 
     def active(self, session: Session) -> list[tuple[str, float]]:
@@ -77,7 +78,7 @@ class VectorActions(StudioBase):
             raise InputError("each vector can be active only once; change its strength instead")
         base = current.base if current.kind == "apply" and current.base is not None else current.latent
         latent = pipe.apply(base, [(vec, s) for (vec, _), (_, s) in zip(vectors, resolved, strict=True)])
-        step = self._step(pipe, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved)
+        step = self._step(session, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved)
         same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
         if resolved:
             delta = (latent - base).reshape(pipe.latent_shape)
@@ -134,7 +135,7 @@ class VectorActions(StudioBase):
                                          result.latent.detach().cpu(), result.render.image, result.render.labels))
         session.last_vector = EditVector(delta=result.delta, name=f"{names} refined", bundle_id=session.bundle_id,
                                          class_ids=result.class_ids, source="refined")
-        before = pipe.render(base, with_labels=False).image
+        before = self.render(session, [base], with_labels=False)[0].image
         figures = {k: round(float(v), 4) for k, v in result.metrics.items()}
         figures["steps"] = result.steps_done
         yield EditOutcome(step, before, result.region, result, figures)
