@@ -27,6 +27,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -251,8 +252,9 @@ class FidelityChecker:
     def cache_file(self) -> Path:
         return cache_dir("fidelity") / f"{self.probe.pipe.bundle.id}-{self.key}.json"
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Hashes the component files: computed once per checker."""
         return calibration_key(self.probe.pipe.bundle, self.probe.names)
 
     def calibration(self) -> Calibration:
