@@ -29,6 +29,7 @@ from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.serialization import CheckpointError, read_metadata
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.paths import checkpoint_dirs
+from editgan_core.photos.framing import Framing, FramingError, parse_framing
 from editgan_core.utils import atomic_write
 
 FORMAT = "editgan-bundle/1"
@@ -111,6 +112,23 @@ class Bundle:
             raise BundleError(f"bundle '{self.id}': {exc}") from exc
 
     @property
+    def framing(self) -> Framing:
+        """How photos are brought to this model's framing (manifest "framing"; see ``photos.framing``)."""
+        try:
+            return parse_framing(self.manifest.get("framing"), self.resolution)
+        except FramingError as exc:
+            raise BundleError(f"bundle '{self.id}': {exc}") from exc
+
+    @property
+    def background(self) -> tuple[int, int, int]:
+        """The colour transparent photo pixels are laid on (manifest "background"; white when none is given)."""
+        value = self.manifest.get("background", [255, 255, 255])
+        if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and 0 <= v <= 255
+                                                                     for v in value)):
+            raise BundleError(f"bundle '{self.id}': background must be [r, g, b] in 0..255, got {value!r}")
+        return value[0], value[1], value[2]
+
+    @property
     def vectors_dir(self) -> Path:
         return self.root / self.manifest.get("vectors_dir", "vectors")
 
@@ -147,6 +165,7 @@ class Bundle:
         bundle = cls(root=root, manifest=manifest, classes=classes)
         bundle.embed_lr  # noqa: B018 -- a bad value is reported when the bundle is opened, not at the first embedding
         bundle.defaults  # noqa: B018 -- likewise
+        bundle.framing, bundle.background  # noqa: B018 -- likewise
         return bundle
 
     def model_card(self) -> str:

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 def segmenter_missing_message(bundle_id: str, bundle_path: str = "BUNDLE") -> str:
     return (f"Model '{bundle_id}' has no segmentation branch yet, so it cannot segment, learn edits or refine; "
             f"sampling, embedding and applying vectors work without it. Annotate about 16 images with its classes "
-            f"(NAME.png + NAME.labels.png, class ids as grey values) and train one: python -m "
+            f"in the studio's section 7 · Annotate and train one there, or from files (NAME.png + NAME.labels.png, "
+            f"grey class ids or class colours): python -m "
             f"editgan_core.train.segmenter --bundle {bundle_path} --annotations DIR, or install a trained one: "
             f"python -m editgan_core bundle add-segmenter --bundle {bundle_path} FILE")
 

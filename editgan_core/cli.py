@@ -11,7 +11,9 @@ records the embedding it started from and the edits made, so OUT_DIR can be the 
 image beside a latent file of its name is taken for its render and left out). Each latent file also records the
 run's settings (bundle, vectors with scales and content digests, steps, the input's digest): outputs made with the
 same settings are skipped, so an interrupted run resumes, and outputs made differently are refused unless
-``--overwrite`` redoes them. Unreadable inputs are reported and skipped.
+``--overwrite`` redoes them. Unreadable inputs are reported and skipped; the exit status is then 1, with the
+failures listed after the summary. ``--align`` crops photos to the model's framing from eye and mouth points,
+``--paste-back`` writes the full-size edited photo too (see ``editgan_core.cli_photos``).
 
 Many workers: ``torchrun --nproc_per_node 4 -m editgan_core apply ...`` (each process takes a shard from
 RANK/WORLD_SIZE and the GPU cuda:LOCAL_RANK), a Slurm array (SLURM_ARRAY_TASK_ID/COUNT), or ``--shard K/N``;
@@ -35,8 +37,10 @@ from tqdm import tqdm
 from editgan_core import bundle_cli
 from editgan_core.bundle import MANIFEST
 from editgan_core.cli_common import add_common_args, open_pipeline, parse_command
+from editgan_core.cli_photos import PhotoOptions, add_photo_args, write_pasted
 from editgan_core.latents import SUFFIX as LATENT_SUFFIX
 from editgan_core.latents import EditRecord, LatentError, LatentFile, load_latent, save_latent
+from editgan_core.photos.workflow import AlignedPhoto
 from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.sharding import parse_shard, shard_from_env, worker_device
 from editgan_core.utils import IMAGE_SUFFIXES, atomic_write
@@ -81,7 +85,8 @@ def list_inputs(in_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
         suffix = path.suffix.lower()
         if not path.is_file() or (suffix not in IMAGE_SUFFIXES and suffix != ".safetensors"):
             continue
-        name = path.stem.removesuffix(".latent") if suffix == ".safetensors" else path.stem
+        # an earlier run's NAME.photo.EXT (--paste-back) sits beside its latent like NAME.png
+        name = path.stem.removesuffix(".latent") if suffix == ".safetensors" else path.stem.removesuffix(".photo")
         by_name.setdefault(name, []).append(path)
     inputs, clashes = [], []
     for name, paths in by_name.items():
@@ -93,15 +98,19 @@ def list_inputs(in_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     return inputs, clashes
 
 
-def start_latent(pipeline: EditGANPipeline, path: Path, embed_steps: int) -> LatentFile:
-    """The latent an input starts from: a latent file as written (checked against the bundle), an image embedded."""
+def start_latent(pipeline: EditGANPipeline, path: Path, embed_steps: int,
+                 aligned: AlignedPhoto | None = None) -> LatentFile:
+    """The latent an input starts from: a latent file as written (checked against the bundle), an image embedded
+    (its ``aligned`` crop when given, else its centre square)."""
     if path.suffix.lower() == ".safetensors":
         item = load_latent(path, pipeline.bundle.id, pipeline.latent_shape)
         item.source = item.source or {"latent": path.name}
         return item
-    result = pipeline.embed(path, steps=embed_steps)
-    return LatentFile(latent=result.latent, bundle_id=pipeline.bundle.id,
-                      source={"image": path.name, "embed_steps": embed_steps, "psnr": result.psnr})
+    result = pipeline.embed(path if aligned is None else aligned.crop, steps=embed_steps)
+    source = {"image": path.name, "embed_steps": embed_steps, "psnr": result.psnr}
+    if aligned is not None:
+        source["alignment"] = aligned.alignment.to_dict()
+    return LatentFile(latent=result.latent, bundle_id=pipeline.bundle.id, source=source)
 
 
 def edit_latent(pipeline: EditGANPipeline, start: LatentFile, vectors: list[tuple[EditVector, float | None]],
@@ -179,20 +188,25 @@ def plan_outputs(inputs: list[tuple[str, Path]], out_dir: Path, common: dict[str
 
 
 def apply_folder(pipeline: EditGANPipeline, vectors, todo: list[tuple[str, Path, dict[str, Any]]], out_dir: Path,
-                 embed_steps: int, refine_steps: int) -> tuple[int, list[str]]:
+                 embed_steps: int, refine_steps: int, photos: PhotoOptions | None = None) -> tuple[int, list[str]]:
     """Edit and write every planned input; returns (written, failures)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    photos = photos or PhotoOptions()
     written, failures = 0, []
     for name, path, run in tqdm(todo, desc="editing", unit="input"):
         out_png, out_latent = out_dir / f"{name}.png", out_dir / f"{name}{LATENT_SUFFIX}"
         try:
-            edited = edit_latent(pipeline, start_latent(pipeline, path, embed_steps), vectors, refine_steps, run)
+            aligned = photos.aligned(pipeline, path)
+            start = start_latent(pipeline, path, embed_steps, aligned)
+            edited = edit_latent(pipeline, start, vectors, refine_steps, run)
             image = pipeline.render(edited.latent, with_labels=False).image
+            out_png.unlink(missing_ok=True)  # the PNG is written last: a crash before it leaves the input to redo
+            if photos.paste_back:
+                write_pasted(pipeline, aligned, start, edited, vectors, out_dir, name)
         except (InputError, OSError, ValueError) as exc:
             failures.append(f"{path.name}: {exc}")
             tqdm.write(f"skipped {path.name}: {exc}")
             continue
-        out_png.unlink(missing_ok=True)  # a crash between the two writes leaves an incomplete pair: redone next time
         save_latent(edited, out_latent)
         atomic_write(out_png, lambda p, im=image: Image.fromarray(np.asarray(im)).save(p, format="PNG"))
         written += 1
@@ -216,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
                             "under torchrun, SLURM_ARRAY_TASK_ID/COUNT in a Slurm array, else all)")
     apply.add_argument("--overwrite", action="store_true",
                        help="redo outputs that OUT_DIR holds from a run with other settings (default: refuse)")
+    add_photo_args(apply)
     add_common_args(apply, bundle=True, device=True)
     bundle_cli.register(sub)
     return parser
@@ -232,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("OUT_DIR must differ from IN_DIR: the outputs would overwrite the inputs")
     shard = args.shard or shard_from_env()
     inputs, clashes = list_inputs(args.in_dir)
-    if shard is None or shard.index == 0:  # every worker sees the same clashes: one reports them
-        for line in clashes:
-            print(f"skipped {line}", file=sys.stderr)
+    reported_clashes = clashes if shard is None or shard.index == 0 else []  # every worker sees them: one reports
+    for line in reported_clashes:
+        print(f"skipped {line}", file=sys.stderr)
     mine = shard.take(inputs) if shard else inputs
     args.device = worker_device(args.device)
     pipeline = open_pipeline(args)
@@ -242,15 +257,28 @@ def main(argv: list[str] | None = None) -> int:
         vectors = resolve_vectors(pipeline, args.vector, args.library)
     except VectorError as exc:
         parser.error(str(exc))
-    common = run_settings(pipeline, vectors, args.embed_steps, args.refine)
+    try:
+        photos = PhotoOptions.from_args(args)
+    except InputError as exc:
+        parser.error(str(exc))
+    common = {**run_settings(pipeline, vectors, args.embed_steps, args.refine), **photos.settings()}
     todo, done, stale = plan_outputs(mine, args.out_dir, {**common, "shard": str(shard) if shard else None})
     if stale and not args.overwrite:
         print(f"error: {len(stale)} output(s) in {args.out_dir} were made with other settings, e.g. {stale[0]}; "
               f"pass --overwrite to redo them, or choose another OUT_DIR", file=sys.stderr)
         return 2
-    written, failures = apply_folder(pipeline, vectors, todo, args.out_dir, args.embed_steps, args.refine)
-    part = f" (shard {shard}: {len(mine)} of {len(inputs)} inputs)" if shard else ""
-    print(f"{written} written ({len(stale)} redone), {done} already done, {len(failures)} failed{part}")
-    for line in failures:
-        print(f"  {line}", file=sys.stderr)
-    return 1 if failures and not written and not done else 0
+    written, failures = apply_folder(pipeline, vectors, todo, args.out_dir, args.embed_steps, args.refine, photos)
+    return report(written, len(stale), done, failures, reported_clashes,
+                  f" (shard {shard}: {len(mine)} of {len(inputs)} inputs)" if shard else "")
+
+
+def report(written: int, redone: int, done: int, failures: list[str], clashes: list[str], part: str = "") -> int:
+    """Print the run's summary; the exit status is 1 when any input was not edited (failed, or left out over a
+    name clash), so a script or a job array notices, and 0 when every input has its output."""
+    left_out = f", {len(clashes)} left out (name clash)" if clashes else ""
+    print(f"{written} written ({redone} redone), {done} already done, {len(failures)} failed{left_out}{part}")
+    if failures:
+        print(f"failed ({len(failures)}):", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+    return 1 if failures or clashes else 0

@@ -8,14 +8,15 @@ shape (1, n_latent, style_dim) on the CPU.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from editgan_core.bundle import Bundle
 from editgan_core.capabilities import Capabilities, segmenter_missing_message
@@ -35,6 +36,11 @@ from editgan_core.losses import image_psnr
 from editgan_core.model_card import display_path
 from editgan_core.models.stylegan2 import MEAN_LATENT_SAMPLES
 from editgan_core.optim import StepInfo, optimise
+from editgan_core.photos import PhotoError
+from editgan_core.photos.decode import WHITE
+from editgan_core.photos.framing import Framing
+from editgan_core.photos.pasteback import PasteBack
+from editgan_core.photos.workflow import AlignedPhoto, align_photo, paste_edit
 from editgan_core.pti import PivotalTuner, TuningResult, TuningSettings, seconds_per_step, synthesis_state, tuned_copy
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
@@ -43,7 +49,10 @@ log = logging.getLogger(__name__)
 
 # User seeds are offset so seed 0 does not replay the draws that initialised a seed-0 GAN's weights.
 LATENT_SEED_OFFSET = 1_000_003
-MAX_INPUT_PIXELS = 64_000_000  # refuse decompression bombs / absurd uploads before decoding
+# An edit may move a latent this many times the spread of the model's own latents (RMS distance from the
+# average): learned vectors at the page's strengths stay within a few spreads; far beyond, pictures are garbage.
+MAX_OFFSET_SPREADS = 25.0
+SPREAD_SAMPLES = 1024
 
 
 class InputError(ValueError):
@@ -112,30 +121,13 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def prepare_image(image: np.ndarray | Image.Image | str | Path, size: int) -> np.ndarray:
-    """Any photo -> (size, size, 3) uint8: EXIF-rotated, RGB, centre-cropped square, resized."""
-    if isinstance(image, (str, Path)):
-        try:
-            image = Image.open(image)
-        except (OSError, Image.DecompressionBombError) as exc:
-            raise InputError(f"cannot read the image: {exc}") from exc
-    if isinstance(image, np.ndarray):
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] not in (3, 4):
-            raise InputError(f"expected an RGB image, got an array of shape {image.shape}")
-        if image.dtype != np.uint8:
-            if not np.isfinite(image).all():
-                raise InputError("the image contains NaN or infinite values")
-            image = np.clip(image * (255 if image.max() <= 1 else 1), 0, 255).astype(np.uint8)
-        image = Image.fromarray(image[..., :3])
-    if image.width * image.height > MAX_INPUT_PIXELS:
-        raise InputError(f"image is {image.width}x{image.height}; the limit is {MAX_INPUT_PIXELS // 1_000_000} MP")
-    image = ImageOps.exif_transpose(image).convert("RGB")
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
-    return np.array(image, dtype=np.uint8)
+def prepare_image(image: np.ndarray | Image.Image | str | Path, size: int,
+                  background: tuple[int, int, int] = WHITE) -> np.ndarray:
+    """Any photo -> (size, size, 3) uint8: decoded (``photos.decode``), its centre square, resized."""
+    try:
+        return align_photo(image, Framing("centre", size, padding="edge"), background=background).crop
+    except PhotoError as exc:
+        raise InputError(str(exc)) from exc
 
 
 class EditGANPipeline:
@@ -239,6 +231,27 @@ class EditGANPipeline:
     def mean_latent(self) -> torch.Tensor:
         return self.generator.w_to_wplus(self.w_avg).contiguous().cpu()
 
+    @functools.cached_property
+    def latent_spread(self) -> float:
+        """RMS distance of the model's latents from their average, per element (seeded, so reproducible)."""
+        rng = torch.Generator().manual_seed(LATENT_SEED_OFFSET)
+        z = torch.randn(SPREAD_SAMPLES, self.generator.style_dim, generator=rng)
+        with torch.no_grad():
+            w = self.generator.style(z.to(self.device))
+        return max(float((w - self.w_avg).double().pow(2).mean().sqrt()), 1e-6)
+
+    def check_offset(self, offset: torch.Tensor, what: str) -> None:
+        """Refuse an offset of the latent beyond ``MAX_OFFSET_SPREADS`` spreads of the model's latents."""
+        spreads = float(offset.detach().double().pow(2).mean().sqrt()) / self.latent_spread
+        if not spreads <= MAX_OFFSET_SPREADS:  # also NaN
+            raise InputError(f"{what} moves the picture {spreads:.3g} times as far as this model's faces differ "
+                             f"from each other; the limit is {MAX_OFFSET_SPREADS:g} (lower the strength)")
+
+    def check_vector(self, vector: EditVector) -> None:
+        """Refuse a vector that is out of proportion to this model at strength 1 or at its default strength."""
+        self.check_offset(vector.delta * max(1.0, abs(vector.default_scale)),
+                          f"vector '{vector.name}' (at strength {max(1.0, abs(vector.default_scale)):g})")
+
     @torch.no_grad()
     def render(self, latent: torch.Tensor, with_labels: bool = True) -> Render:
         with_labels = with_labels and self.segmenter is not None
@@ -251,13 +264,29 @@ class EditGANPipeline:
     def _image_tensor(self, image: np.ndarray) -> torch.Tensor:
         return to_tensor(image[None]).to(self.device)
 
+    # -- photos ----------------------------------------------------------------------------------
+    def align(self, image, points: Mapping[str, tuple[float, float]] | None = None,
+              box: Sequence[float] | None = None) -> AlignedPhoto:
+        """Decode a photo and crop it to the bundle's framing: from eye and mouth points (photo pixels), a box,
+        or else its centre square. Embed ``.crop``; ``paste_back`` puts the edit into ``.photo``."""
+        try:
+            return align_photo(image, self.bundle.framing, points=points, box=box, background=self.bundle.background)
+        except PhotoError as exc:
+            raise InputError(str(exc)) from exc
+
+    def paste_back(self, aligned: AlignedPhoto, before: Render, after: Render,
+                   class_ids: Sequence[int] | None = None) -> PasteBack:
+        """The full-resolution photo with the edit (``before`` -> ``after``: renders of the aligned crop), blended in
+        only where labels (of ``class_ids``, if given) or pixels changed; every other photo pixel is the original's."""
+        return paste_edit(aligned, before.image, after.image, before.labels, after.labels, class_ids)
+
     # -- embedding -------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, image: np.ndarray) -> torch.Tensor:
         """Encoder-only W+ (or the average latent when the bundle has no encoder)."""
         if self.encoder is None:
             return self.mean_latent()
-        return self.encoder(self._image_tensor(prepare_image(image, self.resolution))).cpu()
+        return self.encoder(self._image_tensor(prepare_image(image, self.resolution, self.bundle.background))).cpu()
 
     def embed(self, image, steps: int | None = None, lr: float | None = None,
               callback: Callable[[StepInfo], None] | None = None,
@@ -267,7 +296,7 @@ class EditGANPipeline:
         ``steps`` defaults to ``defaults.embed_steps``, ``lr`` to the bundle's own (``Bundle.embed_lr``).
         With ``report``, the result carries the fidelity report (``fidelity_report``).
         """
-        pixels = prepare_image(image, self.resolution)
+        pixels = prepare_image(image, self.resolution, self.bundle.background)
         target = self._image_tensor(pixels)
         init = self.encode(pixels).to(self.device)
         objective = ReconstructionObjective(self.generator, target, self.lpips, self.encoder, noise=self.noise)
@@ -430,9 +459,12 @@ class EditGANPipeline:
                 raise InputError(f"vector '{vector.name}' belongs to model '{vector.bundle_id}', "
                                  f"not to '{self.bundle.id}'")
         try:
-            return compose(latent, vectors)
+            out = compose(latent, vectors)
         except VectorError as exc:
             raise InputError(str(exc)) from exc
+        names = ", ".join(v.name if isinstance(v, EditVector) else "offset" for v, _ in vectors)
+        self.check_offset(out - latent, f"applying {names}" if names else "the edit")
+        return out
 
     def refine(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]],
                steps: int | None = None, lr: float | None = None, weights: EditWeights | None = None,

@@ -47,6 +47,8 @@ def parse_header(data: bytes, label: str, error: type[Exception]) -> dict[str, A
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise error(f"{not_st} (header is not JSON)") from exc
+    except RecursionError as exc:
+        raise error(f"{not_st} (header nested too deeply)") from exc
     if not isinstance(header, dict):
         raise error(f"{not_st} (header is not a JSON object)")
     return header

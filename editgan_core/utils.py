@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}  # what folder inputs (training, batch CLI) read
+# what folder inputs (training, batch CLI) read
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:

@@ -111,8 +111,8 @@ def test_batch_cli_writes_latent_files_and_edits_them_again(tmp_path, tiny_bundl
                 first / "c.latent.safetensors")
     Image.new("RGB", (40, 40)).save(first / "d.png")
     Image.new("RGB", (40, 40)).save(first / "d.jpg")
-    assert cli_main(["apply", str(first), str(second), *common, "--vector", "look_left", "--refine", "2"]) == 0
-    err = capsys.readouterr().err
+    assert cli_main(["apply", str(first), str(second), *common, "--vector", "look_left", "--refine", "2"]) == 1
+    err = capsys.readouterr().err  # the foreign latent failed and the clash was left out: exit status 1
     assert "d.jpg, d.png: all would be written as d.png" in err and "another-model" in err and "a.png" not in err
     twice = load_latent(second / "a.latent.safetensors", "tiny-test")
     assert torch.equal(twice.original, once.original) and twice.source == once.source

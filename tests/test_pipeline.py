@@ -252,7 +252,7 @@ def test_prepare_image_handles_real_world_files(tmp_path):
 
 
 def test_prepare_image_refuses_huge_images(monkeypatch):
-    monkeypatch.setattr("editgan_core.pipeline.MAX_INPUT_PIXELS", 100)
+    monkeypatch.setattr("editgan_core.photos.limits.MAX_INPUT_PIXELS", 100)
     with pytest.raises(InputError, match="limit"):
         prepare_image(Image.new("RGB", (20, 20)), 8)
 
@@ -270,7 +270,7 @@ def test_optimise_keeps_best_and_schedules():
         optimise(torch.zeros(1), lambda v: (v.sum() / 0.0 * 0.0, {}), steps=1, lr=0.1)
 
 
-def test_batch_cli_resumes_and_skips_bad_files(tmp_path, tiny_bundle):
+def test_batch_cli_resumes_and_skips_bad_files(tmp_path, tiny_bundle, capsys):
     from editgan_core.cli import main
 
     src = tmp_path / "in"
@@ -280,10 +280,16 @@ def test_batch_cli_resumes_and_skips_bad_files(tmp_path, tiny_bundle):
     out = tmp_path / "out"
     args = ["apply", str(src), str(out), "--bundle", str(tiny_bundle), "--vector", "smile=0.5", "--embed-steps", "2",
             "--refine", "2"]
-    assert main(args) == 0
+    assert main(args) == 1  # one input failed: a script must notice
+    summary = capsys.readouterr()
+    assert "1 written (0 redone), 0 already done, 1 failed" in summary.out
+    assert "failed (1):" in summary.err and "broken.jpg" in summary.err
     assert (out / "a.png").is_file() and (out / "a.latent.safetensors").is_file()
     mtime = (out / "a.png").stat().st_mtime_ns
-    assert main(args) == 0
+    assert main(args) == 1
     assert (out / "a.png").stat().st_mtime_ns == mtime  # finished outputs are skipped
+    (src / "broken.jpg").unlink()
+    assert main(args) == 0  # every input has its output
+    assert "0 written (0 redone), 1 already done, 0 failed" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([*args[:5], "--vector", "no_such_vector"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -285,6 +286,9 @@ def test_import_npy_refuses_npz_and_junk(tmp_path: Path) -> None:
         ("--rm -rf", "rm -rf"),
         ("smile (2)", "smile (2)"),
         ("e\u0301t\u00e9", "\u00e9t\u00e9"),  # NFC: one file name, however it was typed
+        ("\uff53\uff4d\uff49\uff4c\uff45", "smile"),  # full-width letters are stored as the plain ones (NFKC)
+        ("\U0001d42c\U0001d426\U0001d422\U0001d425\U0001d41e", "smile"),  # mathematical bold
+        ("\ufb01ne", "fine"),  # a ligature
     ],
 )
 def test_sanitize_name(raw: str, clean: str) -> None:
@@ -383,6 +387,27 @@ def test_library_refuses_preset_names_and_foreign_vectors(lib: VectorLibrary) ->
     with pytest.raises(VectorError, match="latent 16x512"):
         lib.save(make_vec("x", shape=(16, 512)))
     assert not lib.root.exists() or not files(lib.root)
+
+
+def test_library_homoglyph_names_never_sit_beside_the_original(lib: VectorLibrary, tmp_path: Path) -> None:
+    """Save and rename refuse a look-alike of an existing name; import stores the plain spelling, numbered."""
+    wide_open = "\uff4f\uff50\uff45\uff4e mouth"  # full-width 'open' beside the preset 'Open mouth'
+    with pytest.raises(VectorError, match="preset"):
+        lib.save(make_vec(wide_open))
+    lib.save(make_vec("smile"))
+    with pytest.raises(VectorError, match="already exists"):
+        lib.save(make_vec("\uff53\uff4d\uff49\uff4c\uff45"))
+    lib.save(make_vec("frown"))
+    with pytest.raises(VectorError, match="already exists"):
+        lib.rename("frown", "\uff33\uff2d\uff29\uff2c\uff25")
+    with pytest.raises(VectorError, match="preset"):
+        lib.save(make_vec("\U0001d428pen mouth"))  # mathematical bold 'o'
+    src = save_vector(make_vec(wide_open), tmp_path / "wide.safetensors")
+    imported = lib.import_file(src)
+    assert imported.name == "open mouth (2)"
+    names = [v.name for v in lib.list()]
+    assert all(name == unicodedata.normalize("NFKC", name) for name in names)
+    assert sorted(names) == ["Arched brows", "Open mouth", "frown", "open mouth (2)", "smile"]
 
 
 def test_library_rename(lib: VectorLibrary) -> None:

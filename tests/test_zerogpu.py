@@ -73,7 +73,7 @@ def test_embed_edit_refine_through_pickle_update_the_session(box, studio, trips)
     outcome = items[-1]
     assert isinstance(outcome, EditOutcome) and sum(isinstance(i, Progress) for i in items) == 4
     assert session.current.kind == "edit" and torch.equal(session.current.latent, outcome.step.latent)
-    assert session.last_edit is not None and torch.equal(session.last_vector.delta, session.last_edit.delta)
+    assert session.last_edit is not None and torch.equal(session.current.vector.delta, session.last_edit.delta)
     studio.save_vector(session, "brows")
     studio.undo(session)
     studio.apply_vectors(session, [("smile", 1.0), ("brows", 0.5)])
@@ -81,8 +81,8 @@ def test_embed_edit_refine_through_pickle_update_the_session(box, studio, trips)
     n = len(session.history.steps)
     refined = list(studio.refine(session, 3))
     assert isinstance(refined[-1], EditOutcome) and session.current.kind == "refine"
-    assert len(session.history.steps) == n + 1 and session.last_vector.source == "refined"
-    assert torch.equal(session.last_vector.delta, refined[-1].result.delta)
+    assert len(session.history.steps) == n + 1 and session.current.vector.source == "refined"
+    assert torch.equal(session.current.vector.delta, refined[-1].result.delta)
 
     embedded = list(studio.embed(session, str(EXAMPLE), 2))
     assert isinstance(embedded[-1], EmbedOutcome) and session.current.kind == "embed"

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from editgan_core.pipeline import InputError
+from webapp.actions.annotate import AnnotateActions
 from webapp.actions.edit import EditActions
 from webapp.actions.history import HistoryActions
 from webapp.actions.image import ImageActions
@@ -28,7 +29,7 @@ INITIAL_SEED = 0  # the face every new session starts on
 SESSION_IDLE_S = 3 * 3600  # sessions unused this long are closed (history and temp folder dropped)
 
 
-class Studio(ImageActions, TuningActions, EditActions, ViewActions, HistoryActions):
+class Studio(ImageActions, TuningActions, EditActions, ViewActions, HistoryActions, AnnotateActions):
     """The actions behind the page; one per app, sessions passed in."""
 
     def __init__(self, registry: ModelRegistry, session_idle_s: float = SESSION_IDLE_S,

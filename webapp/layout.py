@@ -18,6 +18,7 @@ import numpy as np
 
 from editgan_core.pipeline import EditGANPipeline
 from webapp.actions.vectors import MAX_ACTIVE
+from webapp.components import checked_editor, checked_photo
 from webapp.controller import INITIAL_SEED
 from webapp.layout_fidelity import build_fidelity
 from webapp.outcomes import ModelInfo, View
@@ -26,6 +27,7 @@ from webapp.session import SessionBox, close_box
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 FAST, PRECISE = "fast (encoder only)", "precise (encoder + optimisation)"
 PIXELS = ["pixelated", "fill"]  # small model pictures: enlarged to the box, without blur
+PICTURE_MIN = 200  # px: pictures side by side wrap onto rows of their own below this width (narrow screens)
 
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
@@ -33,7 +35,50 @@ CSS = """
 .legend { display: flex; flex-wrap: wrap; gap: 6px 14px; font-size: 0.9em; }
 .legend span.swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid #8886;
                       border-radius: 3px; vertical-align: -2px; margin-right: 5px; }
+/* labels sit above the pictures, never on them, and stop short of the picture's buttons */
+.pixelated > label[data-testid="block-label"] { max-width: calc(100% - 100px); overflow: hidden;
+                                                 text-overflow: ellipsis; white-space: nowrap; }
+#painter > label[data-testid="block-label"] { max-width: calc(100% - 200px); }
+.pixelated .image-container { padding-top: 40px; box-sizing: border-box; }
+.pixelated .grid-container { margin-top: 32px; }
+/* the brush palette: every colour outlined (white shows on white) and named (PAGE_JS copies the legend's names) */
+#painter menu.swatch { display: grid !important; grid-template-columns: repeat(2, max-content) !important;
+                       gap: 6px 8px; width: max-content; }
+#painter .wrap:has(menu.swatch), #painter .swatch-wrap, #painter .swatch-container { width: max-content !important;
+                                                                                   max-width: none !important; }
+#painter menu.swatch button.color { position: relative; margin-right: 110px !important;
+                                    box-shadow: 0 0 0 1px #000a, inset 0 0 0 1px #fff8; }
+#painter menu.swatch button.color::after { content: attr(data-name); position: absolute; left: calc(100% + 6px);
+                                           top: 50%; transform: translateY(-50%); white-space: nowrap;
+                                           font-size: 12px; color: var(--body-text-color); }
+/* the canvas' "clear" would wipe the label map with no way back: "Restore the segmentation" replaces it */
+#painter button[aria-label="Clear canvas"] { display: none; }
 """
+
+# Runs once in the page: names the brush palette's colours after the legend beside the painter (the palette
+# itself takes colours only), for hover, screen readers and the CSS captions; follows a model switch.
+PAGE_JS = """
+() => {
+  const name = () => {
+    const names = {};
+    for (const item of document.querySelectorAll('#paint-legend .legend > span')) {
+      const swatch = item.querySelector('.swatch');
+      if (swatch) names[getComputedStyle(swatch).backgroundColor] = item.textContent.trim();
+    }
+    for (const button of document.querySelectorAll('#painter menu.swatch button.color')) {
+      const label = names[button.style.backgroundColor];
+      if (label && button.dataset.name !== label) {
+        button.dataset.name = label;
+        button.title = label;
+        button.setAttribute('aria-label', label);
+      }
+    }
+  };
+  new MutationObserver(name).observe(document.body, {childList: true, subtree: true});
+}
+"""
+BRUSH_MODEL_PIXELS = 0.75  # the brush's radius: 1.5 model pixels across, a precise stroke at any model size
+ERASER_MODEL_PIXELS = 1.5
 
 INTRO = """# EditGAN studio
 High-precision semantic image editing ([EditGAN](https://nv-tlabs.github.io/editGAN/), Ling et al. 2021):
@@ -64,16 +109,20 @@ def section_notices(info: ModelInfo) -> dict[str, str]:
 
 
 def editor_component(pipe: EditGANPipeline, factor: int, **kwargs: Any) -> gr.ImageEditor:
-    """The label painter: a fixed palette of exactly the class colours, PNG so colours survive the trip."""
+    """The label painter: a fixed palette of exactly the class colours, PNG so colours survive the trip.
+
+    Sizes are radii in canvas pixels (``factor`` of them per model pixel): the brush paints about 1.5 model
+    pixels across, the eraser 3, and large models a little more (1/80 of the side), so one can still see it.
+    """
     side = pipe.resolution * factor
     colors = [c.hex for c in pipe.bundle.classes]
-    return gr.ImageEditor(
+    return checked_editor(gr.ImageEditor(
         type="numpy", image_mode="RGBA", sources=(), transforms=(), format="png",
         brush=gr.Brush(colors=colors, default_color=colors[min(1, len(colors) - 1)], color_mode="fixed",
-                       default_size=max(2, side // 20)),
-        eraser=gr.Eraser(default_size=max(4, side // 12)),
+                       default_size=max(1, round(BRUSH_MODEL_PIXELS * factor), side // 160)),
+        eraser=gr.Eraser(default_size=max(2, round(ERASER_MODEL_PIXELS * factor), side // 80)),
         layers=gr.LayerOptions(allow_additional_layers=False, layers=["edits"]),
-        canvas_size=(side, side), fixed_canvas=True, **kwargs)
+        canvas_size=(side, side), fixed_canvas=True, **kwargs))
 
 
 def steps_slider_range(default: int, low: int, high: int) -> dict[str, int]:
@@ -94,11 +143,17 @@ def build_page(pipe: EditGANPipeline, choices: list[tuple[str, str]], editor_fac
     build_model(p, pipe, choices, info)
     notices = section_notices(info)
     build_image(p, pipe, init, info, notices)
+    from webapp.layout_photo import build_photo_marking  # its own module, which uses this one's names
+
+    build_photo_marking(p, pipe)
     build_segmentation(p, pipe, init, notices)
     build_paint(p, pipe, editor_factor, init, info, notices)
     build_edit(p, pipe, info, notices)
     build_vectors(p, pipe, init, gallery_items, vector_names, info, notices)
     build_history(p, init)
+    from webapp.layout_annotate import build_annotate  # imports this module: imported here, not at the top
+
+    build_annotate(p, pipe, editor_factor)
     return p
 
 
@@ -126,8 +181,8 @@ def build_image(p: Page, pipe: EditGANPipeline, init: View, info: ModelInfo, not
     with gr.Row():
         with gr.Column(scale=3):
             # image_mode=None hands over the file as uploaded, EXIF orientation included, for prepare_image
-            p.upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                label="Photo (PNG, JPEG, WebP)", height=220, elem_id="upload")
+            p.upload = checked_photo(gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                              label="Photo (PNG, JPEG, WebP)", height=220, elem_id="upload"))
             if examples:
                 gr.Examples(examples, inputs=[p.upload], label="Examples", examples_per_page=8)
             p.mode = gr.Radio([FAST, PRECISE], value=PRECISE, label="Embedding", interactive=info.has_encoder)
@@ -147,9 +202,9 @@ def build_image(p: Page, pipe: EditGANPipeline, init: View, info: ModelInfo, not
         with gr.Column(scale=3):
             with gr.Row():
                 p.source_img = gr.Image(label="Input as the model sees it", format="png", interactive=False,
-                                        elem_classes=PIXELS, height=220)
+                                        elem_classes=PIXELS, height=220, min_width=PICTURE_MIN)
                 p.recon_img = gr.Image(init.image, label="In the model", format="png", interactive=False,
-                                       elem_classes=PIXELS, height=220, elem_id="recon")
+                                       elem_classes=PIXELS, height=220, elem_id="recon", min_width=PICTURE_MIN)
             p.embed_status = gr.Markdown(f"A random face of the model (seed {INITIAL_SEED}).", elem_id="embed-status")
 
 
@@ -159,11 +214,11 @@ def build_segmentation(p: Page, pipe: EditGANPipeline, init: View, notices: dict
     p.seg_notice = notice(notices["segmentation"], "segmentation-notice")
     with gr.Row():
         p.seg_image = gr.Image(init.image, label="Current picture", format="png", interactive=False,
-                               elem_classes=PIXELS, height=240, elem_id="current")
+                               elem_classes=PIXELS, height=240, elem_id="current", min_width=PICTURE_MIN)
         p.seg_labels = gr.Image(init.label_picture, label="Label map", format="png", interactive=False,
-                                elem_classes=PIXELS, height=240)
+                                elem_classes=PIXELS, height=240, min_width=PICTURE_MIN)
         p.seg_overlay = gr.Image(init.overlay, label="Overlay", format="png", interactive=False,
-                                 elem_classes=PIXELS, height=240)
+                                 elem_classes=PIXELS, height=240, min_width=PICTURE_MIN)
     with gr.Row(equal_height=True):
         p.opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", scale=1)
         p.legend = gr.HTML(legend_html(pipe))
@@ -173,14 +228,17 @@ def build_paint(p: Page, pipe: EditGANPipeline, editor_factor: int, init: View, 
                 notices: dict[str, str]) -> None:
     """3 · paint: the label map in a painter whose brush offers the class colours."""
     gr.Markdown("## 3 · Paint\nPaint the parts as they should be. The brush colours are the classes "
-                "(legend on the right); the eraser removes strokes, the arrows undo them.")
+                "(legend on the right); the eraser removes strokes, the arrows undo them, and *Restore the "
+                "segmentation* starts the painting afresh.")
     p.paint_notice = notice(notices["paint"], "paint-notice")
     with gr.Row():
         p.editor = editor_component(pipe, editor_factor, value=init.editor, label="Label map to paint", height=420,
                                     elem_id="painter", elem_classes=["pixelated"], scale=3)
         with gr.Column(scale=2):
-            p.legend_paint = gr.HTML(legend_html(pipe))
-            p.paint_btn = gr.Button("Check painting", interactive=info.can_segment)
+            p.legend_paint = gr.HTML(legend_html(pipe), elem_id="paint-legend")
+            with gr.Row():
+                p.paint_btn = gr.Button("Check painting", interactive=info.can_segment)
+                p.paint_restore = gr.Button("Restore the segmentation", elem_id="paint-restore")
             p.target_img = gr.Image(label="Painted target (changed pixels bright)", format="png", interactive=False,
                                     elem_classes=PIXELS, height=220)
             p.paint_info = gr.Markdown("No change painted yet.", elem_id="paint-info")
@@ -225,7 +283,7 @@ def build_vectors(p: Page, pipe: EditGANPipeline, init: View, gallery_items: lis
             for i in range(MAX_ACTIVE):
                 with gr.Row(equal_height=True):
                     p.sliders.append(gr.Slider(-3, 3, value=1, step=0.05, label=f"vector {i + 1}", visible=False,
-                                               scale=5, elem_id=f"strength-{i}"))
+                                               scale=5, elem_id=f"strength-{i}", buttons=[]))
                     p.removes.append(gr.Button("Remove", visible=False, size="sm", scale=1, min_width=80,
                                                elem_id=f"remove-{i}"))
             p.no_active = gr.Markdown("*No active vectors — click one in the gallery.*")
@@ -243,6 +301,7 @@ def build_vectors(p: Page, pipe: EditGANPipeline, init: View, gallery_items: lis
     p.api_names = gr.Textbox(visible=False, label="names")
     p.api_scales = gr.Textbox(visible=False, label="scales")
     p.api_apply = gr.Button(visible=False)
+    p.api_import = gr.Button(visible=False)  # API-only: import a vector file (the page imports on upload)
 
 
 def build_vector_library(p: Page, vector_names: list[str]) -> None:
@@ -282,7 +341,8 @@ def build_history(p: Page, init: View) -> None:
         p.redo_btn = gr.Button("↷ Redo", interactive=False)
         p.reset_btn = gr.Button("Reset to original")
         p.export_btn = gr.Button("Export", variant="primary")
-    p.export_files = gr.File(label="Downloads: picture, label map, latent, vector", file_count="multiple",
+    p.export_files = gr.File(label="Downloads: picture, label map, latent, vector; for an aligned photo also the "
+                             "full-size edited photo, the aligned crop and a before/after", file_count="multiple",
                              interactive=False)
 
 

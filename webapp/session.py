@@ -9,18 +9,24 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from editgan_core.pipeline import EditResult
 from editgan_core.vectors import EditVector, open_library
+from webapp.photo_state import PhotoState
+
+R = TypeVar("R")
 
 HISTORY_LIMIT = 60  # steps kept per session; a 64 px step is ~0.1 MB
 SOURCE_KINDS = ("sample", "embed")  # steps that start from a new picture; reset returns to the latest one
+ACTIVE_KINDS = ("apply", "refine")  # steps made from active vectors: their sliders stay, a refine can run again
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class Step:
     base: torch.Tensor | None = None  # for "apply": the latent the active vectors are added to
     active: tuple[tuple[str, float], ...] = ()  # for "apply": vector names and strengths
     source: np.ndarray | None = None  # for "embed": the photo that was embedded
+    vector: EditVector | None = None  # the editing vector that made this step (learned, composed, refined): exported
 
 
 class History:
@@ -119,7 +126,64 @@ class History:
             origin = self.origin()
             if origin is None:
                 return None
-            return self.push(replace(origin, kind="reset", label=f"reset to {origin.label}", base=None, active=()))
+            return self.push(replace(origin, kind="reset", label=f"reset to {origin.label}", base=None, active=(),
+                                     vector=None))
+
+
+class NewestWins:
+    """Orders overlapping requests of one kind in a session (strength changes): each takes a ticket as it
+    arrives, and they run one at a time; one that finds a newer request already applied does nothing. So the
+    final state is the newest request's, whatever order the requests are scheduled or finish in."""
+
+    def __init__(self) -> None:
+        self._tickets = 0
+        self._applied = 0
+        self._issue = threading.Lock()
+        self._run = threading.Lock()
+
+    def ticket(self) -> int:
+        """Take a ticket; do it first thing when a request arrives."""
+        with self._issue:
+            self._tickets += 1
+            return self._tickets
+
+    def run(self, ticket: int, work: Callable[[], R]) -> R | None:
+        """``work()`` for the request holding ``ticket``, or None when a newer request has been applied."""
+        with self._run:
+            if ticket <= self._applied:
+                return None
+            self._applied = ticket
+            return work()
+
+
+class Debounce:
+    """Waits until something has been still for a while (``touch`` marks a change). One caller waits at a
+    time and sees later changes extend its wait; the others return at once, so a burst of changes holds one
+    thread rather than one per change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._waiting = False
+
+    def touch(self) -> None:
+        with self._lock:
+            self._last = time.monotonic()
+
+    def wait_still(self, still_s: float) -> bool:
+        """Return True once ``still_s`` have passed since the last change; False at once while another caller
+        waits (that caller covers this change)."""
+        with self._lock:
+            if self._waiting:
+                return False
+            self._waiting = True
+        while True:
+            with self._lock:
+                left = self._last + still_s - time.monotonic()
+                if left <= 0:
+                    self._waiting = False
+                    return True
+            time.sleep(left)
 
 
 class Session:
@@ -133,13 +197,15 @@ class Session:
         self.library = open_library(bundle_id, latent_shape, presets_dir)
         self.history = History()
         self.last_edit: EditResult | None = None  # the latest learned edit, for "save as vector"
-        self.last_vector: EditVector | None = None  # the latest learned/refined/active vector, for export
         self.ui_cache: dict[str, object] = {}  # what the page last showed, to skip resending it
         # Pivotally tuned synthesis weights for the current photo (``webapp.actions.tuning``; CPU tensors that
         # GPU tasks turn into a tuned copy): one copy per session, dropped with a new image or model;
         # ``tuning_step_s`` prices the next tuning.
         self.tuned: dict[str, torch.Tensor] | None = None
         self.tuning_step_s: float | None = None
+        self.photo = PhotoState()  # the uploaded photo at full size and its alignment (``webapp.actions.photo``)
+        self.strengths = NewestWins()  # strength changes (slider, API) may overlap: the newest one wins
+        self.strengths_still = Debounce()  # the paint canvas follows once the strengths have been still
         self._job: threading.Event | None = None
         self._lock = threading.Lock()
 

@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from editgan_core.pipeline import EditGANPipeline
+from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.vectors import EditVector
 from webapp.labels import upscale
 
 THUMB_MIN_SIDE = 96  # small models are enlarged (crisply) so the gallery does not blur them
 CACHE_ITEMS = 512
+OUT_OF_RANGE_GREY = 128
 
 
 def vector_key(bundle_id: str, vec: EditVector, scale: float) -> str:
@@ -53,10 +54,17 @@ class ThumbnailCache:
             found = {k: self._items[k] for k in keys if k in self._items}
             for k in found:
                 self._items.move_to_end(k)
-        missing = {k: vec for k, vec in zip(keys, vectors, strict=True) if k not in found}
+        missing, latents = [], []
+        for key, vec in zip(keys, vectors, strict=True):
+            if key in found:
+                continue
+            try:
+                latents.append(pipe.apply(self.reference(pipe), [(vec, vec.default_scale)]))
+                missing.append(key)
+            except InputError:  # out of proportion to the model (its strength can still be lowered): a blank tile
+                side = max(THUMB_MIN_SIDE, pipe.resolution)
+                found[key] = np.full((side, side, 3), OUT_OF_RANGE_GREY, np.uint8)
         if missing:
-            reference = self.reference(pipe)
-            latents = [pipe.apply(reference, [(vec, vec.default_scale)]) for vec in missing.values()]
             for key, image in zip(missing, render(latents), strict=True):
                 found[key] = upscale(image, max(1, -(-THUMB_MIN_SIDE // image.shape[0])))
             with self._lock:

@@ -15,12 +15,13 @@ import gradio as gr
 import torch
 
 from editgan_core.bundle import BundleError, list_bundles, resolve_bundle_path
+from webapp.allocator import keep_memory_returned
 from webapp.controller import Studio
 from webapp.events import wire
-from webapp.layout import CSS, build_page, no_model_page
+from webapp.layout import CSS, PAGE_JS, build_page, no_model_page
+from webapp.limits import StudioBlocks
 from webapp.registry import ModelRegistry
 
-MAX_UPLOAD = "10mb"
 QUEUE_SIZE = 32
 THREADS_ENV = "EDITGAN_THREADS"
 # Gradio's queue rebuilds a pandas summary of every past event after each event (tens of ms, growing with the
@@ -73,15 +74,16 @@ def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None =
     """
     if bundles is None:
         bundles, scan = bundle_paths(os.environ.get("EDITGAN_BUNDLE")), scan or list_bundles
+    keep_memory_returned()  # a long-running server's size should follow what it holds (``webapp.allocator``)
     registry = ModelRegistry(bundles, device=device, scan=scan)
     if not registry.ids:
-        with gr.Blocks(title="EditGAN studio") as demo:
+        with StudioBlocks(title="EditGAN studio") as demo:
             no_model_page(registry.problems)
         return demo
     studio = Studio(registry)
     pipe = registry.get(registry.default_id)  # load the default model now: the first click should be quick
     init, gallery_items, vector_names = studio.initial_page()  # every new session starts here
-    with gr.Blocks(title="EditGAN studio") as demo:
+    with StudioBlocks(title="EditGAN studio") as demo:
         page = build_page(pipe, registry.choices(), studio.editor_factor(pipe), init, gallery_items, vector_names,
                           studio.model_info(pipe))
         wire(page, studio, init)
@@ -92,5 +94,6 @@ def build_demo(bundles: Sequence[str | Path] | None = None, device: str | None =
 
 
 def launch_kwargs() -> dict[str, Any]:
-    """Settings every launch should use (the app, the tests)."""
-    return {"max_file_size": MAX_UPLOAD, "css": CSS, "theme": gr.themes.Soft()}
+    """Settings every launch should use (the app, the tests); the request limits are the Blocks' own
+    (``webapp.limits.StudioBlocks``), so launchers that do not pass these still get them."""
+    return {"css": CSS, "js": PAGE_JS, "theme": gr.themes.Soft()}

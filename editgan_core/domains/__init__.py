@@ -3,7 +3,7 @@
 A domain (a module or package) offers ``CLASSES``, ``PALETTE``, ``ATTRIBUTE_RANGES``, ``EDIT_CLASSES``,
 ``sample_attributes(seed)``, ``render(attrs, size)``, ``render_face``-style seeded rendering and
 ``render_batch(seeds, size)``; optionally ``ATTRIBUTE_SPECS`` (every drawn value, for the attribute net's extra
-targets).
+targets), ``framing_entry()`` and ``BACKGROUND`` (the manifest framing and background colour of its bundles).
 Modules are imported on first use so that importing the package stays cheap.
 """
 

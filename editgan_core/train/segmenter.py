@@ -5,9 +5,13 @@
 
 Each annotation is embedded into W+ (encoder + optimisation), the generator's feature maps at that
 latent are paired with the label map, and the pixel-MLP ensemble is trained on random pixels, so
-memory stays small. ``--annotations DIR`` reads ``NAME.png|jpg`` with ``NAME.labels.png`` (class ids as
-8-bit grey values). The result is written into the bundle (``segmenter.safetensors``) and the
-manifest updated; ``--eval N`` then reports mIoU on N held-out rendered faces.
+memory stays small. ``--annotations DIR`` reads ``NAME.png|jpg`` with ``NAME.labels.png``: class ids as
+grey values, or a picture in the class colours (snapped to the bundle's classes; other colours are
+refused). Every file is checked (size, colours, classes) before anything is embedded, and all the bad
+ones are named. A ``NAME.latent.safetensors`` beside an image (the studio's annotation folder,
+``<bundle>/annotations``) is used as its latent instead of embedding it. The result is written into
+the bundle (``segmenter.safetensors``) and the manifest updated; ``--eval N`` then reports mIoU on N
+held-out rendered faces.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
+from editgan_core.annotation.folder import Annotation, read_folder
+from editgan_core.annotation.labelfiles import LabelFileError
 from editgan_core.bundle import write_manifest
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
-from editgan_core.pipeline import EditGANPipeline, prepare_image
+from editgan_core.pipeline import EditGANPipeline
 from editgan_core.scoring import evaluate_embedding
 from editgan_core.train.pixel_ensemble import TrainProgress, train_ensemble
 
@@ -32,38 +37,29 @@ ANNOTATION_SEEDS = range(100, 116)  # held out from GAN training (seeds < 1e6) a
 EVAL_SEED_START = 0
 
 
-def read_annotations(folder: Path, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    pairs = []
-    for label_path in sorted(folder.glob("*.labels.png")):
-        stem = label_path.name[: -len(".labels.png")]
-        images = [p for p in folder.glob(stem + ".*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
-                  and not p.name.endswith(".labels.png")]
-        if not images:
-            raise FileNotFoundError(f"{label_path.name} has no image {stem}.png/.jpg beside it")
-        labels = np.array(Image.open(label_path).convert("L").resize((size, size), Image.Resampling.NEAREST))
-        pairs.append((prepare_image(images[0], size), labels))
-    if not pairs:
-        raise FileNotFoundError(f"no *.labels.png annotations in {folder}")
-    return pairs
-
-
-def domain_annotations(domain_name: str, size: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def domain_annotations(domain_name: str, size: int, count: int) -> list[Annotation]:
     from editgan_core.domains import get_domain
 
     domain = get_domain(domain_name)
-    return [(s.image, s.labels) for s in (domain.render_face(seed, size) for seed in list(ANNOTATION_SEEDS)[:count])]
+    return [Annotation(f"seed{seed}", s.image, s.labels, None, "grey ids")
+            for seed, s in ((seed, domain.render_face(seed, size)) for seed in list(ANNOTATION_SEEDS)[:count])]
 
 
-def embed_annotations(pipeline: EditGANPipeline, pairs, steps: int) -> tuple[list, list, list[float]]:
+def embed_annotations(pipeline: EditGANPipeline, annotations: list[Annotation],
+                      steps: int) -> tuple[list, list, list[float]]:
+    """Features and labels per annotation; images without a latent are embedded (their PSNR is returned)."""
     features, labels, psnrs = [], [], []
-    for image, label_map in tqdm(pairs, desc="embed annotations", unit="img"):
-        result = pipeline.embed(image, steps=steps)
+    for item in tqdm(annotations, desc="embed annotations", unit="img"):
+        latent = item.latent
+        if latent is None:
+            result = pipeline.embed(item.image, steps=steps)
+            latent = result.latent
+            psnrs.append(result.psnr)
         with torch.no_grad():
-            out = pipeline.generator.synthesis(result.latent.to(pipeline.device), noise=pipeline.noise,
+            out = pipeline.generator.synthesis(latent.to(pipeline.device), noise=pipeline.noise,
                                                return_features=True)
         features.append([f.detach() for f in out.features])
-        labels.append(torch.from_numpy(label_map.astype(np.int64)))
-        psnrs.append(result.psnr)
+        labels.append(torch.from_numpy(item.labels.astype(np.int64)))
     return features, labels, psnrs
 
 
@@ -87,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.eval:  # checked before the long work: held-out faces come from the bundle's domain
         eval_domain = require_domain(p, bundle, "--eval renders held-out faces of a procedural domain")
     if args.annotations:
-        pairs = read_annotations(args.annotations, pipeline.resolution)
+        try:
+            pairs = read_folder(args.annotations, bundle)
+        except LabelFileError as exc:
+            p.error(str(exc))
     elif bundle.domain:
         pairs = domain_annotations(bundle.domain, pipeline.resolution, args.count)
     else:
@@ -109,10 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     manifest = dict(bundle.manifest)
     manifest["segmenter"] = {"file": "segmenter.safetensors", "annotations": len(pairs),
-                             "embed_psnr": round(float(np.mean(psnrs)), 2), "members": args.members,
+                             "embed_psnr": round(float(np.mean(psnrs)), 2) if psnrs else None, "members": args.members,
                              "class_balance": args.class_balance}
     report = {"annotations": len(pairs), "train_seconds": round(train_time, 1), "peak_rss_gib": round(peak_gib, 2),
-              "annotation_psnr": round(float(np.mean(psnrs)), 2)}
+              "annotation_psnr": round(float(np.mean(psnrs)), 2) if psnrs else None}
     if args.eval:
         pipeline.segmenter = ensemble.to(pipeline.device)
         steps = args.eval_embed_steps

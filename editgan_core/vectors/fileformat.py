@@ -19,7 +19,15 @@ import torch
 
 from editgan_core.user_files import load_tensors, parse_header, read_capped
 from editgan_core.utils import atomic_write
-from editgan_core.vectors.vector import EditVector, VectorError, sanitize_name, shape_str
+from editgan_core.vectors.vector import (
+    MAX_META_CHARS,
+    MAX_META_DEPTH,
+    EditVector,
+    VectorError,
+    json_depth,
+    sanitize_name,
+    shape_str,
+)
 
 FORMAT = "editgan-vector/1"
 SUFFIX = ".safetensors"
@@ -43,8 +51,11 @@ def vector_to_bytes(vec: EditVector) -> bytes:
     """The safetensors bytes of a vector (for downloads); ``save_vector`` writes the same bytes."""
     try:
         meta_json = json.dumps(vec.metadata(), ensure_ascii=False, default=_to_jsonable)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise VectorError(f"vector '{vec.name}': metadata cannot be stored ({exc})") from exc
+    if len(meta_json) > MAX_META_CHARS:  # what is written must be readable again (never "saved" but unlisted)
+        raise VectorError(f"vector '{vec.name}': its metadata takes {len(meta_json) // 1024} KB; the limit is "
+                          f"{MAX_META_CHARS // 1024} KB")
     return safetensors.torch.save({"delta": vec.delta}, metadata={"format": FORMAT, "editgan": meta_json})
 
 
@@ -84,12 +95,19 @@ def _vector_info(header: dict[str, Any], label: str) -> dict[str, Any]:
         raise VectorError(f"{label} has format '{meta['format']}', this version reads '{FORMAT}'")
     if "delta" not in header:
         raise VectorError(f"{label} has no 'delta' tensor")
+    text = meta.get("editgan", "")
+    if not isinstance(text, str) or len(text) > MAX_META_CHARS:
+        raise VectorError(f"{label} has metadata over the limit of {MAX_META_CHARS // 1024} KB")
     try:
-        info = json.loads(meta.get("editgan", ""))
+        info = json.loads(text)
+    except RecursionError as exc:
+        raise VectorError(f"{label} has metadata nested deeper than {MAX_META_DEPTH} levels") from exc
     except ValueError as exc:
         raise VectorError(f"{label} has unreadable metadata (the 'editgan' entry is not JSON)") from exc
     if not isinstance(info, dict):
         raise VectorError(f"{label} has unreadable metadata (the 'editgan' entry is not a JSON object)")
+    if json_depth(info) > MAX_META_DEPTH:
+        raise VectorError(f"{label} has metadata nested deeper than {MAX_META_DEPTH} levels")
     for key in ("name", "bundle_id"):
         if not isinstance(info.get(key), str) or not info[key]:
             raise VectorError(f"{label} has no {key.replace('_', ' ')} in its metadata")
@@ -97,6 +115,12 @@ def _vector_info(header: dict[str, Any], label: str) -> dict[str, Any]:
     if not isinstance(shape, list) or len(shape) != 2:
         raise VectorError(f"vector '{info['name']}' must be a 2-D (n_latent, style_dim) tensor, got shape {shape}")
     return info
+
+
+def _class_ids(value: Any) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
+        raise TypeError("class_ids must be a list of whole numbers")
+    return value
 
 
 def vector_from_bytes(
@@ -124,7 +148,7 @@ def vector_from_bytes(
             name=name,
             description=str(info.get("description", "")),
             bundle_id=info["bundle_id"],
-            class_ids=list(info.get("class_ids", [])),
+            class_ids=_class_ids(info.get("class_ids", [])),
             default_scale=float(info.get("default_scale", 1.0)),
             created=str(info.get("created", "")),
             source=str(info.get("source", "learned")),

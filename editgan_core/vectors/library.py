@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -168,6 +168,9 @@ class VectorLibrary:
                 except OSError as exc:  # gone since listed: presets are read without the lock
                     problems.append((path, exc.strerror or str(exc)))
                     continue
+                except Exception as exc:  # one bad file must not take the library (and the app) down
+                    problems.append((path, f"unreadable ({type(exc).__name__})"))
+                    continue
                 if clean != vec.name:
                     vec = dataclasses.replace(vec, name=clean)
                 (presets if preset else users).append(_Entry(vec, path, preset))
@@ -230,10 +233,27 @@ class VectorLibrary:
             return path
         return None
 
-    def _drop_stale_temps(self) -> None:
+    def _drop_stale_temps(self) -> int:
         """Remove what a writer killed mid-write left behind: every writer holds the lock, so none is live."""
-        for tmp in self.root.glob(f".*{SUFFIX}.*.tmp"):
+        stale = list(self.root.glob(f".*{SUFFIX}.*.tmp"))
+        for tmp in stale:
             tmp.unlink(missing_ok=True)
+        return len(stale)
+
+    def remove_leftovers(self) -> int:
+        """Remove the temp files of saves that were interrupted (a killed process); returns how many.
+        Called when a library is opened, so a restart leaves the folder clean."""
+        if not self.root.is_dir():
+            return 0
+        try:
+            with self._lock.hold(write=True):
+                removed = self._drop_stale_temps()
+        except VectorError as exc:  # busy or read-only: nothing to clean now, the next write cleans
+            log.info("vector folder %s: leftovers not checked (%s)", self.root, exc)
+            return 0
+        if removed:
+            log.info("vector folder %s: removed %d leftover temp file(s) of interrupted saves", self.root, removed)
+        return removed
 
     def save(self, vec: EditVector, overwrite: bool = False) -> EditVector:
         """Store a vector under its (sanitised) name; returns what was stored."""
@@ -298,8 +318,13 @@ class VectorLibrary:
             dest = dest / f"{vec.name}{SUFFIX}"
         return save_vector(vec, dest)
 
-    def import_file(self, path: str | Path, name: str | None = None) -> EditVector:
-        """Add a vector file from this project or an EditGAN ``.npy``; a clashing name gets ' (2)', ' (3)', ..."""
+    def import_file(self, path: str | Path, name: str | None = None,
+                    check: Callable[[EditVector], None] | None = None) -> EditVector:
+        """Add a vector file from this project or an EditGAN ``.npy``; a clashing name gets ' (2)', ' (3)', ...
+
+        ``check`` may refuse the parsed vector (by raising) before anything is stored, e.g. one out of
+        proportion to the model (``EditGANPipeline.check_vector``).
+        """
         path = Path(path)
         data = read_vector_file(path, "file")
         if data.startswith((NPY_MAGIC, b"PK")):
@@ -308,6 +333,8 @@ class VectorLibrary:
             vec = vector_from_bytes(data, f"'{path.name}'", self.bundle_id, self.latent_shape)
             if name is not None:
                 vec = dataclasses.replace(vec, name=name)
+        if check is not None:
+            check(vec)
         base = sanitize_name(vec.name)
         with self._lock.hold(write=True):
             entries = self._scan()

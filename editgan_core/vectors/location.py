@@ -104,4 +104,6 @@ def open_library(bundle_id: str, latent_shape: Sequence[int], presets_dir: str |
     presets = Path(presets_dir) if presets_dir is not None else None
     root, manifest = _owning_manifest(presets, bundle_id) if presets is not None else (None, None)
     user = user_library_dir(bundle_id, root, manifest, presets)
-    return VectorLibrary(user, bundle_id, latent_shape, read_only_roots=[presets] if presets is not None else [])
+    library = VectorLibrary(user, bundle_id, latent_shape, read_only_roots=[presets] if presets is not None else [])
+    library.remove_leftovers()
+    return library

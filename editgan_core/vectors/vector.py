@@ -18,6 +18,13 @@ from typing import Any
 import torch
 
 MAX_NAME_CHARS = 64
+MAX_NAME_INPUT_CHARS = 1000  # longer input is refused, not trimmed: it is no name someone typed
+MAX_DESCRIPTION_CHARS = 2000
+MAX_DEFAULT_SCALE = 100.0  # the page's strength sliders span -3..3
+MAX_ABS_VALUE = 1e4  # δw+ entries are offsets of a few units; far beyond this a file is garbage or hostile
+MAX_CLASS_IDS = 256
+MAX_META_DEPTH = 8  # nesting of a vector's JSON metadata (its 'extra' holds flat metrics)
+MAX_META_CHARS = 64 * 1024  # the metadata as stored, so every file this package writes can be read back
 MAX_NAME_BYTES = 192  # stem + ".safetensors" must fit the common 255-byte file-name limit
 _NAME_PUNCT = set(" -_()")
 _RESERVED = {"con", "prn", "aux", "nul", "clock$"} | {
@@ -72,6 +79,23 @@ class EditVector:
         self.default_scale = float(self.default_scale)
         if not math.isfinite(self.default_scale):
             raise VectorError(f"vector '{self.name}': default scale must be a finite number")
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        """Refuse what no vector needs, naming the limit (files and API calls reach this constructor)."""
+        label = f"vector '{str(self.name)[:80]}'"
+        if abs(self.default_scale) > MAX_DEFAULT_SCALE:
+            raise VectorError(f"{label}: default strength {self.default_scale:g} is beyond the limit of "
+                              f"±{MAX_DEFAULT_SCALE:g}")
+        check_text(None, self.description)
+        if len(self.class_ids) > MAX_CLASS_IDS:
+            raise VectorError(f"{label} names {len(self.class_ids)} classes; the limit is {MAX_CLASS_IDS}")
+        biggest = float(self.delta.abs().max())
+        if not biggest <= MAX_ABS_VALUE:  # also NaN
+            raise VectorError(f"{label} holds values up to {biggest:.3g}; editing vectors hold offsets of a few "
+                              f"units (limit {MAX_ABS_VALUE:g})")
+        if json_depth(self.extra) > MAX_META_DEPTH:
+            raise VectorError(f"{label}: its extra metadata is nested deeper than {MAX_META_DEPTH} levels")
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -95,6 +119,29 @@ class EditVector:
             "source": self.source,
             "extra": self.extra,
         }
+
+
+def check_text(name: Any, description: Any = "") -> None:
+    """Refuse a typed name or description over its limit before anything is done with it."""
+    for what, text, limit, shown in (("vector name", name, MAX_NAME_INPUT_CHARS, MAX_NAME_CHARS),
+                                     ("description", description, MAX_DESCRIPTION_CHARS, MAX_DESCRIPTION_CHARS)):
+        if text is not None and not isinstance(text, str):
+            raise VectorError(f"the {what} must be text")
+        if text is not None and len(text) > limit:
+            raise VectorError(f"the {what} has {len(text)} characters; the limit is {shown}")
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (0 for a scalar), without recursion."""
+    depth, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list | tuple):
+            depth = max(depth, level)
+            todo += [(x, level + 1) for x in item if isinstance(x, dict | list | tuple)]
+    return depth
 
 
 # ----------------------------------------------------------------------------------------------- arithmetic
@@ -142,11 +189,14 @@ def _scripts(text: str) -> set[str]:
 def sanitize_name(name: str) -> str:
     """A display name that is also a safe, portable file stem (no separators, dots, controls).
 
-    Names mixing Latin, Greek and Cyrillic letters are refused: they are how one name imitates another.
+    Compatibility forms become their plain letters (NFKC: full-width 'ｓｍｉｌｅ' is stored as 'smile'), so a
+    name never imitates another by its look; names mixing Latin, Greek and Cyrillic letters are refused
+    for the same reason.
     """
+    check_text(name)
     if not isinstance(name, str):
-        raise VectorError(f"vector name must be text, got {type(name).__name__}")
-    name = unicodedata.normalize("NFC", name)
+        raise VectorError("the vector name must be text")
+    name = unicodedata.normalize("NFKC", name)
     kept = [c if (c in _NAME_PUNCT or unicodedata.category(c)[0] in "LNM") else " " for c in name]
     clean = re.sub(r"\s+", " ", "".join(kept)).strip().lstrip("-").strip()
     clean = clean[:MAX_NAME_CHARS].rstrip()

@@ -6,6 +6,7 @@ small outcome objects (``webapp.outcomes``); the UI layer only maps them onto co
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import weakref
@@ -25,6 +26,21 @@ from webapp.session import Session, Step
 from webapp.streaming import PREVIEW_EVERY_S
 
 EDITOR_SIDE = 256  # small models are painted on an enlarged canvas, then read back per model pixel
+
+
+def number_in(value: Any, what: str, low: float, high: float) -> float:
+    """``value`` as a finite number within [low, high], else an ``InputError`` naming the range."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{what} must be a number between {low:g} and {high:g}") from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise InputError(f"{what} must be between {low:g} and {high:g}, got {number:g}")
+    return number
+
+
+def whole_number_in(value: Any, what: str, low: int, high: int) -> int:
+    return int(number_in(value, what, low, high))
 
 
 class StudioBase:

@@ -11,6 +11,7 @@ from editgan_core.pipeline import InputError
 from editgan_core.vectors import VectorError, save_vector
 from webapp import labels as lab
 from webapp.actions.base import StudioBase
+from webapp.actions.photo import photo_exports
 from webapp.session import Session, Step
 
 
@@ -29,7 +30,9 @@ class HistoryActions(StudioBase):
         return session.history.goto(index)
 
     def export(self, session: Session) -> list[Path]:
-        """Current picture and label map (PNG), its latent and the latest vector (safetensors)."""
+        """Current picture and label map (PNG), its latent, the edited full-size photo (when an aligned photo was
+        embedded) and the vector that made the step (safetensors): the files of the step shown, also after undo
+        or a jump back."""
         current = self._require_labelled(session)
         pipe = self.pipeline(session)
         folder = self._export_dir(session)
@@ -41,9 +44,10 @@ class HistoryActions(StudioBase):
             Image.fromarray(lab.colorize(current.labels, pipe.bundle.palette)).save(files[-1])
         latent = LatentFile(latent=current.latent, bundle_id=session.bundle_id)
         files.append(save_latent(latent, folder / f"{stem}-latent.safetensors"))
-        if session.last_vector is not None:
+        files += photo_exports(pipe, session, current, folder, stem)  # the full-size photo, if one was aligned
+        if current.vector is not None:
             try:
-                files.append(save_vector(session.last_vector, folder / f"{stem}-vector.safetensors"))
+                files.append(save_vector(current.vector, folder / f"{stem}-vector.safetensors"))
             except VectorError as exc:  # never lose the other files over the vector
                 raise InputError(f"could not write the vector: {exc}") from exc
         return files

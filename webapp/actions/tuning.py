@@ -46,5 +46,7 @@ class TuningActions(StudioBase):
         step = Step("embed", f"embed + pivotal tuning ({result.steps_done} steps)", origin.latent, render.image,
                     render.labels, source=origin.source)
         session.history.push(step)
+        if session.photo.embedded is origin:  # an aligned photo's embedding: its edits still paste back
+            session.photo.embedded = step
         yield TuneOutcome(step, image_psnr(origin.image, origin.source), image_psnr(render.image, origin.source),
                           result.seconds, result.steps_done, result.stopped)

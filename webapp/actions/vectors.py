@@ -9,20 +9,24 @@ from pathlib import Path
 
 import numpy as np
 
+from editgan_core.defaults import MAX_STEPS
 from editgan_core.pipeline import InputError
 from editgan_core.vectors import EditVector, VectorNotFoundError
-from editgan_core.vectors.vector import name_key
+from editgan_core.vectors.vector import MAX_DEFAULT_SCALE, name_key
 from webapp import gpu_tasks
-from webapp.actions.base import StudioBase
+from webapp.actions.base import StudioBase, number_in, whole_number_in
 from webapp.outcomes import EditOutcome, Notice, Progress
-from webapp.session import Session, Step
+from webapp.session import ACTIVE_KINDS, Session, Step
 
 MAX_ACTIVE = 6  # vectors composed at once (one strength slider each)
+MAX_LIST_CHARS = 4096  # the API's comma-separated names and strengths
 
 
 def parse_active(names: str | Sequence[str],
                  scales: str | Sequence[float] | None = None) -> list[tuple[str, float | None]]:
     """'smile, look_left' + '1.5, -0.5' -> [('smile', 1.5), ('look_left', -0.5)]; a missing scale means default."""
+    if len(names or "") > MAX_LIST_CHARS or len(str(scales or "")) > MAX_LIST_CHARS:
+        raise InputError(f"the list of vectors or strengths is over the limit of {MAX_LIST_CHARS} characters")
     if isinstance(names, str):
         names = [n.strip() for n in re.split(r"[,\n]", names)]
     names = [n for n in names if n]
@@ -30,11 +34,12 @@ def parse_active(names: str | Sequence[str],
         values: list[float | None] = []
     elif isinstance(scales, str):
         try:
-            values = [float(s) for s in re.split(r"[,\s]+", scales.strip()) if s]
+            parsed = [float(s) for s in re.split(r"[,\s]+", scales.strip()) if s]
         except ValueError as exc:
-            raise InputError(f"strengths must be numbers separated by commas, got '{scales}'") from exc
+            raise InputError(f"strengths must be numbers separated by commas, got '{scales[:80]}'") from exc
+        values = [number_in(s, "a strength", -MAX_DEFAULT_SCALE, MAX_DEFAULT_SCALE) for s in parsed]
     else:
-        values = [float(s) for s in scales]
+        values = [number_in(s, "a strength", -MAX_DEFAULT_SCALE, MAX_DEFAULT_SCALE) for s in scales]
     if len(values) > len(names):
         raise InputError(f"{len(values)} strengths for {len(names)} vectors")
     return [(n, values[i] if i < len(values) else None) for i, n in enumerate(names)]
@@ -59,7 +64,9 @@ class VectorActions(StudioBase):
 
     def active(self, session: Session) -> list[tuple[str, float]]:
         current = session.current
-        return list(current.active) if current is not None and current.kind == "apply" else []
+        """The vectors (name, strength) the current step was made of; a refined step keeps them, so its sliders
+        stay and Refine can run again."""
+        return list(current.active) if current is not None and current.kind in ACTIVE_KINDS else []
 
     def apply_vectors(self, session: Session, items: Sequence[tuple[str, float | None]],
                       with_labels: bool = True) -> Step:
@@ -76,15 +83,17 @@ class VectorActions(StudioBase):
         resolved = tuple((v.name, float(v.default_scale if s is None else s)) for v, s in vectors)
         if len({n.lower() for n, _ in resolved}) != len(resolved):
             raise InputError("each vector can be active only once; change its strength instead")
-        base = current.base if current.kind == "apply" and current.base is not None else current.latent
+        base = current.base if current.kind in ACTIVE_KINDS and current.base is not None else current.latent
         latent = pipe.apply(base, [(vec, s) for (vec, _), (_, s) in zip(vectors, resolved, strict=True)])
-        step = self._step(session, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved)
-        same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
+        composed = None
         if resolved:
-            delta = (latent - base).reshape(pipe.latent_shape)
-            class_ids = sorted({c for v, _ in vectors for c in v.class_ids})
-            session.last_vector = EditVector(delta=delta, name=" + ".join(n for n, _ in resolved),
-                                             bundle_id=session.bundle_id, class_ids=class_ids, source="composed")
+            composed = EditVector(delta=(latent - base).reshape(pipe.latent_shape),
+                                  name=" + ".join(n for n, _ in resolved), bundle_id=session.bundle_id,
+                                  class_ids=sorted({c for v, _ in vectors for c in v.class_ids}), source="composed")
+        step = self._step(session, "apply", apply_label(resolved), latent, with_labels, base=base, active=resolved,
+                          vector=composed)
+        # a strength moved after a refinement starts a new step: the refined one stays in the history
+        same_set = current.kind == "apply" and [n for n, _ in current.active] == [n for n, _ in resolved]
         return session.history.amend(step) if same_set else session.history.push(step)
 
     def add_vector(self, session: Session, name: str) -> Step:
@@ -96,11 +105,29 @@ class VectorActions(StudioBase):
             raise InputError(f"at most {MAX_ACTIVE} vectors can be combined; remove one first")
         return self.apply_vectors(session, [*items, (name, None)])
 
-    def set_strengths(self, session: Session, strengths: Sequence[float], with_labels: bool = True) -> Step:
-        """New strengths for the active vectors (one per slot, in order)."""
-        items = self.active(session)
-        return self.apply_vectors(session, [(n, float(s)) for (n, _), s in zip(items, strengths, strict=False)],
-                                  with_labels)
+    def apply_newest(self, session: Session, items: Sequence[tuple[str, float | None]],
+                     with_labels: bool = True) -> Step | None:
+        """``apply_vectors`` for requests that may overlap in one session (an API client sending strengths
+        without waiting): the newest request to arrive wins; None when a newer one has been applied already."""
+        ticket = session.strengths.ticket()
+        return session.strengths.run(ticket, lambda: self.apply_vectors(session, items, with_labels))
+
+    def set_strengths(self, session: Session, strengths: Sequence[float], with_labels: bool = True) -> Step | None:
+        """New strengths for the active vectors (one per slot, in order); ordered like ``apply_newest`` (a slider
+        moved quickly sends overlapping changes), and None when a newer change has been applied already."""
+        ticket = session.strengths.ticket()
+
+        def change() -> Step:
+            current = self._require_current(session)
+            items = self.active(session)
+            wanted = [number_in(s, "a strength", -MAX_DEFAULT_SCALE, MAX_DEFAULT_SCALE)
+                      for s in strengths[: len(items)]]
+            if [s for _, s in items] == wanted:
+                return current  # nothing changed (the release that ends a drag): no new render
+            return self.apply_vectors(session, [(n, s) for (n, _), s in zip(items, wanted, strict=False)],
+                                      with_labels)
+
+        return session.strengths.run(ticket, change)
 
     def remove_vector(self, session: Session, slot: int) -> Step:
         items = self.active(session)
@@ -111,14 +138,17 @@ class VectorActions(StudioBase):
     def refine(self, session: Session, steps: int | None = None) -> Iterator[Progress | Notice | EditOutcome]:
         """Self-supervised refinement of the active vectors on this picture (EditGAN's 'w/ opt').
 
-        ``steps`` defaults to the model's (``EditGANPipeline.defaults.refine_steps``).
+        The refined step keeps the vectors and the picture they were added to, so Refine again (say with more
+        steps) starts from them anew rather than failing. ``steps`` defaults to the model's
+        (``EditGANPipeline.defaults.refine_steps``).
         """
         pipe = self.require_segmenter(session)
         current = self._require_current(session)
         items = self.active(session)
         if not items or current.base is None:
             raise InputError("add at least one vector from the gallery first; refinement adapts active vectors")
-        steps = int(pipe.defaults.refine_steps if steps is None else steps)
+        steps = whole_number_in(pipe.defaults.refine_steps if steps is None else steps,
+                                "the number of refinement steps", 0, MAX_STEPS)
         if steps <= 0:
             yield Notice("0 refinement steps: the vectors stay applied as they are")
             return
@@ -131,10 +161,11 @@ class VectorActions(StudioBase):
         if result.stopped:
             yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
         names = " + ".join(f"{n}×{s:g}" for n, s in items)
+        refined = EditVector(delta=result.delta, name=f"{names} refined", bundle_id=session.bundle_id,
+                             class_ids=result.class_ids, source="refined")
         step = session.history.push(Step("refine", f"refine {result.steps_done} steps ({names})",
-                                         result.latent.detach().cpu(), result.render.image, result.render.labels))
-        session.last_vector = EditVector(delta=result.delta, name=f"{names} refined", bundle_id=session.bundle_id,
-                                         class_ids=result.class_ids, source="refined")
+                                         result.latent.detach().cpu(), result.render.image, result.render.labels,
+                                         base=base, active=tuple(items), vector=refined))
         before = self.render(session, [base], with_labels=False)[0].image
         figures = {k: round(float(v), 4) for k, v in result.metrics.items()}
         figures["steps"] = result.steps_done
@@ -144,7 +175,7 @@ class VectorActions(StudioBase):
         """Add a vector file (.safetensors of this project or an official EditGAN .npy) to the library."""
         if not path:
             raise InputError("choose a vector file to import")
-        return session.library.import_file(Path(path))
+        return session.library.import_file(Path(path), check=self.pipeline(session).check_vector)
 
     def export_vector(self, session: Session, name: str) -> Path:
         if not name:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from webapp import labels as lab
+from webapp.actions.base import number_in
 from webapp.actions.model import ModelActions
 from webapp.actions.vectors import VectorActions
 from webapp.outcomes import View
@@ -24,6 +25,7 @@ class ViewActions(VectorActions, ModelActions):
 
     def view(self, session: Session, opacity: float = 0.5, labels: bool = True) -> View:
         """What the page shows; ``labels=False`` skips segmenting a step whose labels were left for later."""
+        opacity = number_in(opacity, "the overlay opacity", 0.0, 1.0)
         pipe = self.pipeline(session)
         palette = pipe.bundle.palette
         current = self.current_with_labels(session) if labels else session.current
@@ -49,6 +51,7 @@ class ViewActions(VectorActions, ModelActions):
                     can_undo=history.can_undo, can_redo=history.can_redo, history_start=start, **pictures)
 
     def overlay(self, session: Session, opacity: float) -> np.ndarray | None:
+        opacity = number_in(opacity, "the overlay opacity", 0.0, 1.0)
         current = self.current_with_labels(session)
         if current is None or current.labels is None:
             return None

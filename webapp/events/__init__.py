@@ -9,12 +9,14 @@ Named events are the API (``docs/walkthrough.md``).
 from __future__ import annotations
 
 from webapp.controller import Studio
+from webapp.events.annotate import wire_annotate
 from webapp.events.common import Wiring
 from webapp.events.edit import wire_edit
 from webapp.events.history import wire_history
 from webapp.events.image import wire_image
 from webapp.events.model import wire_model
 from webapp.events.paint import wire_paint
+from webapp.events.photo import wire_photo
 from webapp.events.segmentation import wire_segmentation
 from webapp.events.tuning import wire_tuning
 from webapp.events.vectors import wire_vectors
@@ -26,8 +28,8 @@ from webapp.session import SessionBox
 def wire(page: Page, studio: Studio, init: View) -> None:
     """Attach every event of the page (call inside the ``gr.Blocks`` context)."""
     w = Wiring(page, studio, init.labels.tobytes() if init.labels is not None else None)
-    sections = (wire_image, wire_tuning, wire_segmentation, wire_paint, wire_edit, wire_vectors, wire_history,
-                wire_model)
+    sections = (wire_image, wire_tuning, wire_photo, wire_segmentation, wire_paint, wire_edit, wire_vectors,
+                wire_history, wire_model, wire_annotate)
     for section in sections:
         section(w)
     wire_cancel(w)

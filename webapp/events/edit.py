@@ -37,7 +37,7 @@ def wire_edit(w: Wiring) -> None:
             return {p.compare: (item.before, item.step.image), p.region_img: lab.outline(item.step.image, item.region),
                     p.figures: item.figures, p.edit_status: figures_text(item.figures), **w.show(box, opacity)}
 
-        yield from stream_updates(studio.edit(session, value, int(steps)), progress, "Learning the edit", preview,
+        yield from stream_updates(studio.edit(session, value, steps), progress, "Learning the edit", preview,
                                   outcome)
 
     edit = p.edit_btn.click(on_edit, [p.box, p.editor, p.edit_steps, p.opacity],

@@ -7,6 +7,8 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from webapp.actions.base import whole_number_in
+from webapp.actions.image import MAX_SEED
 from webapp.errors import user_errors
 from webapp.events.common import HEAVY, LIGHT, PRIVATE, Updates, Wiring, stream_updates
 from webapp.events.tuning import tuning_cost
@@ -21,8 +23,9 @@ def wire_image(w: Wiring) -> None:
 
     @user_errors
     def on_sample(box: SessionBox, seed: float, truncation: float, opacity: float) -> Updates:
-        step = studio.sample(w.session(box), int(seed or 0), truncation)
-        return {p.source_img: None, p.recon_img: step.image, p.embed_status: f"Sampled seed {int(seed or 0)}.",
+        seed = whole_number_in(seed or 0, "the seed", 0, MAX_SEED)
+        step = studio.sample(w.session(box), seed, truncation)
+        return {p.source_img: None, p.recon_img: step.image, p.embed_status: f"Sampled seed {seed}.",
                 p.fidelity: None, **w.show(box, opacity)}
 
     def on_lucky() -> int:
@@ -43,7 +46,7 @@ def wire_image(w: Wiring) -> None:
                     p.tune_cost: tuning_cost(studio, w.session(box)),
                     **w.show(box, opacity)}
 
-        items = studio.embed(w.session(box), image, 0 if mode == FAST else int(steps))
+        items = studio.embed(w.session(box), image, 0 if mode == FAST else steps)
         yield from stream_updates(items, progress, "Embedding", preview, outcome)
 
     outputs = [p.source_img, p.recon_img, p.embed_status, *w.view_outputs, p.fidelity, p.tune_cost]

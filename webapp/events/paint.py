@@ -8,7 +8,7 @@ import gradio as gr
 
 from webapp import labels as lab
 from webapp.errors import user_errors
-from webapp.events.common import LIGHT, Updates, Wiring
+from webapp.events.common import LIGHT, PRIVATE, Updates, Wiring
 from webapp.session import SessionBox
 
 
@@ -30,3 +30,15 @@ def wire_paint(w: Wiring) -> None:
         return {p.target_img: picture, p.paint_info: info}
 
     p.paint_btn.click(on_paint, [p.box, p.editor], [p.target_img, p.paint_info], api_name="paint", **LIGHT)
+
+    @user_errors
+    def on_restore(box: SessionBox) -> Updates:
+        """The current segmentation back on the canvas, every stroke gone: the way back from any painting."""
+        session = w.session(box)
+        view = studio.view(session)
+        session.ui_cache["editor"] = view.labels.tobytes() if view.labels is not None else None
+        if view.editor is None:  # a model without a segmentation branch has no label map to paint
+            return gr.skip()
+        return {p.editor: view.editor, p.target_img: None, p.paint_info: "No change painted yet."}
+
+    p.paint_restore.click(on_restore, [p.box], [p.editor, p.target_img, p.paint_info], **PRIVATE, **LIGHT)

@@ -4,19 +4,18 @@ renaming or deleting your own vectors."""
 from __future__ import annotations
 
 import html
-import time
 from typing import Any
 
 import gradio as gr
 
 from editgan_core.pipeline import InputError
 from webapp.actions.vectors import parse_active
-from webapp.errors import user_errors
+from webapp.errors import USER_ERRORS, user_errors
 from webapp.events.common import HEAVY, LIGHT, PRIVATE, QUIET, Updates, Wiring, stream_updates
 from webapp.outcomes import EditOutcome, Progress
 from webapp.session import SessionBox
 
-EDITOR_SETTLE_S = 0.8  # after a strength change, redraw the paint canvas once the slider has been still this long
+EDITOR_SETTLE_S = 1.5  # the paint canvas follows once the strengths have been still this long (slow to rebuild)
 
 
 def wire_vectors(w: Wiring) -> None:
@@ -46,7 +45,7 @@ def wire_vectors(w: Wiring) -> None:
 
     @user_errors
     def on_apply(box: SessionBox, names: str, scales: str, opacity: float) -> Updates:
-        studio.apply_vectors(w.session(box), parse_active(names, scales))
+        studio.apply_newest(w.session(box), parse_active(names, scales))  # a newer request wins; all show it
         return w.show(box, opacity)
 
     w.then_editor(p.api_apply.click(on_apply, [p.box, p.api_names, p.api_scales, p.opacity], w.view_outputs,
@@ -59,37 +58,50 @@ def wire_vectors(w: Wiring) -> None:
 
 def wire_strengths(w: Wiring) -> None:
     """A strength change shows the new picture first; its segmentation follows in a chained event, and the
-    canvas and history strip catch up once the slider has been still for a moment: redrawing them for every
-    move would hold up the next one (the slots stay as the user left them)."""
+    canvas and history strip catch up once the strengths have been still for a moment: redrawing them for every
+    move would hold up the next one (the slots stay as the user left them).
+
+    Every way of changing a value fires ``input`` and redraws: dragging, arrow keys, typing a number (the
+    sliders have no reset button, which would fire ``release`` only). The page sends one change at a time and,
+    while one runs, keeps only the newest for afterwards (``always_last``); the session orders what still
+    overlaps (``Studio.set_strengths``), so the last value sent is the final state.
+    """
     p, studio = w.page, w.studio
 
     @user_errors
     def on_strengths(box: SessionBox, *values: float) -> Updates:
         session = w.session(box)
-        studio.set_strengths(session, values, with_labels=False)
+        before = session.current
+        step = studio.set_strengths(session, values, with_labels=False)
+        if step is None or step is before:
+            return gr.skip()  # a newer change has been shown already, or nothing changed
+        session.strengths_still.touch()
         view = studio.view(session, labels=False)
         return {p.seg_image: view.image, p.vec_image: view.image, p.history_text: view.history_text,
                 p.undo_btn: gr.Button(interactive=view.can_undo), p.redo_btn: gr.Button(interactive=view.can_redo)}
 
     @user_errors
     def on_strength_labels(box: SessionBox, opacity: float) -> Updates:
-        view = studio.view(w.session(box), opacity)
+        session = w.session(box)
+        shown = session.current.latent if session.current is not None else None
+        view = studio.view(session, opacity)
+        if session.current is None or session.current.latent is not shown:
+            return gr.skip()  # changed meanwhile: that change's own event shows its segmentation
         return {p.seg_labels: view.label_picture, p.seg_overlay: view.overlay}
 
     @user_errors
     def on_strengths_settled(box: SessionBox) -> Updates:
         session = w.session(box)
-        current = session.current
-        time.sleep(EDITOR_SETTLE_S)
-        if session.current is not current:  # moved again meanwhile: that event catches up instead
-            return gr.skip()
+        if not session.strengths_still.wait_still(EDITOR_SETTLE_S):
+            return gr.skip()  # the event already waiting redraws once the strengths are still
         return {p.editor: w.editor_update(box), p.history: studio.view(session).history}
 
     # a render of one picture: straight to the server, not through the job queue
-    gr.on([slider.release for slider in p.sliders], on_strengths, [p.box, *p.sliders],
-          [p.seg_image, p.vec_image, p.history_text, p.undo_btn, p.redo_btn], queue=False, **QUIET).success(
+    picture = [p.seg_image, p.vec_image, p.history_text, p.undo_btn, p.redo_btn]
+    gr.on([slider.input for slider in p.sliders], on_strengths, [p.box, *p.sliders], picture, queue=False,
+          trigger_mode="always_last", **QUIET).success(
         on_strength_labels, [p.box, p.opacity], [p.seg_labels, p.seg_overlay], queue=False, **QUIET).success(
-        on_strengths_settled, [p.box], [p.editor, p.history], **QUIET, **LIGHT)
+        on_strengths_settled, [p.box], [p.editor, p.history], queue=False, **QUIET)
 
 
 def wire_refine(w: Wiring) -> None:
@@ -107,7 +119,7 @@ def wire_refine(w: Wiring) -> None:
             return {p.refine_status: f"Refined in {f['steps']} steps: region IoU {f['region_iou']:.2f}, change "
                                      f"outside {100 * f['change_outside']:.1f}%.", **w.show(box, opacity)}
 
-        yield from stream_updates(studio.refine(w.session(box), int(steps)), progress, "Refining", preview, outcome)
+        yield from stream_updates(studio.refine(w.session(box), steps), progress, "Refining", preview, outcome)
 
     refine = p.refine_btn.click(on_refine, [p.box, p.refine_steps, p.opacity], [p.refine_status, *w.view_outputs],
                                 api_name="refine", show_progress_on=[p.refine_status], **HEAVY)
@@ -118,17 +130,25 @@ def wire_refine(w: Wiring) -> None:
 def wire_vector_files(w: Wiring) -> None:
     p, studio = w.page, w.studio
 
-    @user_errors
-    def on_import(box: SessionBox, path: str | None) -> Updates:
+    def imported(box: SessionBox, path: str | None) -> Updates:
         if not path:
             return gr.skip()
         vec = studio.import_vector(w.session(box), path)
         return {p.import_status: f"Imported **{html.escape(vec.name)}**.", p.import_file: None,
                 **w.gallery_updates(box)}
 
-    p.import_file.upload(on_import, [p.box, p.import_file],
-                         [p.import_status, p.import_file, p.gallery, p.vector_choice], api_name="import_vector",
-                         **LIGHT)
+    @user_errors
+    def on_upload(box: SessionBox, path: str | None) -> Updates:
+        """In the page a refusal is said in the import's status: as an error it would cover the gallery too."""
+        try:
+            return imported(box, path)
+        except USER_ERRORS as exc:
+            return {p.import_status: f"Not imported: {html.escape(str(exc))}", p.import_file: None}
+
+    outputs = [p.import_status, p.import_file, p.gallery, p.vector_choice]
+    p.import_file.upload(on_upload, [p.box, p.import_file], outputs, **PRIVATE, **LIGHT)
+    # the API's import: a refusal is an error there, as for every other endpoint
+    p.api_import.click(user_errors(imported), [p.box, p.import_file], outputs, api_name="import_vector", **LIGHT)
 
     @user_errors
     def on_export_vector(box: SessionBox, name: str | None) -> Any:

@@ -18,14 +18,16 @@ How it works, one module per step:
 - ``sheets``: contact sheets on the command line.
 
 This package is the domain interface ``editgan_core.domains.get_domain("faces")`` returns; part ids and
-the attribute table live in ``classes`` and ``attributes``.
+the attribute table live in ``classes`` and ``attributes``; ``landmarks`` gives the true eye and mouth positions
+of a render and the framing that bundles of this domain declare.
 """
 
 from __future__ import annotations
 
 from editgan_core.domains.faces.attributes import ATTRIBUTE_RANGES, ATTRIBUTE_SPECS, EDIT_CLASSES, sample_attributes
 from editgan_core.domains.faces.classes import CLASSES, PALETTE
+from editgan_core.domains.faces.landmarks import BACKGROUND, framing_entry, landmarks
 from editgan_core.domains.faces.rendering import FaceSample, render, render_batch, render_face
 
-__all__ = ["ATTRIBUTE_RANGES", "ATTRIBUTE_SPECS", "CLASSES", "EDIT_CLASSES", "PALETTE", "FaceSample", "render",
-           "render_batch", "render_face", "sample_attributes"]
+__all__ = ["ATTRIBUTE_RANGES", "ATTRIBUTE_SPECS", "BACKGROUND", "CLASSES", "EDIT_CLASSES", "PALETTE", "FaceSample",
+           "framing_entry", "landmarks", "render", "render_batch", "render_face", "sample_attributes"]
