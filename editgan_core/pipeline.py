@@ -332,10 +332,6 @@ class EditGANPipeline:
         pixels = prepare_image(image, self.resolution)
         return self.fidelity.report(pixels, render.image if isinstance(render, Render) else render)
 
-    @property
-    def is_tuned(self) -> bool:
-        return self.base is not None
-
     def pivotal_tune(self, image, latent: torch.Tensor, steps: int | None = None, lr: float | None = None,
                      callback: Callable[[StepInfo], None] | None = None,
                      should_stop: Callable[[], bool] | None = None) -> TuningResult:
@@ -346,9 +342,7 @@ class EditGANPipeline:
         """
         if self.base is not None:
             raise InputError("this pipeline is already a tuned copy: tune from the original model")
-        settings = TuningSettings()
-        settings.steps = settings.steps if steps is None else int(steps)
-        settings.lr = settings.lr if lr is None else float(lr)
+        settings = TuningSettings(**{k: v for k, v in (("steps", steps), ("lr", lr)) if v is not None})
         target = self._image_tensor(prepare_image(image, self.resolution))
         try:
             tuner = PivotalTuner(self.generator, self.check_latent(latent), target, self.noise, self.lpips, settings)

@@ -48,7 +48,7 @@ def test_the_original_model_is_untouched_and_shares_everything_but_the_generator
     _, tuned_pipe = tuned
     before = pipe.render(embedded.latent).image
     assert np.array_equal(pipe.render(embedded.latent).image, before)
-    assert tuned_pipe.is_tuned and not pipe.is_tuned and tuned_pipe.base is pipe
+    assert tuned_pipe.base is pipe and pipe.base is None
     assert tuned_pipe.segmenter is pipe.segmenter and tuned_pipe.encoder is pipe.encoder
     assert tuned_pipe.generator is not pipe.generator
     assert tuned_pipe.fidelity is pipe.fidelity  # the domain check stays the original model's
