@@ -73,6 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     presets.add_argument("--description")
     presets.add_argument("--force", action="store_true", help="replace presets of the same name")
 
+    calibrate = cmds.add_parser("calibrate", help="calibrate the fidelity report's out-of-domain threshold on the "
+                                                  "model's renders and store it in the manifest")
+    calibrate.add_argument("--bundle", required=True)
+    calibrate.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+
     for name, text in (("info", "what a bundle holds and can do"), ("card", "rewrite the bundle's README.md")):
         cmd = cmds.add_parser(name, help=text)
         cmd.add_argument("--bundle", required=True)
@@ -130,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
         elif cmd == "push":
             url = push_bundle(args.bundle, args.repo, private=args.private, message=args.message)
             message = f"uploaded {args.bundle} to {args.repo}: {url}"
+        elif cmd == "calibrate":
+            from editgan_core.fidelity import calibrate_bundle  # loads the models: only for this command
+
+            message = calibrate_bundle(args.bundle, args.device)
         elif cmd in ("info", "card"):
             bundle = Bundle.load(args.bundle, hub=cmd == "info")  # a card is rewritten in place: local only
             if cmd == "card":

@@ -30,6 +30,7 @@ from editgan_core.editing import (
     optimise_edit,
     region_iou,
 )
+from editgan_core.fidelity import FidelityChecker, FidelityReport
 from editgan_core.inversion import ReconstructionObjective
 from editgan_core.losses import image_psnr
 from editgan_core.model_card import display_path
@@ -40,6 +41,7 @@ from editgan_core.photos.decode import WHITE
 from editgan_core.photos.framing import Framing
 from editgan_core.photos.pasteback import PasteBack
 from editgan_core.photos.workflow import AlignedPhoto, align_photo, paste_edit
+from editgan_core.pti import PivotalTuner, TuningResult, TuningSettings, seconds_per_step, synthesis_state, tuned_copy
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
 
@@ -74,6 +76,7 @@ class EmbedResult:
     psnr: float
     steps_done: int
     stopped: bool
+    fidelity: FidelityReport | None = None
 
 
 @dataclass
@@ -142,6 +145,9 @@ class EditGANPipeline:
             log.warning("model '%s' has no encoder: photos are embedded by optimisation from the average latent, "
                         "which is slower", bundle.id)
         self.noise = [n.to(self.device) for n in self.generator.stored_noise()]
+        self.base: EditGANPipeline | None = None  # for a pivotally tuned copy: the pipeline it was tuned from
+        self._fidelity: FidelityChecker | None = None
+        self._tuning_step_s: float | None = None
         if w_avg is not None:  # the source checkpoint's own truncation centre (``bundle create`` keeps it)
             self.w_avg = w_avg.detach().reshape(1, -1).float().to(self.device)
         else:
@@ -284,10 +290,11 @@ class EditGANPipeline:
 
     def embed(self, image, steps: int | None = None, lr: float | None = None,
               callback: Callable[[StepInfo], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> EmbedResult:
+              should_stop: Callable[[], bool] | None = None, report: bool = True) -> EmbedResult:
         """Encoder init, then ``steps`` Adam steps on W+ (warm-up/cosine lr); returns the best latent.
 
         ``steps`` defaults to ``defaults.embed_steps``, ``lr`` to the bundle's own (``Bundle.embed_lr``).
+        With ``report``, the result carries the fidelity report (``fidelity_report``).
         """
         pixels = prepare_image(image, self.resolution, self.bundle.background)
         target = self._image_tensor(pixels)
@@ -298,7 +305,73 @@ class EditGANPipeline:
         result = optimise(init, objective, steps, lr, "rampcos", callback, should_stop)
         latent = result.best.cpu()
         render = self.render(latent)
-        return EmbedResult(latent, render, image_psnr(render.image, pixels), result.steps_done, result.stopped)
+        fidelity = self.fidelity_report(pixels, render) if report else None
+        return EmbedResult(latent, render, image_psnr(render.image, pixels), result.steps_done, result.stopped,
+                           fidelity)
+
+    def encoder_embed(self, image, report: bool = True) -> EmbedResult:
+        """The encoder's latent alone (the average latent without an encoder), with its fidelity report."""
+        pixels = prepare_image(image, self.resolution)
+        latent = self.encode(pixels).detach().cpu()
+        render = self.render(latent)
+        return EmbedResult(latent, render, image_psnr(render.image, pixels), 0, False,
+                           self.fidelity_report(pixels, render) if report else None)
+
+    # -- fidelity and pivotal tuning ---------------------------------------------------------------
+    @property
+    def fidelity(self) -> FidelityChecker:
+        """The out-of-domain probe and its calibration (of the original model, for a tuned copy too)."""
+        if self.base is not None:
+            return self.base.fidelity
+        if self._fidelity is None:
+            self._fidelity = FidelityChecker.for_pipeline(self)
+        return self._fidelity
+
+    def fidelity_report(self, image, render: Render | np.ndarray) -> FidelityReport:
+        """PSNR (and LPIPS) of ``render`` against the photo, and whether the photo is in the model's domain."""
+        pixels = prepare_image(image, self.resolution)
+        return self.fidelity.report(pixels, render.image if isinstance(render, Render) else render)
+
+    def pivotal_tune(self, image, latent: torch.Tensor, steps: int | None = None, lr: float | None = None,
+                     callback: Callable[[StepInfo], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> TuningResult:
+        """Fine-tune a copy of the generator around ``latent`` towards the photo (``editgan_core.pti``).
+
+        Returns the tuned weights as plain tensors; ``with_tuned(result.state)`` is the pipeline that edits
+        with them. ``steps`` defaults to ``TuningSettings.steps``.
+        """
+        if self.base is not None:
+            raise InputError("this pipeline is already a tuned copy: tune from the original model")
+        settings = TuningSettings(**{k: v for k, v in (("steps", steps), ("lr", lr)) if v is not None})
+        target = self._image_tensor(prepare_image(image, self.resolution))
+        try:
+            tuner = PivotalTuner(self.generator, self.check_latent(latent), target, self.noise, self.lpips, settings)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        return tuner.run(callback, should_stop)
+
+    def with_tuned(self, state: dict[str, torch.Tensor]) -> EditGANPipeline:
+        """This model with pivotally tuned synthesis weights: one generator copy, everything else shared."""
+        base = self.base or self
+        try:
+            generator = tuned_copy(base.generator, state)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        tuned = EditGANPipeline(base.bundle, generator, base.segmenter, base.encoder, base.lpips, base.device,
+                                base.w_avg)
+        tuned.base = base
+        return tuned
+
+    def tuned_state(self) -> dict[str, torch.Tensor] | None:
+        """A tuned copy's synthesis weights (sharing its generator's storage), None for the original model."""
+        return synthesis_state(self.generator) if self.base is not None else None
+
+    def tuning_seconds(self, steps: int) -> float:
+        """Estimated seconds of ``pivotal_tune(steps=steps)`` here (one measured step, kept per pipeline)."""
+        base = self.base or self
+        if base._tuning_step_s is None:
+            base._tuning_step_s = seconds_per_step(base.generator, base.noise, base.lpips)
+        return max(0, int(steps)) * base._tuning_step_s
 
     # -- editing ---------------------------------------------------------------------------------
     def _require_segmenter(self) -> None:

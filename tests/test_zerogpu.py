@@ -14,13 +14,14 @@ from helpers_suite import EXAMPLE
 from webapp import gpu as gpu_module
 from webapp import gpu_tasks
 from webapp import labels as lab
-from webapp.outcomes import EditOutcome, EmbedOutcome, Progress
+from webapp.outcomes import EditOutcome, EmbedOutcome, Progress, TuneOutcome
 
 pytestmark = pytest.mark.skipif(gpu_module.gpu is not gpu_module._stand_in,
                                 reason="the `spaces` package is installed: its GPU decorator replaces the stand-in")
 
 studio, box = logic.studio, logic.box  # the tiny-bundle studio and session fixtures
-TASKS = {"webapp.gpu_tasks.embed_task", "webapp.gpu_tasks.edit_task", "webapp.gpu_tasks.refine_task"}
+TASKS = {"webapp.gpu_tasks.embed_task", "webapp.gpu_tasks.edit_task", "webapp.gpu_tasks.refine_task",
+         "webapp.gpu_tasks.tune_task"}
 QUICK_TASKS = {"webapp.gpu_tasks.render_task", "webapp.gpu_tasks.sample_task"}
 PAIRS_TASKS = {"webapp.gpu_tasks.preset_task", "webapp.gpu_tasks.dataset_task"}
 
@@ -134,6 +135,10 @@ def test_no_model_runs_outside_a_gpu_function(box, studio, trips):
             studio.add_to_preset(session, "pairs", painted)
         list(studio.learn_preset(session, "pairs", 2))
         list(studio.dataset_zip(session, 2))
+        list(studio.embed(session, str(EXAMPLE), 0))
+        list(studio.tune(session, 2))
+        studio.apply_vectors(session, [("smile", 1.0)])
+        list(studio.refine(session, 1))
     finally:
         for hook in hooks:
             hook.remove()
@@ -164,8 +169,29 @@ def test_durations_grow_with_steps_and_are_callable_with_the_arguments(box, stud
     longer = list(args)
     longer[2] = 2000
     assert gpu_tasks.OVERHEAD_S <= seconds < duration(*longer, **kwargs) <= gpu_tasks.MAX_DURATION_S
-    for name in TASKS:
+    for name in TASKS - {"webapp.gpu_tasks.tune_task"}:
         assert gpu_module.GPU_FUNCTIONS[name][1] is gpu_tasks.task_seconds
+    assert gpu_module.GPU_FUNCTIONS["webapp.gpu_tasks.tune_task"][1] is gpu_tasks.tune_seconds
+    assert gpu_tasks.tune_seconds(*args[:3]) > gpu_tasks.task_seconds(*args[:3])
+
+
+def test_tuned_weights_travel_as_a_state_dict_and_edits_use_them(box, studio, trips):
+    session = studio.session(box)
+    list(studio.embed(session, str(EXAMPLE), 0))
+    outcome = list(studio.tune(session, 3))[-1]
+    assert isinstance(outcome, TuneOutcome) and session.tuned is not None
+    palette = studio.pipeline(session).bundle.palette
+    edit = list(studio.edit(session, lab.upscale(lab.colorize(logic._paint_eyebrows(session), palette), 8), 2))[-1]
+    tuned = studio.pipeline(session).with_tuned(session.tuned)
+    assert np.array_equal(edit.step.image, tuned.render(edit.step.latent).image)
+    calls = _calls(trips)
+    tune_args = next(args for args, _ in calls if len(args) == 7)
+    edit_args = next(args for args, _ in calls if len(args) == 8)
+    renders = [kwargs for args, kwargs in calls if len(args) == 4]
+    tuned_state = edit_args[-1]
+    assert isinstance(tuned_state, dict) and all(isinstance(v, torch.Tensor) for v in tuned_state.values())
+    assert tuned_state.keys() == session.tuned.keys() and renders and renders[-1]["tuned"] is not None
+    assert all(not hasattr(a, "history") and not hasattr(a, "generator") for a in (*tune_args, *edit_args))
 
 
 def test_quick_tasks_ask_for_a_short_slot_that_grows_with_the_renders(box, studio):

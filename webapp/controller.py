@@ -19,6 +19,7 @@ from webapp.actions.edit import EditActions
 from webapp.actions.history import HistoryActions
 from webapp.actions.image import ImageActions
 from webapp.actions.presets import PresetActions
+from webapp.actions.tuning import TuningActions
 from webapp.actions.view import ViewActions
 from webapp.outcomes import View
 from webapp.registry import ModelRegistry
@@ -29,7 +30,8 @@ INITIAL_SEED = 0  # the face every new session starts on
 SESSION_IDLE_S = 3 * 3600  # sessions unused this long are closed (history and temp folder dropped)
 
 
-class Studio(ImageActions, EditActions, PresetActions, ViewActions, HistoryActions, AnnotateActions):
+class Studio(ImageActions, TuningActions, EditActions, PresetActions, ViewActions, HistoryActions,
+             AnnotateActions):
     """The actions behind the page; one per app, sessions passed in."""
 
     def __init__(self, registry: ModelRegistry, session_idle_s: float = SESSION_IDLE_S,

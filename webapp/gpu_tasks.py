@@ -17,16 +17,18 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from editgan_core.dataset import CALIBRATION_ITEMS, DatasetReport, DatasetSettings, generate, run_record
-from editgan_core.losses import image_psnr
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditGANPipeline, EditResult, EmbedResult, Render
+from editgan_core.pti import TuningResult
 from editgan_core.train.preset_pairs import PresetResult, learn_preset_from_pairs
+from editgan_core.utils import tensor_to_uint8
 from editgan_core.vectors import EditVector
 from webapp.gpu import gpu
 from webapp.outcomes import Progress
@@ -44,6 +46,15 @@ QUICK_OVERHEAD_S = 5.0  # a quick render's ask: short, so it queues ahead of the
 EditStream = Generator[Progress | EditResult, None, None]
 
 
+@dataclass
+class Embedded:
+    """What ``embed_task`` ends with: the embedding (with its fidelity report) and the measured time of one
+    pivotal-tuning step on the task's device, which prices the "High fidelity" option before it is chosen."""
+
+    result: EmbedResult
+    tuning_step_s: float
+
+
 def register(registry: ModelRegistry) -> str:
     key = uuid.uuid4().hex
     REGISTRIES[key] = registry
@@ -56,31 +67,36 @@ def track(stop: threading.Event) -> str:
     return key
 
 
-def _pipeline(models: str, bundle_id: str) -> EditGANPipeline:
-    return REGISTRIES[models].get(bundle_id)
+def _pipeline(models: str, bundle_id: str, tuned: dict[str, torch.Tensor] | None = None) -> EditGANPipeline:
+    """The model, or with ``tuned`` (a session's pivotally tuned synthesis weights) a copy that uses them."""
+    pipe = REGISTRIES[models].get(bundle_id)
+    return pipe.with_tuned(tuned) if tuned is not None else pipe
 
 
 def _stop_flag(job: str) -> threading.Event:
     return STOP_FLAGS.get(job) or threading.Event()
 
 
-def task_seconds(models: str, bundle_id: str, steps: int, *_: object) -> float:
+def task_seconds(models: str, bundle_id: str, steps: int, *_: object, **__: object) -> float:
     """A task's ``duration`` (called with its arguments): the GPU seconds to ask ZeroGPU for, growing with
     the steps and the pixels (a short ask queues sooner, a short one that runs out loses the work)."""
     side = _pipeline(models, bundle_id).resolution
     return min(MAX_DURATION_S, OVERHEAD_S + max(0, int(steps)) * SECONDS_PER_STEP_256 * (side / 256) ** 2)
 
 
-def render_seconds(models: str, bundle_id: str, latents: Sequence[torch.Tensor] | torch.Tensor, *_: object) -> float:
+def render_seconds(models: str, bundle_id: str, latents: Sequence[torch.Tensor] | torch.Tensor, *_: object,
+                   **__: object) -> float:
     """A quick task's ``duration``: a few seconds, plus the renders it holds."""
     side = _pipeline(models, bundle_id).resolution
     return min(MAX_DURATION_S, QUICK_OVERHEAD_S + len(latents) * SECONDS_PER_RENDER_256 * (side / 256) ** 2)
 
 
 @gpu(duration=render_seconds)
-def render_task(models: str, bundle_id: str, latents: Sequence[torch.Tensor], with_labels: bool) -> list[Render]:
-    """Pictures (and, with ``with_labels``, segmentations) of CPU latents, one per latent."""
-    pipe = _pipeline(models, bundle_id)
+def render_task(models: str, bundle_id: str, latents: Sequence[torch.Tensor], with_labels: bool,
+                tuned: dict[str, torch.Tensor] | None = None) -> list[Render]:
+    """Pictures (and, with ``with_labels``, segmentations) of CPU latents, one per latent (by the session's
+    tuned weights, if any)."""
+    pipe = _pipeline(models, bundle_id, tuned)
     return [pipe.render(latent, with_labels=with_labels) for latent in latents]
 
 
@@ -105,36 +121,56 @@ def _preview(pipe: EditGANPipeline, base: torch.Tensor | None = None):
 
 @gpu(duration=task_seconds)
 def embed_task(models: str, bundle_id: str, steps: int, pixels: np.ndarray, job: str,
-               preview_every_s: float) -> Generator[Progress | EmbedResult, None, None]:
-    """Encoder only (``steps`` 0) or encoder + ``steps`` optimisation steps; ends with the ``EmbedResult``."""
+               preview_every_s: float) -> Generator[Progress | Embedded, None, None]:
+    """Encoder only (``steps`` 0) or encoder + ``steps`` optimisation steps; ends with ``Embedded``."""
     pipe = _pipeline(models, bundle_id)
     if steps == 0:
-        latent = pipe.encode(pixels).detach().cpu()
-        render = pipe.render(latent)
-        yield EmbedResult(latent, render, image_psnr(render.image, pixels), 0, False)
-        return
+        result = pipe.encoder_embed(pixels)
+    else:
+        stop = _stop_flag(job)
+        result = yield from stream_job(
+            lambda callback: pipe.embed(pixels, steps=steps, callback=callback, should_stop=stop.is_set),
+            _preview(pipe), stop, preview_every_s)
+        result.latent = result.latent.detach().cpu()
+    yield Embedded(result, pipe.tuning_seconds(1))
+
+
+def tune_seconds(models: str, bundle_id: str, steps: int, *_: object, **__: object) -> float:
+    """A tuning step runs the generator forward and backward at two latents (pivot and regulariser) and
+    updates its weights: budgeted as three optimisation steps."""
+    return task_seconds(models, bundle_id, 3 * int(steps))
+
+
+@gpu(duration=tune_seconds)
+def tune_task(models: str, bundle_id: str, steps: int, latent: torch.Tensor, pixels: np.ndarray, job: str,
+              preview_every_s: float) -> Generator[Progress | TuningResult, None, None]:
+    """Pivotal tuning of the model around ``latent`` towards ``pixels``; ends with the ``TuningResult``, whose
+    CPU state dict the session turns into its tuned copy (``EditGANPipeline.with_tuned``)."""
+    pipe = _pipeline(models, bundle_id)
     stop = _stop_flag(job)
     result = yield from stream_job(
-        lambda callback: pipe.embed(pixels, steps=steps, callback=callback, should_stop=stop.is_set),
-        _preview(pipe), stop, preview_every_s)
-    result.latent = result.latent.detach().cpu()
+        lambda callback: pipe.pivotal_tune(pixels, latent, steps=steps, callback=callback, should_stop=stop.is_set),
+        lambda image: tensor_to_uint8(image)[0], stop, preview_every_s)
     yield result
 
 
 @gpu(duration=task_seconds)
 def edit_task(models: str, bundle_id: str, steps: int, base: torch.Tensor, labels: np.ndarray, job: str,
-              preview_every_s: float) -> EditStream:
-    """Learn the δw+ that turns ``base``'s segmentation into ``labels``; ends with the ``EditResult``."""
-    pipe = _pipeline(models, bundle_id)
+              preview_every_s: float, tuned: dict[str, torch.Tensor] | None = None) -> EditStream:
+    """Learn the δw+ that turns ``base``'s segmentation into ``labels`` (with the session's tuned weights, if
+    any); ends with the ``EditResult``."""
+    pipe = _pipeline(models, bundle_id, tuned)
     yield from _delta_job(pipe, base, job, preview_every_s, lambda callback, should_stop: pipe.learn_edit(
         base, labels, steps=steps, callback=callback, should_stop=should_stop))
 
 
 @gpu(duration=task_seconds)
 def refine_task(models: str, bundle_id: str, steps: int, base: torch.Tensor,
-                vectors: Sequence[tuple[EditVector, float]], job: str, preview_every_s: float) -> EditStream:
-    """Refine the composed vectors on ``base``; ends with the ``EditResult``."""
-    pipe = _pipeline(models, bundle_id)
+                vectors: Sequence[tuple[EditVector, float]], job: str, preview_every_s: float,
+                tuned: dict[str, torch.Tensor] | None = None) -> EditStream:
+    """Refine the composed vectors on ``base`` (with the session's tuned weights, if any); ends with the
+    ``EditResult``."""
+    pipe = _pipeline(models, bundle_id, tuned)
     yield from _delta_job(pipe, base, job, preview_every_s, lambda callback, should_stop: pipe.refine(
         base, vectors, steps=steps, callback=callback, should_stop=should_stop))
 

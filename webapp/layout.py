@@ -20,6 +20,7 @@ from editgan_core.pipeline import EditGANPipeline
 from webapp.actions.vectors import MAX_ACTIVE
 from webapp.components import checked_editor, checked_photo
 from webapp.controller import INITIAL_SEED
+from webapp.layout_fidelity import build_fidelity
 from webapp.layout_presets import build_presets
 from webapp.outcomes import ModelInfo, View
 from webapp.session import SessionBox, close_box
@@ -192,6 +193,7 @@ def build_image(p: Page, pipe: EditGANPipeline, init: View, info: ModelInfo, not
                 p.embed_btn = gr.Button("Embed photo", variant="primary", elem_id="embed-btn")
                 p.embed_cancel = gr.Button("Cancel", variant="stop", size="md")
             p.embed_notice = notice(notices["embed"], "embed-notice")
+            build_fidelity(p)
         with gr.Column(scale=2):
             p.seed = gr.Number(value=INITIAL_SEED, precision=0, minimum=0, label="Seed")
             p.truncation = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation (lower = more typical)")

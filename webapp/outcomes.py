@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from editgan_core.fidelity import FidelityReport
 from editgan_core.pipeline import EditResult
 from webapp.session import Step
 
@@ -36,6 +37,20 @@ class EmbedOutcome:
     step: Step
     source: np.ndarray  # the photo as the model sees it
     psnr: float
+    steps_done: int
+    stopped: bool
+    fidelity: FidelityReport | None = None
+    tuning_step_s: float | None = None  # measured: prices pivotal tuning before the user chooses it
+
+
+@dataclass
+class TuneOutcome:
+    """Pivotal tuning done: the photo's reconstruction by the tuned copy, and what it cost."""
+
+    step: Step
+    psnr_before: float
+    psnr_after: float
+    seconds: float
     steps_done: int
     stopped: bool
 

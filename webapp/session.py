@@ -199,6 +199,11 @@ class Session:
         self.last_edit: EditResult | None = None  # the latest learned edit, for "save as vector"
         self.last_paint: tuple[torch.Tensor, np.ndarray] | None = None  # its (latent, painted labels), for presets
         self.ui_cache: dict[str, object] = {}  # what the page last showed, to skip resending it
+        # Pivotally tuned synthesis weights for the current photo (``webapp.actions.tuning``; CPU tensors that
+        # GPU tasks turn into a tuned copy): one copy per session, dropped with a new image or model;
+        # ``tuning_step_s`` prices the next tuning.
+        self.tuned: dict[str, torch.Tensor] | None = None
+        self.tuning_step_s: float | None = None
         self.photo = PhotoState()  # the uploaded photo at full size and its alignment (``webapp.actions.photo``)
         self.strengths = NewestWins()  # strength changes (slider, API) may overlap: the newest one wins
         self.strengths_still = Debounce()  # the paint canvas follows once the strengths have been still
@@ -228,6 +233,7 @@ class Session:
 
     def close(self) -> None:
         self.cancel()
+        self.tuned = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -60,13 +60,20 @@ class StudioBase:
     def pipeline(self, session: Session) -> EditGANPipeline:
         return self.registry.get(session.bundle_id)
 
+    def tuned_weights(self, session: Session) -> dict[str, torch.Tensor] | None:
+        """The session's pivotally tuned synthesis weights (CPU tensors, for GPU tasks), None when it has none."""
+        return session.tuned
+
     def editor_factor(self, pipe: EditGANPipeline) -> int:
         """How much the paint canvas enlarges the label map (1 for models of 256 px and more)."""
         return max(1, EDITOR_SIDE // pipe.resolution)
 
-    def render(self, session: Session, latents: Sequence[torch.Tensor], with_labels: bool = True) -> list[Render]:
-        """Renders of CPU latents by the session's model, as a GPU task (``webapp.gpu_tasks``)."""
-        return gpu_tasks.render_task(self.gpu_models, session.bundle_id, list(latents), with_labels)
+    def render(self, session: Session, latents: Sequence[torch.Tensor], with_labels: bool = True,
+               tuned: bool = True) -> list[Render]:
+        """Renders of CPU latents by the session's model (its tuned copy unless ``tuned`` is False: shared
+        pictures such as thumbnails), as a GPU task (``webapp.gpu_tasks``)."""
+        return gpu_tasks.render_task(self.gpu_models, session.bundle_id, list(latents), with_labels,
+                                     tuned=self.tuned_weights(session) if tuned else None)
 
     def _step(self, session: Session, kind: str, label: str, latent: torch.Tensor, with_labels: bool = True,
               **extra: Any) -> Step:

@@ -38,7 +38,8 @@ class EditActions(PaintActions):
             raise InputError("the painted label map is identical to the current one: paint a change first (step 3)")
         job = gpu_tasks.track(session.new_job())
         result = yield from self._gpu_result(gpu_tasks.edit_task(
-            self.gpu_models, session.bundle_id, steps, current.latent, paint.labels, job, self.preview_every_s))
+            self.gpu_models, session.bundle_id, steps, current.latent, paint.labels, job, self.preview_every_s,
+            self.tuned_weights(session)))
         if result.stopped:
             yield Notice(f"the edit stopped after {result.steps_done} of {steps} steps; kept the best result so far")
         vector = EditVector(delta=result.delta, name="edit", bundle_id=session.bundle_id, class_ids=result.class_ids,

@@ -22,6 +22,7 @@ class ImageActions(PhotoActions):
         """A random face of the model, reproducible from the seed."""
         seed = whole_number_in(seed, "the seed", 0, MAX_SEED)
         truncation = number_in(truncation, "the truncation", 0.0, MAX_TRUNCATION)
+        session.tuned = None  # a new picture: the tuned copy belonged to the last photo
         latent, render = gpu_tasks.sample_task(self.gpu_models, session.bundle_id, seed, truncation)
         return session.history.push(Step("sample", f"sample seed {seed}", latent, render.image, render.labels))
 
@@ -29,6 +30,7 @@ class ImageActions(PhotoActions):
         """Put a photo into W+: encoder only (``steps=0``) or encoder + ``steps`` optimisation steps."""
         if image is None:
             raise InputError("upload a photo (PNG, JPEG or WebP) or pick an example first")
+        session.tuned = None
         pipe = self.pipeline(session)
         pixels = self.embed_pixels(session, image, pipe)  # the aligned crop if the photo was marked (photo.py)
         steps = whole_number_in(steps, "the number of embedding steps", 0, MAX_STEPS)
@@ -37,12 +39,14 @@ class ImageActions(PhotoActions):
             yield Notice(f"this model has no encoder, so there is no fast embedding: optimising {steps} steps from "
                          "the average latent instead (slower)")
         job = gpu_tasks.track(session.new_job()) if steps else ""
-        result = yield from self._gpu_result(gpu_tasks.embed_task(
+        embedded = yield from self._gpu_result(gpu_tasks.embed_task(
             self.gpu_models, session.bundle_id, steps, pixels, job, self.preview_every_s))
+        result, session.tuning_step_s = embedded.result, embedded.tuning_step_s
         if result.stopped:
             yield Notice(f"embedding stopped after {result.steps_done} of {steps} steps; kept the best result so far")
         label = f"embed ({result.steps_done} steps)" if steps else "embed (encoder)"
         step = Step("embed", label, result.latent, result.render.image, result.render.labels, source=pixels)
         session.history.push(step)  # the task's render of the result: no second one
         self.remember_embed(session, pixels, step)
-        yield EmbedOutcome(step, pixels, float(result.psnr), result.steps_done, result.stopped)
+        yield EmbedOutcome(step, pixels, float(result.psnr), result.steps_done, result.stopped, result.fidelity,
+                           session.tuning_step_s)

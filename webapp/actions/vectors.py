@@ -56,7 +56,7 @@ class VectorActions(StudioBase):
         vectors = session.library.list()
         pictures = self.registry.thumbnails.get_many(
             self.pipeline(session), vectors,
-            lambda latents: [r.image for r in self.render(session, latents, with_labels=False)])
+            lambda latents: [r.image for r in self.render(session, latents, with_labels=False, tuned=False)])
         tags = ["preset" if vec.source == "preset" or session.library.is_preset(vec.name) else "yours"
                 for vec in vectors]
         items = [(p, f"{v.name} · {t}") for p, v, t in zip(pictures, vectors, tags, strict=True)]
@@ -156,7 +156,8 @@ class VectorActions(StudioBase):
         base = current.base
         job = gpu_tasks.track(session.new_job())
         result = yield from self._gpu_result(gpu_tasks.refine_task(
-            self.gpu_models, session.bundle_id, steps, base, vectors, job, self.preview_every_s))
+            self.gpu_models, session.bundle_id, steps, base, vectors, job, self.preview_every_s,
+            self.tuned_weights(session)))
         if result.stopped:
             yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
         names = " + ".join(f"{n}×{s:g}" for n, s in items)

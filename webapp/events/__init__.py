@@ -19,6 +19,7 @@ from webapp.events.paint import wire_paint
 from webapp.events.photo import wire_photo
 from webapp.events.presets import wire_presets
 from webapp.events.segmentation import wire_segmentation
+from webapp.events.tuning import wire_tuning
 from webapp.events.vectors import wire_vectors
 from webapp.layout import Page
 from webapp.outcomes import View
@@ -28,8 +29,9 @@ from webapp.session import SessionBox
 def wire(page: Page, studio: Studio, init: View) -> None:
     """Attach every event of the page (call inside the ``gr.Blocks`` context)."""
     w = Wiring(page, studio, init.labels.tobytes() if init.labels is not None else None)
-    for section in (wire_image, wire_photo, wire_segmentation, wire_paint, wire_edit, wire_presets, wire_vectors,
-                    wire_history, wire_model, wire_annotate):
+    sections = (wire_image, wire_tuning, wire_photo, wire_segmentation, wire_paint, wire_edit, wire_presets,
+                wire_vectors, wire_history, wire_model, wire_annotate)
+    for section in sections:
         section(w)
     wire_cancel(w)
 
@@ -43,6 +45,6 @@ def wire_cancel(w: Wiring) -> None:
         return "Cancelled." if stopped else "Nothing was running."
 
     for button, status in ((p.edit_cancel, p.edit_status), (p.embed_cancel, p.embed_status),
-                           (p.refine_cancel, p.refine_status)):
+                           (p.tune_cancel, p.embed_status), (p.refine_cancel, p.refine_status)):
         api = {"api_name": "cancel"} if button is p.edit_cancel else {"api_visibility": "private"}
         button.click(on_cancel, [p.box], status, cancels=w.jobs, queue=False, **api)
