@@ -18,10 +18,11 @@ import numpy as np
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
+from editgan_core.eval.seeds import LEARNED_FROM
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
-PRESET_SEEDS = range(1000, 100_000)  # held out from GAN training (>= 1e6), annotations and evaluation (0..999)
+PRESET_SEEDS = LEARNED_FROM["preset painting (train.presets)"]  # the seed table lives in eval.seeds
 DEFAULT_FACES = 32  # faces a preset is learned on together
 DEFAULT_STEPS = 200  # steps of the shared optimisation
 
