@@ -20,6 +20,7 @@ from PIL import Image, ImageOps
 from editgan_core.bundle import Bundle
 from editgan_core.capabilities import Capabilities, segmenter_missing_message
 from editgan_core.defaults import RuntimeDefaults
+from editgan_core.edit_layers import choose_layers
 from editgan_core.editing import (
     EditObjective,
     EditTarget,
@@ -29,7 +30,6 @@ from editgan_core.editing import (
     optimise_edit,
     region_iou,
 )
-from editgan_core.edit_layers import choose_layers
 from editgan_core.inversion import ReconstructionObjective
 from editgan_core.losses import image_psnr
 from editgan_core.model_card import display_path
@@ -267,6 +267,19 @@ class EditGANPipeline:
         latent = result.best.cpu()
         render = self.render(latent)
         return EmbedResult(latent, render, image_psnr(render.image, pixels), result.steps_done, result.stopped)
+
+    def embed_many(self, images: np.ndarray, steps: int) -> torch.Tensor:
+        """Latents (B, n_latent, style_dim) of model-size uint8 images (B, H, W, 3), optimised together: Adam
+        is per element, so each latent gets the update it would get alone (only the best step is shared).
+        For benchmarks and preset scripts, where one image at a time wastes the batch."""
+        target = to_tensor(np.asarray(images)).to(self.device)
+        with torch.no_grad():
+            init = self.encoder(target) if self.encoder is not None else self.mean_latent().repeat(
+                len(target), 1, 1).to(self.device)
+        if steps == 0:
+            return init.cpu()
+        objective = ReconstructionObjective(self.generator, target, self.lpips, self.encoder, noise=self.noise)
+        return optimise(init, objective, steps, self.bundle.embed_lr, "rampcos").best.cpu()
 
     # -- editing ---------------------------------------------------------------------------------
     def _require_segmenter(self) -> None:

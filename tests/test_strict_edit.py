@@ -79,12 +79,12 @@ def test_seed_table_is_disjoint_and_matches_the_training_modules(monkeypatch):
 
     seeds.check_disjoint()
     table = seeds.LEARNED_FROM
-    assert presets.PRESET_SEEDS == table["preset painting (train.presets)"]
-    assert segmenter.ANNOTATION_SEEDS == table["segmenter annotations"]
+    assert table["preset painting (train.presets)"] == presets.PRESET_SEEDS
+    assert table["segmenter annotations"] == segmenter.ANNOTATION_SEEDS
     enc = table["encoder training renders"]
-    assert (encoder.REAL_SEED_START, encoder.REAL_SEED_START + encoder.REAL_SEED_COUNT) == (enc.start, enc.stop)
+    assert (enc.start, enc.stop) == (encoder.REAL_SEED_START, encoder.REAL_SEED_START + encoder.REAL_SEED_COUNT)
     judge = table["attribute net (the judge) training"]
-    assert (attributes.SEED_BASE, data.TRAIN_SEED_BASE) == (judge.start, judge.stop)
+    assert (judge.start, judge.stop) == (attributes.SEED_BASE, data.TRAIN_SEED_BASE)
     monkeypatch.setattr(seeds, "STRICT_HELDOUT", range(99_000, 120_000))
     with pytest.raises(ValueError, match="preset painting"):
         seeds.check_disjoint()

@@ -35,9 +35,7 @@ from editgan_core.cli_common import command_parser, open_pipeline, parse_command
 from editgan_core.eval import strict_metrics as sm
 from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
 from editgan_core.eval.seeds import STRICT_HELDOUT, check_disjoint
-from editgan_core.inversion import ReconstructionObjective
 from editgan_core.models.attribute_net import AttributeNet
-from editgan_core.optim import optimise
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS
 from editgan_core.utils import tensor_to_uint8, to_tensor
@@ -115,27 +113,13 @@ class EmbeddingCache:
         missing = [i for i, k in enumerate(keys) if k not in self.latents]
         for start in range(0, len(missing), BATCH):
             chunk = missing[start:start + BATCH]
-            for i, latent in zip(chunk, embed_batch(pipeline, np.stack([images[i] for i in chunk]), steps),
+            for i, latent in zip(chunk, pipeline.embed_many(np.stack([images[i] for i in chunk]), steps),
                                  strict=True):
                 self.latents[keys[i]] = latent
         if missing and self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(self.latents, self.path)
         return torch.stack([self.latents[k] for k in keys])
-
-
-def embed_batch(pipeline: EditGANPipeline, images: np.ndarray, steps: int) -> torch.Tensor:
-    """Encoder, then ``steps`` of the pipeline's inversion on a batch at once (Adam is per element, so
-    each latent gets the update it would get alone; only the best step is chosen for the batch)."""
-    target = to_tensor(images).to(pipeline.device)
-    with torch.no_grad():
-        init = pipeline.encoder(target) if pipeline.encoder is not None else pipeline.mean_latent().repeat(
-            len(images), 1, 1).to(pipeline.device)
-    if steps == 0:
-        return init.cpu()
-    objective = ReconstructionObjective(pipeline.generator, target, pipeline.lpips, pipeline.encoder,
-                                        noise=pipeline.noise)
-    return optimise(init, objective, steps, pipeline.bundle.embed_lr, "rampcos").best.cpu()
 
 
 @torch.no_grad()
@@ -158,7 +142,8 @@ Editor = Callable[[torch.Tensor, list[FaceCase]], torch.Tensor]
 
 
 def vector_editor(vector: EditVector, scale: float | None = None) -> Editor:
-    return lambda latents, _cases: latents + (vector.default_scale if scale is None else scale) * vector.effective_delta()
+    step = (vector.default_scale if scale is None else scale) * vector.effective_delta()
+    return lambda latents, _cases: latents + step
 
 
 def refine_editor(pipeline: EditGANPipeline, vector: EditVector, steps: int, scale: float | None = None,
@@ -207,8 +192,9 @@ class Measures:
 
 def evaluate(pipeline: EditGANPipeline, judge: AttributeNet, domain: ModuleType, task: EditTask,
              cases: list[FaceCase], editors: dict[str, Editor], cache: EmbeddingCache, embed_steps: int,
-             fraction: float) -> dict[str, dict]:
-    """Summaries per editor, plus ``"ceiling"``: the embedded true target judged the same way."""
+             fraction: float, images_out: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
+    """Summaries per editor, plus ``"ceiling"``: the embedded true target judged the same way.
+    ``images_out`` receives every editor's output images (for KID)."""
     latents = cache.embed(pipeline, [f"{c.seed}" for c in cases], [c.image for c in cases], embed_steps)
     targets = cache.embed(pipeline, [f"{c.seed}:{task.attribute}={task.target:g}" for c in cases],
                           [c.target_image for c in cases], embed_steps)
@@ -217,6 +203,8 @@ def evaluate(pipeline: EditGANPipeline, judge: AttributeNet, domain: ModuleType,
     outputs = {"ceiling": render_images(pipeline, targets)}
     for name, editor in editors.items():
         outputs[name] = render_images(pipeline, editor(latents, cases).detach().cpu())
+    if images_out is not None:
+        images_out.update(outputs)
     ranges = domain.ATTRIBUTE_RANGES
     result = {}
     for name, images in outputs.items():
