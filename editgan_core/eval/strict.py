@@ -138,16 +138,16 @@ def judge_images(judge: AttributeNet, images: np.ndarray) -> list[dict[str, floa
 
 
 # An editor maps embedded faces (B, n_latent, style_dim) and their cases to edited latents.
-Editor = Callable[[torch.Tensor, list[FaceCase]], torch.Tensor]
+EditorFn = Callable[[torch.Tensor, list[FaceCase]], torch.Tensor]
 
 
-def vector_editor(vector: EditVector, scale: float | None = None) -> Editor:
+def vector_editor(vector: EditVector, scale: float | None = None) -> EditorFn:
     step = (vector.default_scale if scale is None else scale) * vector.effective_delta()
     return lambda latents, _cases: latents + step
 
 
 def refine_editor(pipeline: EditGANPipeline, vector: EditVector, steps: int, scale: float | None = None,
-                  **refine_kwargs) -> Editor:
+                  **refine_kwargs) -> EditorFn:
     """The vector, then the pipeline's self-supervised refinement, one face at a time."""
     def edit(latents: torch.Tensor, _cases: list[FaceCase]) -> torch.Tensor:
         return torch.cat([pipeline.refine(w[None], [(vector, scale)], steps=steps, **refine_kwargs).latent
@@ -191,7 +191,7 @@ class Measures:
 
 
 def evaluate(pipeline: EditGANPipeline, judge: AttributeNet, domain: ModuleType, task: EditTask,
-             cases: list[FaceCase], editors: dict[str, Editor], cache: EmbeddingCache, embed_steps: int,
+             cases: list[FaceCase], editors: dict[str, EditorFn], cache: EmbeddingCache, embed_steps: int,
              fraction: float, images_out: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
     """Summaries per editor, plus ``"ceiling"``: the embedded true target judged the same way.
     ``images_out`` receives every editor's output images (for KID)."""

@@ -53,7 +53,11 @@ class VectorActions(StudioBase):
         items = []
         for vec in vectors:
             tag = "preset" if vec.source == "preset" or session.library.is_preset(vec.name) else "yours"
-            items.append((self.registry.thumbnails.get(pipe, vec), f"{vec.name} · {tag}"))
+            if vec.source == "judge direction":  # InterFaceGAN baseline (eval.interfacegan), shown for comparison
+                tag = "judge direction"
+            start, stop = vec.layers
+            rows = f" · W+ rows {start}–{stop - 1}" if (start, stop) != (0, vec.latent_shape[0]) else ""
+            items.append((self.registry.thumbnails.get(pipe, vec), f"{vec.name} · {tag}{rows}"))
         return items, [v.name for v in vectors]
 
     def active(self, session: Session) -> list[tuple[str, float]]:
