@@ -153,3 +153,39 @@ def test_part_colour_term_sees_every_persisting_part():
     assert present[0].nonzero().flatten().tolist() == [0, 5]
     assert target.part_colours[0, 5].tolist() == [0.0, 0.5, 0.0]
     assert part_means(image, target.part_masks)[0, 0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_strict_evaluation_and_auto_layers_run_end_to_end_on_the_tiny_bundle(tiny_bundle, tmp_path):
+    from editgan_core.domains import get_domain
+    from editgan_core.editing import EditWeights
+    from editgan_core.eval.strict import EditTask, EmbeddingCache, evaluate, faces_for, vector_editor
+    from editgan_core.models.attribute_net import AttributeNet
+    from editgan_core.pipeline import EditGANPipeline
+    from editgan_core.train.attributes import domain_targets
+
+    torch.manual_seed(0)
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    domain = get_domain("faces")
+    judge = AttributeNet(domain_targets(domain), input_size=pipe.resolution, channels=(4, 8), hidden=16).eval()
+    task = EditTask("smile", "smile", 1.0, (8, 9))
+    cases = faces_for(task, domain, 3, 0.25, pipe.resolution)
+    assert len(cases) == 3 and all(c.seed in seeds.STRICT_HELDOUT and c.attrs["smile"] <= 0.5 for c in cases)
+    latents = [pipe.embed(c.image, steps=0).latent for c in cases]
+    painted = [pipe.render(w).labels.copy() for w in latents]
+    for p in painted:
+        p[-4:, :] = 8  # paint lips along the bottom
+    shared = pipe.learn_shared_edit(latents, painted, [8, 9], steps=2, lr=0.05,
+                                    weights=EditWeights(part_colour=100.0, encoder=0.0), layers="auto")
+    start, stop = shared.layers
+    assert shared.delta[:start].abs().sum() == 0 and shared.delta[stop:].abs().sum() == 0
+    vector = EditVector(delta=shared.delta, name="smile", bundle_id=pipe.bundle.id, class_ids=[8, 9],
+                        extra={"layers": list(shared.layers)})
+    cache = EmbeddingCache(tmp_path / "cache.pt")
+    images: dict = {}
+    result = evaluate(pipe, judge, domain, task, cases, {"vector": vector_editor(vector)}, cache, 1, 0.25, images)
+    assert set(result) == {"vector", "ceiling"} and images["vector"].shape == (3, pipe.resolution, pipe.resolution, 3)
+    summary = result["vector"]
+    assert summary["n"] == 3 and 0 <= summary["success"] <= 1 and "smile" not in summary["entanglement"]
+    assert summary["colour"] and all(h >= 0 for _, h in summary["colour"].values())
+    again = EmbeddingCache(tmp_path / "cache.pt")
+    assert set(again.latents) == {f"{c.seed}" for c in cases} | {f"{c.seed}:smile=1" for c in cases}
