@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
+from editgan_core.editing import EditWeights
 from editgan_core.eval import strict_metrics as sm
 from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
 from editgan_core.eval.seeds import STRICT_HELDOUT, check_disjoint
@@ -258,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--embed-steps", type=int, default=DEFAULT_EMBED_STEPS)
     p.add_argument("--refine", type=int, nargs="*", default=[], help="also judge refinement with these steps")
     p.add_argument("--refine-n", type=int, default=30, help="faces the (slow) refinement is judged on")
+    p.add_argument("--refine-part-colour", type=float, default=0.0,
+                   help="also judge refinement that keeps persisting parts' colours (EditWeights.part_colour)")
     p.add_argument("--judge", type=Path, default=DEFAULT_ATTRIBUTE_NET)
     p.add_argument("--cache", type=Path, default=Path("runs/strict_cache"), help="embedding cache folder")
     p.add_argument("--json", type=Path, help="write every summary here")
@@ -284,10 +287,11 @@ def main(argv: list[str] | None = None) -> None:
                           args.embed_steps, args.fraction)
         for steps in args.refine:
             sub = cases[:args.refine_n]
-            refined = evaluate(pipeline, judge, domain, task, sub,
-                               {"vector": vector_editor(vector), f"refine{steps}": refine_editor(pipeline, vector,
-                                                                                                 steps)},
-                               cache, args.embed_steps, args.fraction)
+            editors = {"vector": vector_editor(vector), f"refine{steps}": refine_editor(pipeline, vector, steps)}
+            if args.refine_part_colour > 0:
+                editors[f"refine{steps}+c"] = refine_editor(pipeline, vector, steps,
+                                                            weights=EditWeights(part_colour=args.refine_part_colour))
+            refined = evaluate(pipeline, judge, domain, task, sub, editors, cache, args.embed_steps, args.fraction)
             result.update({f"{k}@{len(sub)}": v for k, v in refined.items()})
         report[vector.name] = result
         for editor, summary in result.items():
