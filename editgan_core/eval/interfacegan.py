@@ -9,7 +9,9 @@ the slope: attribute units per unit step along the normal. ``condition`` project
 normals (the paper's conditional manipulation), so e.g. "open the mouth" is asked not to move the smile.
 
 Every direction is also saved as a vector ("judge direction", ``source="judge direction"``) whose scale 1
-moves the fitted average face to the preset's target, so the gallery can set it beside the EditGAN preset.
+moves the fitted samples' mean reading to the preset's target — the linear step, lengthened until the
+judge's mean reading of 32 samples reaches the target (``calibrated``) — so the gallery can set it beside
+the EditGAN preset.
 It needs no painted map, but thousands of labels from a judge that was itself trained on 500 000 renders;
 note that the strict benchmark reads success with the same judge, which flatters these directions.
 """
@@ -34,6 +36,8 @@ from editgan_core.vectors import EditVector, save_vector, utc_now
 
 DEFAULT_SAMPLES = 2000
 RIDGE = 1e-3
+CALIBRATION_SAMPLES = 32
+CALIBRATION_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 
 
 @dataclass(frozen=True)
@@ -100,16 +104,38 @@ def direction_vector(pipeline: EditGANPipeline, direction: Direction, name: str,
                              "fit_mean": direction.mean})
 
 
+@torch.no_grad()
+def calibrated(pipeline: EditGANPipeline, judge: AttributeNet, vector: EditVector, w: np.ndarray,
+               factors: tuple[float, ...] = CALIBRATION_FACTORS) -> EditVector:
+    """The vector rescaled by the smallest factor whose mean judged reading on the samples ``w`` reaches its
+    target: the judge's response saturates, so the linear slope's step falls short (``extra.calibration``)."""
+    attribute, target = vector.extra["attribute"], vector.extra["target"]
+    latents = pipeline.generator.w_to_wplus(torch.from_numpy(w).float()).cpu()
+    toward = 1.0 if target >= vector.extra["fit_mean"] else -1.0
+    chosen = factors[-1]
+    for factor in factors:
+        images = tensor_to_uint8(pipeline.generator.synthesis((latents + factor * vector.delta).to(pipeline.device),
+                                                              noise=pipeline.noise).image)
+        if toward * (judge.predict(to_tensor(images))[attribute].mean().item() - target) >= 0:
+            chosen = factor
+            break
+    vector.delta = vector.delta * chosen
+    vector.extra["calibration"] = chosen
+    return vector
+
+
 def judge_directions(pipeline: EditGANPipeline, judge: AttributeNet, ranges: dict, n: int,
                      conditional: bool = True) -> list[EditVector]:
-    """One judge-direction vector per preset, each conditioned on every other editable attribute."""
+    """One judge-direction vector per preset, each conditioned on every other editable attribute and
+    calibrated on the first ``CALIBRATION_SAMPLES`` fitted samples."""
     w, readings = judged_samples(pipeline, judge, n)
     fitted = {a: fit_direction(w, readings[a]) for a in ranges}
     out = []
     for spec in PRESETS:
         others = [a for a in ranges if a != spec.attribute] if conditional else []
         d = condition(fitted[spec.attribute], [fitted[a] for a in others])
-        out.append(direction_vector(pipeline, d, f"judge_{spec.name}", spec.attribute, spec.value, n, others))
+        vector = direction_vector(pipeline, d, f"judge_{spec.name}", spec.attribute, spec.value, n, others)
+        out.append(calibrated(pipeline, judge, vector, w[:CALIBRATION_SAMPLES]))
     return out
 
 

@@ -9,8 +9,9 @@ target value (the true edit), both are embedded the same way, and the vector is 
 
 - success: the judge reads a move of at least ``--fraction`` of the range towards the target (Wilson 95 %);
 - entanglement: the signed mean change of every other editable attribute (fraction of its range);
-- colour drift: per part, on the pixels it covers both before and after the true edit (renderer labels),
-  the largest per-channel move of its mean colour (fraction of 0..255);
+- colour drift: per part the edit does not redraw, on the pixels it covers both before and after the true
+  edit (renderer labels), the largest per-channel move of its mean colour (fraction of 0..255); the edited
+  parts' own drift is kept apart (``colour_edited``: an opened mouth shows teeth, its colour may change);
 - outside: mean pixel change outside the true edit region;
 - ceiling: every figure again for the embedded true target instead of the edit.
 
@@ -162,7 +163,8 @@ class Measures:
 
     success: list[bool] = field(default_factory=list)
     entangled: list[dict[str, float]] = field(default_factory=list)
-    colour: list[dict[int, float]] = field(default_factory=list)
+    colour: list[dict[int, float]] = field(default_factory=list)  # persisting parts the edit does not redraw
+    colour_edited: list[dict[int, float]] = field(default_factory=list)  # the edited parts (may change look)
     outside: list[float] = field(default_factory=list)
     identity: list[float] = field(default_factory=list)
 
@@ -173,7 +175,9 @@ class Measures:
                                      fraction))
         self.entangled.append(sm.entanglement(before_j, after_j, ranges, task.attribute))
         masks = sm.persisting_masks(case.labels, case.target_labels)
-        self.colour.append(sm.colour_drift(before_img, after_img, masks))
+        drift = sm.colour_drift(before_img, after_img, masks)
+        self.colour.append({c: d for c, d in drift.items() if c not in task.class_ids})
+        self.colour_edited.append({c: d for c, d in drift.items() if c in task.class_ids})
         region = sm.true_region(case.labels, case.target_labels, task.class_ids)
         self.outside.append(sm.outside_change(before_img, after_img, region))
         appearance = {n: (0.0, 1.0) for n in APPEARANCE if n in before_j}
@@ -183,10 +187,12 @@ class Measures:
         n, k = len(self.success), int(sum(self.success))
         attrs = sorted({a for e in self.entangled for a in e})
         classes = sorted({c for d in self.colour for c in d})
+        edited = sorted({c for d in self.colour_edited for c in d})
         return {
             "n": n, "success": k / n if n else float("nan"), "success_ci": sm.wilson(k, n),
             "entanglement": {a: sm.mean_ci(e[a] for e in self.entangled if a in e) for a in attrs},
             "colour": {c: sm.mean_ci(d[c] for d in self.colour if c in d) for c in classes},
+            "colour_edited": {c: sm.mean_ci(d[c] for d in self.colour_edited if c in d) for c in edited},
             "outside": sm.mean_ci(self.outside), "identity_loss": sm.mean_ci(self.identity),
         }
 
