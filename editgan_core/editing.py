@@ -28,23 +28,38 @@ class EditWeights:
     encoder: float = 1.0
     # The encoder term is a third of a step's cost at 64 px: computed lazily (``LazyTerm``), every k-th step.
     encoder_every: int = 8
+    # Mean colour of every part that persists (same class before and after, inside the region too), each
+    # part weighted alike: the pixel L2 outside r lets a small part (the irises) change colour cheaply.
+    part_colour: float = 0.0
 
 
-def changed_classes(original: np.ndarray, edited: np.ndarray) -> list[int]:
-    """Class ids on either side of every changed pixel."""
+STRAY_PIXELS = 2  # a class with fewer changed pixels than this is a stray brush mark, not an edited part
+STRAY_SHARE = 0.05  # ... nor one holding less than this share of the changed pixels
+
+
+def changed_classes(original: np.ndarray, edited: np.ndarray, ignore_stray: bool = False) -> list[int]:
+    """Class ids on either side of every changed pixel; with ``ignore_stray``, only classes with at least
+    ``STRAY_PIXELS`` changed pixels and ``STRAY_SHARE`` of the change (so a slip of the brush onto the hair
+    does not make all the hair part of the edit)."""
     changed = original != edited
-    return sorted(set(np.unique(original[changed]).tolist()) | set(np.unique(edited[changed]).tolist()))
+    values = np.concatenate([original[changed], edited[changed]])
+    classes, counts = np.unique(values, return_counts=True)
+    if ignore_stray:
+        floor = max(STRAY_PIXELS, STRAY_SHARE * changed.sum())
+        kept = classes[counts >= floor]
+        classes = kept if len(kept) else classes
+    return sorted(int(c) for c in classes)
 
 
 def infer_edit_classes(original: np.ndarray, edited: np.ndarray,
                        groups: dict[str, Sequence[int]] | None = None, container_ratio: float = 4.0) -> list[int]:
-    """The paper's Q_edit for a painted change.
+    """The paper's Q_edit for a painted change (stray brush marks ignored: ``changed_classes``).
 
     With the bundle's edit groups (e.g. smile = lips + mouth interior), Q is every group that a
     changed class belongs to, so painting lips over skin does not pull the whole skin into r. Without
     groups, classes much larger than the change (skin, background: containers painted over) drop out.
     """
-    touched = changed_classes(original, edited)
+    touched = changed_classes(original, edited, ignore_stray=True)
     if groups:
         selected = sorted({c for group in groups.values() if set(group) & set(touched) for c in group})
         if selected:
@@ -83,8 +98,11 @@ class EditTarget:
     labels: torch.Tensor  # (H, W) or (B, H, W) int64 target segmentation
     region: torch.Tensor  # (H, W) or (B, H, W) bool
     image: torch.Tensor  # (B, 3, H, W) appearance to keep outside the region
+    before_labels: torch.Tensor | None = None  # (H, W) or (B, H, W): enables the persisting-part colour term
     pixels: torch.Tensor = field(init=False)  # flat indices of region pixels into (B, H, W)
     outside: torch.Tensor = field(init=False)  # (B, 1, H, W) float mask of 1 - r
+    part_masks: torch.Tensor | None = field(init=False, default=None)  # (B, K, H, W) float, persisting parts
+    part_colours: torch.Tensor | None = field(init=False, default=None)  # (B, K, 3) their colours before
 
     def __post_init__(self) -> None:
         if self.region.ndim == 2:
@@ -94,6 +112,25 @@ class EditTarget:
                              f"image {tuple(self.image.shape)} disagree")
         self.pixels = self.region.flatten().nonzero().squeeze(1)
         self.outside = (~self.region).float()[:, None]
+        if self.before_labels is not None:
+            self.part_masks, self.part_colours = persisting_parts(self.before_labels.reshape(self.labels.shape),
+                                                                  self.labels, self.image)
+
+
+def persisting_parts(before: torch.Tensor, after: torch.Tensor, image: torch.Tensor,
+                     min_pixels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image and class, the pixels the class keeps (same label before and after) and their mean colour
+    in ``image``; classes with fewer than ``min_pixels`` kept pixels get an empty mask (no term)."""
+    classes = torch.arange(int(max(before.max(), after.max())) + 1, device=before.device)
+    kept = (before == after)[:, None] & (before[:, None] == classes[None, :, None, None])  # (B, K, H, W)
+    kept = kept & (kept.flatten(2).sum(2) >= min_pixels)[..., None, None]
+    masks = kept.float()
+    return masks, part_means(image, masks)
+
+
+def part_means(image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B, K, 3) mean colour of ``image`` (B, 3, H, W) over each mask (B, K, H, W); 0 for empty masks."""
+    return torch.einsum("bchw,bkhw->bkc", image, masks) / masks.sum((2, 3)).clamp(min=1)[..., None]
 
 
 class EditObjective:
@@ -115,6 +152,11 @@ class EditObjective:
         l2 = masked_l2(out.image, t.image, t.outside).mean()
         loss = w.ce * ce + w.l2 * l2
         terms = {"ce": ce.item(), "l2": l2.item()}
+        if w.part_colour > 0 and t.part_masks is not None:
+            present = t.part_masks.sum((2, 3)) > 0
+            drift = (part_means(out.image, t.part_masks) - t.part_colours).pow(2).mean(2)[present].mean()
+            loss = loss + w.part_colour * drift
+            terms["part_colour"] = drift.item()
         if self.lpips is not None and w.lpips > 0:
             lp = self.lpips(out.image, t.image, mask=t.outside).mean()
             loss = loss + w.lpips * lp
@@ -125,17 +167,36 @@ class EditObjective:
         return loss, terms
 
 
+def layer_mask(n_latent: int, layers: tuple[int, int] | None) -> torch.Tensor:
+    """(1, n_latent, 1) float mask: 1 on the W+ rows ``range(*layers)`` (all rows for ``None``)."""
+    mask = torch.zeros(1, n_latent, 1)
+    start, stop = layers if layers is not None else (0, n_latent)
+    if not 0 <= start < stop <= n_latent:
+        raise ValueError(f"layer range {layers} is not inside 0..{n_latent}")
+    mask[:, start:stop] = 1.0
+    return mask
+
+
 def optimise_edit(objective: EditObjective, latent: torch.Tensor, init_delta: torch.Tensor | None, steps: int,
                   lr: float, callback: Callable[[StepInfo], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> OptimResult:
+                  should_stop: Callable[[], bool] | None = None, layers: tuple[int, int] | None = None
+                  ) -> OptimResult:
     """Optimise δw+ so that ``latent + δ`` meets the objective; ``best`` is the δ.
 
     With a batch of latents (B, n_latent, style_dim) one δ (1, n_latent, style_dim) is shared by all.
+    ``layers`` keeps δ zero outside those W+ rows (an edit that needs only the mouth's shape then cannot
+    change colours drawn by the fine layers).
     """
     base = latent.detach()
     shape = (1, *base.shape[1:])
     init = torch.zeros(shape).to(base) if init_delta is None else init_delta.detach().to(base).reshape(shape)
-    return optimise(init, lambda delta: objective(base + delta), steps, lr, "constant", callback, should_stop)
+    if layers is None:
+        return optimise(init, lambda delta: objective(base + delta), steps, lr, "constant", callback, should_stop)
+    mask = layer_mask(shape[1], layers).to(base)
+    result = optimise(init * mask, lambda delta: objective(base + delta * mask), steps, lr, "constant", callback,
+                      should_stop)
+    result.best = result.best * mask
+    return result
 
 
 @torch.no_grad()

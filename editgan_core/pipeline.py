@@ -21,6 +21,7 @@ from PIL import Image
 from editgan_core.bundle import Bundle
 from editgan_core.capabilities import Capabilities, segmenter_missing_message
 from editgan_core.defaults import RuntimeDefaults
+from editgan_core.edit_layers import choose_layers
 from editgan_core.editing import (
     EditObjective,
     EditTarget,
@@ -102,6 +103,7 @@ class SharedEditResult:
     metrics: dict[str, float] = field(default_factory=dict)
     steps_done: int = 0
     stopped: bool = False
+    layers: tuple[int, int] | None = None  # W+ rows δ was restricted to (None: all)
 
 
 def edit_metrics(before: Render, after: Render, region: np.ndarray, target_labels: np.ndarray,
@@ -373,6 +375,19 @@ class EditGANPipeline:
             base._tuning_step_s = seconds_per_step(base.generator, base.noise, base.lpips)
         return max(0, int(steps)) * base._tuning_step_s
 
+    def embed_many(self, images: np.ndarray, steps: int) -> torch.Tensor:
+        """Latents (B, n_latent, style_dim) of model-size uint8 images (B, H, W, 3), optimised together: Adam
+        is per element, so each latent gets the update it would get alone (only the best step is shared).
+        For benchmarks and preset scripts, where one image at a time wastes the batch."""
+        target = to_tensor(np.asarray(images)).to(self.device)
+        with torch.no_grad():
+            init = self.encoder(target) if self.encoder is not None else self.mean_latent().repeat(
+                len(target), 1, 1).to(self.device)
+        if steps == 0:
+            return init.cpu()
+        objective = ReconstructionObjective(self.generator, target, self.lpips, self.encoder, noise=self.noise)
+        return optimise(init, objective, steps, self.bundle.embed_lr, "rampcos").best.cpu()
+
     # -- editing ---------------------------------------------------------------------------------
     def _require_segmenter(self) -> None:
         if self.segmenter is None:
@@ -402,18 +417,21 @@ class EditGANPipeline:
             class_ids = infer_edit_classes(original, edited, self.bundle.edit_groups)
         region = edit_region(original, edited, class_ids)
         target = EditTarget(torch.from_numpy(edited).to(self.device), torch.from_numpy(region).to(self.device),
-                            self._image_tensor(before.image))
+                            self._image_tensor(before.image), self._labels_for_colour(weights, [before.labels]))
         steps = self.defaults.edit_steps if steps is None else steps
         return self._run_edit(latent, target, None, steps, lr, weights, list(class_ids), before, callback, should_stop)
 
     def learn_shared_edit(self, latents: Sequence[torch.Tensor], edited_labels: Sequence[np.ndarray],
                           class_ids: Sequence[int], steps: int | None = None, lr: float | None = None,
                           weights: EditWeights | None = None, callback: Callable[[StepInfo], None] | None = None,
-                          should_stop: Callable[[], bool] | None = None) -> SharedEditResult:
+                          should_stop: Callable[[], bool] | None = None,
+                          layers: tuple[int, int] | str | None = None) -> SharedEditResult:
         """One δw+ that makes each image's painted change at once: a vector meant for reuse (presets).
 
         Averaging vectors learned one image at a time keeps what they share but shrinks it; optimising
-        a single δ on all images keeps its strength where the edit is common to them.
+        a single δ on all images keeps its strength where the edit is common to them. ``layers`` restricts
+        δ to a W+ row range; ``"auto"`` learns on all rows, keeps the shortest range that holds most of the
+        segmentation gain (``edit_layers.choose_layers``) and learns again on it for half the steps.
         """
         self._require_segmenter()
         if not latents or len(latents) != len(edited_labels):
@@ -429,12 +447,18 @@ class EditGANPipeline:
             targets.append(edited)
         target = EditTarget(torch.from_numpy(np.stack(targets)).to(self.device),
                             torch.from_numpy(np.stack(regions)).to(self.device),
-                            torch.cat([self._image_tensor(b.image) for b in befores]))
+                            torch.cat([self._image_tensor(b.image) for b in befores]),
+                            self._labels_for_colour(weights, [b.labels for b in befores]))
         objective = EditObjective(self.generator, self.segmenter, target, weights or EditWeights(), self.lpips,
                                   self.encoder, self.noise)
         steps = self.defaults.edit_steps if steps is None else steps
         lr = self.defaults.edit_lr if lr is None else lr
-        result = optimise_edit(objective, latent, None, steps, lr, callback, should_stop)
+        result = optimise_edit(objective, latent, None, steps, lr, callback, should_stop,
+                               None if layers == "auto" else layers)
+        if layers == "auto" and not result.stopped:
+            layers, _ = choose_layers(objective, latent, result.best)
+            result = optimise_edit(objective, latent, result.best, max(1, steps // 2), lr, callback, should_stop,
+                                   layers)
         delta = result.best.cpu()
         pairs = zip(befores, latent.cpu().split(1), regions, targets, strict=True)
         per_image = [edit_metrics(before, self.render(w + delta), region, labels, class_ids)
@@ -442,7 +466,8 @@ class EditGANPipeline:
         metrics = {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
         metrics.update(loss_start=result.history[0]["loss"] if result.history else result.best_loss,
                        loss_best=result.best_loss)
-        return SharedEditResult(delta[0], list(class_ids), metrics, result.steps_done, result.stopped)
+        return SharedEditResult(delta[0], list(class_ids), metrics, result.steps_done, result.stopped,
+                                None if layers in (None, "auto") else tuple(layers))
 
     def apply(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]]
               ) -> torch.Tensor:
@@ -475,10 +500,17 @@ class EditGANPipeline:
             class_ids = infer_edit_classes(before.labels, after.labels, self.bundle.edit_groups)
         region = edit_region(before.labels, after.labels, class_ids)
         target = EditTarget(torch.from_numpy(after.labels.astype(np.int64)).to(self.device),
-                            torch.from_numpy(region).to(self.device), self._image_tensor(before.image))
+                            torch.from_numpy(region).to(self.device), self._image_tensor(before.image),
+                            self._labels_for_colour(weights, [before.labels]))
         steps = self.defaults.refine_steps if steps is None else steps
         return self._run_edit(latent, target, applied - latent, steps, lr, weights, class_ids, before, callback,
                               should_stop)
+
+    def _labels_for_colour(self, weights: EditWeights | None, labels: Sequence[np.ndarray]) -> torch.Tensor | None:
+        """The label maps before the edit, when the persisting-part colour term is on (else ``None``)."""
+        if weights is None or weights.part_colour <= 0:
+            return None
+        return torch.from_numpy(np.stack([lab.astype(np.int64) for lab in labels])).to(self.device)
 
     def _run_edit(self, latent, target: EditTarget, init_delta, steps, lr, weights, class_ids, before: Render,
                   callback, should_stop) -> EditResult:

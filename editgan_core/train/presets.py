@@ -1,7 +1,14 @@
 """Learn the demo bundle's preset editing vectors from scripted mask edits on rendered faces.
 
-    python -m editgan_core.train.presets --bundle checkpoints/faces64 [--faces 32] [--steps 200]
+    python -m editgan_core.train.presets --bundle checkpoints/faces64 [--faces 32] [--steps 200] [--method paper]
+    python -m editgan_core.train.presets --bundle checkpoints/faces64 --custom lower_eyebrows eyebrow_height 0 \
+        --faces 16 --out runs/vectors
     python -m editgan_core.train.presets --bundle B --from-pairs [--preset NAME]   # any bundle: see train.preset_pairs
+
+``--method transfer`` (an issue #24 experiment; it scored below ``paper``, the default, in eval.strict) learns only from faces with room to move (at least
+``ROOM_FRACTION`` of the range short of the target), keeps the mean colour of every persisting part
+(``EditWeights.part_colour``) and restricts δ to the W+ rows the edit needs (``layers="auto"``, stored as
+``extra.layers``); ``--method paper`` is the plain objective on all rows.
 
 For each preset, faces are rendered twice: as drawn and with one attribute changed (a bigger
 smile, eyes looking left, ...). The first is embedded into W+, its predicted segmentation gets the
@@ -14,18 +21,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
+from editgan_core.editing import EditWeights
+from editgan_core.eval.seeds import LEARNED_FROM
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
-PRESET_SEEDS = range(1000, 100_000)  # held out from GAN training (>= 1e6), annotations and evaluation (0..999)
+PRESET_SEEDS = LEARNED_FROM["preset painting (train.presets)"]  # the seed table lives in eval.seeds
 DEFAULT_FACES = 32  # faces a preset is learned on together
 DEFAULT_STEPS = 200  # steps of the shared optimisation
+ROOM_FRACTION = 0.5  # "transfer" learns only on faces at least this share of the range short of the target
+PART_COLOUR_WEIGHT = 100.0  # EditWeights.part_colour of the "transfer" method
+METHODS = ("transfer", "paper")
 
 
 @dataclass(frozen=True)
@@ -51,48 +64,79 @@ PRESETS = (
 )
 
 
-def scripted_edit(pipeline: EditGANPipeline, domain, seed: int, spec: PresetSpec, embed_steps: int):
-    """(latent, painted label map, class ids, whether the painting changes the predicted labels) for one
-    face: what a user would have painted."""
-    attrs = domain.sample_attributes(seed)
+def painted_target(pipeline: EditGANPipeline, domain, attrs: dict, attribute: str, value: float,
+                   predicted: np.ndarray) -> np.ndarray:
+    """What a user would paint on the predicted map: the edited parts as a whole, the new shape over the old."""
     before = domain.render(attrs, pipeline.resolution)
-    after = domain.render({**attrs, spec.attribute: spec.value}, pipeline.resolution)
-    latent = pipeline.embed(before.image, steps=embed_steps).latent
-    predicted = pipeline.render(latent).labels
-    classes = list(domain.EDIT_CLASSES[spec.attribute])
-    # the edited parts as a whole, as a user paints them: the new shape, the old one painted over
+    after = domain.render({**attrs, attribute: value}, pipeline.resolution)
+    classes = list(domain.EDIT_CLASSES[attribute])
     edit = (before.labels != after.labels) | np.isin(before.labels, classes) | np.isin(after.labels, classes)
     painted = predicted.copy()
     painted[edit] = after.labels[edit]
-    return latent, painted, classes, bool((painted != predicted).any())
+    return painted
+
+
+def has_room(domain, spec: PresetSpec, attrs: dict, fraction: float = ROOM_FRACTION) -> bool:
+    low, high = domain.ATTRIBUTE_RANGES[spec.attribute]
+    toward = 1.0 if spec.value >= 0.5 * (low + high) else -1.0
+    return toward * (spec.value - attrs[spec.attribute]) >= fraction * (high - low)
+
+
+def pick_faces(domain, spec: PresetSpec, faces: int, seeds, room: bool) -> list[int]:
+    """The first ``faces`` seeds the spec accepts (and, with ``room``, that have room to move)."""
+    out = []
+    for seed in seeds:
+        attrs = domain.sample_attributes(seed)
+        if spec.accept(attrs) and (not room or has_room(domain, spec, attrs)):
+            out.append(seed)
+            if len(out) == faces:
+                break
+    return out
 
 
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
-                 seeds=PRESET_SEEDS) -> EditVector:
+                 seeds=PRESET_SEEDS, method: str = "transfer") -> EditVector:
+    transfer = method == "transfer"
+    chosen = pick_faces(domain, spec, 2 * faces, seeds, room=transfer)  # spare faces: some paint no change
+    images = np.stack([domain.render(domain.sample_attributes(s), pipeline.resolution).image for s in chosen])
     latents, painted, used = [], [], []
-    for seed in seeds:
+    for seed, latent in zip(chosen, pipeline.embed_many(images, embed_steps).split(1), strict=True):
+        predicted = pipeline.render(latent).labels
+        target = painted_target(pipeline, domain, domain.sample_attributes(seed), spec.attribute, spec.value,
+                                predicted)
+        if (target != predicted).any():  # else the change is invisible at this resolution or already predicted
+            latents.append(latent)
+            painted.append(target)
+            used.append(seed)
         if len(used) == faces:
             break
-        if not spec.accept(domain.sample_attributes(seed)):
-            continue
-        latent, target, classes, changed = scripted_edit(pipeline, domain, seed, spec, embed_steps)
-        if not changed:
-            continue  # the change is invisible at this resolution or already predicted: no edit to learn
-        latents.append(latent)
-        painted.append(target)
-        used.append(seed)
     if not latents:
         raise RuntimeError(f"no face in the seed range suits preset {spec.name}")
-    result = pipeline.learn_shared_edit(latents, painted, classes, steps=steps)
+    classes = list(domain.EDIT_CLASSES[spec.attribute])
+    weights = EditWeights(part_colour=PART_COLOUR_WEIGHT if transfer else 0.0)
+    result = pipeline.learn_shared_edit(latents, painted, classes, steps=steps, weights=weights,
+                                        layers="auto" if transfer else None)
+    extra = {"seeds": used, "steps": steps, "embed_steps": embed_steps, "method": method,
+             "attribute": spec.attribute, "target": spec.value, **result.metrics}
+    if result.layers is not None:
+        extra["layers"] = list(result.layers)
     return EditVector(delta=result.delta, name=spec.name, description=spec.description,
                       bundle_id=pipeline.bundle.id, class_ids=result.class_ids,
-                      default_scale=spec.default_scale, created=utc_now(), source="preset",
-                      extra={"seeds": used, "steps": steps, "embed_steps": embed_steps, **result.metrics})
+                      default_scale=spec.default_scale, created=utc_now(), source="preset", extra=extra)
+
+
+def custom_spec(name: str, attribute: str, value: float, domain) -> PresetSpec:
+    """A vector for any editable attribute and target (faces are picked by the room rule alone)."""
+    if attribute not in domain.ATTRIBUTE_RANGES:
+        raise ValueError(f"unknown attribute {attribute!r}; choose from {sorted(domain.ATTRIBUTE_RANGES)}")
+    return PresetSpec(name, f"{attribute} to {value:g}", attribute, float(value), lambda _a: True)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = command_parser(__doc__, bundle=True, device=True)
     p.add_argument("--only", nargs="+", choices=[s.name for s in PRESETS], help="learn only these presets")
+    p.add_argument("--custom", nargs=3, metavar=("NAME", "ATTRIBUTE", "VALUE"), help="learn one other vector")
+    p.add_argument("--out", type=Path, help="write the vectors here (default: the bundle's presets folder)")
     p.add_argument("--faces", type=int, default=DEFAULT_FACES, help="faces a preset is learned on (together)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="steps of the shared optimisation")
     p.add_argument("--embed-steps", type=int, default=100)
@@ -100,19 +144,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", action="append", help="with --from-pairs: this preset only (repeatable; default all)")
     p.add_argument("--min-pairs", type=int, default=MIN_PAIRS, help="with --from-pairs: refuse presets with fewer")
     p.add_argument("--default-scale", type=float, default=1.0, help="with --from-pairs: the vectors' default scale")
+    p.add_argument("--method", choices=METHODS, default="paper",
+                   help="paper: the plain objective (the shipped presets); transfer: issue #24 experiment, measured worse")
     args = parse_command(p, argv)
     pipeline = open_pipeline(args)
     if args.from_pairs:
         return learn_from_pairs_cli(pipeline, args.preset, args.steps, args.min_pairs, args.default_scale)
     domain = require_domain(p, pipeline.bundle, "presets are scripted on a procedural domain")
-    specs = [s for s in PRESETS if not args.only or s.name in args.only]
+    if args.custom:
+        specs = [custom_spec(args.custom[0], args.custom[1], float(args.custom[2]), domain)]
+    else:
+        specs = [s for s in PRESETS if not args.only or s.name in args.only]
+    out = args.out or pipeline.bundle.vectors_dir
     for spec in tqdm(specs, desc="presets", unit="preset"):
         start = time.perf_counter()
-        vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps)
-        path = save_vector(vector, pipeline.bundle.vectors_dir / f"{spec.name}.safetensors")
-        tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, region IoU {vector.extra['region_iou']:.3f}, "
-                   f"change outside {vector.extra['change_outside']:.4f} -> {path}")
-    pipeline.bundle.write_model_card()  # the card lists the presets
+        vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps, method=args.method)
+        path = save_vector(vector, out / f"{spec.name}.safetensors")
+        tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, layers {vector.extra.get('layers', 'all')}, "
+                   f"region IoU {vector.extra['region_iou']:.3f}, change outside {vector.extra['change_outside']:.4f}"
+                   f" -> {path}")
+    if out == pipeline.bundle.vectors_dir:
+        pipeline.bundle.write_model_card()  # the card lists the presets
     return 0
 
 

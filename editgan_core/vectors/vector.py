@@ -102,6 +102,34 @@ class EditVector:
         """(n_latent, style_dim) of the W+ space this vector lives in."""
         return (int(self.delta.shape[0]), int(self.delta.shape[1]))
 
+    @property
+    def layers(self) -> tuple[int, int]:
+        """The W+ rows this vector acts on (``extra["layers"]``, default all): the gallery's layer range."""
+        stored = self.extra.get("layers")
+        if stored is None:
+            return (0, self.latent_shape[0])
+        start, stop = (int(v) for v in stored)
+        if not 0 <= start < stop <= self.latent_shape[0]:
+            raise VectorError(f"vector '{self.name}': layer range {stored} is not inside 0..{self.latent_shape[0]}")
+        return (start, stop)
+
+    def with_layers(self, start: int, stop: int) -> EditVector:
+        """A copy acting only on rows ``start..stop-1``; δ itself is kept whole, so the range can widen again."""
+        copy = EditVector(delta=self.delta, name=self.name, description=self.description, bundle_id=self.bundle_id,
+                          class_ids=self.class_ids, default_scale=self.default_scale, created=self.created,
+                          source=self.source, extra={**self.extra, "layers": [int(start), int(stop)]})
+        _ = copy.layers  # validates the range now, not at the first apply
+        return copy
+
+    def effective_delta(self) -> torch.Tensor:
+        """δ with the rows outside ``layers`` zeroed."""
+        start, stop = self.layers
+        if (start, stop) == (0, self.latent_shape[0]):
+            return self.delta
+        out = torch.zeros_like(self.delta)
+        out[start:stop] = self.delta[start:stop]
+        return out
+
     def applied_to(self, latent: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         """w+ + s·δ for one latent (n, d) or a batch (B, n, d); ``scale=None`` uses the default scale."""
         return compose(latent, [(self, self.default_scale if scale is None else scale)])
@@ -156,7 +184,7 @@ def compose(
     out = latent
     for item, scale in vectors_and_scales:
         if isinstance(item, EditVector):
-            delta, label = item.delta, f"vector '{item.name}'"
+            delta, label = item.effective_delta(), f"vector '{item.name}'"
             scale = item.default_scale if scale is None else scale
         else:
             delta, label = item, "delta"

@@ -50,6 +50,16 @@ def apply_label(active: Sequence[tuple[str, float]]) -> str:
     return "apply " + (" + ".join(f"{n}×{s:g}" for n, s in active) if active else "nothing")
 
 
+def caption(session: Session, vec: EditVector) -> str:
+    """A gallery caption: name, where it comes from, and its W+ rows when it is restricted to some."""
+    tag = "preset" if vec.source == "preset" or session.library.is_preset(vec.name) else "yours"
+    if vec.source == "judge direction":  # InterFaceGAN baseline (eval.interfacegan), shown for comparison
+        tag = "judge direction"
+    start, stop = vec.layers
+    rows = f" · W+ rows {start}–{stop - 1}" if (start, stop) != (0, vec.latent_shape[0]) else ""
+    return f"{vec.name} · {tag}{rows}"
+
+
 class VectorActions(StudioBase):
     def gallery(self, session: Session) -> tuple[list[tuple[np.ndarray, str]], list[str]]:
         """Thumbnails (picture, caption) of every vector in the library, and their names in order."""
@@ -57,9 +67,7 @@ class VectorActions(StudioBase):
         pictures = self.registry.thumbnails.get_many(
             self.pipeline(session), vectors,
             lambda latents: [r.image for r in self.render(session, latents, with_labels=False, tuned=False)])
-        tags = ["preset" if vec.source == "preset" or session.library.is_preset(vec.name) else "yours"
-                for vec in vectors]
-        items = [(p, f"{v.name} · {t}") for p, v, t in zip(pictures, vectors, tags, strict=True)]
+        items = [(p, caption(session, v)) for p, v in zip(pictures, vectors, strict=True)]
         return items, [v.name for v in vectors]
 
     def active(self, session: Session) -> list[tuple[str, float]]:

@@ -1,0 +1,191 @@
+"""Issue #24: the strict benchmark's rules, the stray-pixel region rule, layer restriction, part colour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from editgan_core.edit_layers import candidate_ranges, choose_layers
+from editgan_core.editing import EditTarget, edit_region, infer_edit_classes, layer_mask, optimise_edit, part_means
+from editgan_core.eval import seeds
+from editgan_core.eval import strict_metrics as sm
+from editgan_core.vectors import EditVector, compose
+
+
+def test_room_and_success_count_only_the_move():
+    assert sm.has_room(0.2, 1.0, 0, 1, 0.25) and not sm.has_room(0.8, 1.0, 0, 1, 0.25)
+    assert sm.has_room(0.0, -1.0, -1, 1, 0.25) and not sm.has_room(-0.6, -1.0, -1, 1, 0.25)
+    # smile range 2: a quarter is 0.5 units
+    assert sm.moved(-0.2, 0.31, 1.0, -1, 1, 0.25) and not sm.moved(-0.2, 0.29, 1.0, -1, 1, 0.25)
+    assert not sm.moved(0.9, 0.95, 1.0, -1, 1, 0.25)  # near the target already: not a success any more
+    assert sm.moved(0.0, -0.6, -1.0, -1, 1, 0.25) and not sm.moved(0.0, 0.6, -1.0, -1, 1, 0.25)
+
+
+def test_wilson_interval_matches_known_values():
+    lo, hi = sm.wilson(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
+    assert sm.wilson(0, 10)[0] == 0 and sm.wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-3)
+    assert sm.wilson(10, 10)[0] == pytest.approx(0.7225, abs=1e-3) and sm.wilson(10, 10)[1] == pytest.approx(1)
+    assert sm.wilson(0, 0) == (0.0, 1.0)
+    mean, half = sm.mean_ci([1.0, 2.0, 3.0, float("nan")])
+    assert mean == 2.0 and half == pytest.approx(1.96 * 1 / np.sqrt(3), rel=1e-3)
+
+
+def test_entanglement_is_signed_and_in_range_units():
+    ranges = {"smile": (-1, 1), "mouth_open": (0, 1), "eye_open": (0, 1)}
+    out = sm.entanglement({"smile": 0.0, "mouth_open": 0.1, "eye_open": 0.5},
+                          {"smile": 0.4, "mouth_open": 0.9, "eye_open": 0.45}, ranges, "mouth_open")
+    assert out == pytest.approx({"smile": 0.2, "eye_open": -0.05})
+
+
+def test_colour_drift_reads_persisting_parts_only():
+    before_labels = np.zeros((8, 8), np.int64)
+    before_labels[1:3, 1:3] = 5  # iris, kept by the edit
+    before_labels[5:7, 2:6] = 8  # lips
+    target_labels = before_labels.copy()
+    target_labels[5:7, 2:6] = 9  # the edit turns the lips into mouth interior
+    target_labels[0, 7] = 5  # a single-pixel part is too small to have a colour
+    masks = sm.persisting_masks(before_labels, target_labels)
+    assert sorted(masks) == [0, 5] and masks[5].sum() == 4
+    before = np.full((8, 8, 3), 100, np.uint8)
+    after = before.copy()
+    after[1:3, 1:3, 1] = 151  # irises turn green: +51 on one channel = 20 % of the range
+    after[5:7, 2:6] = 0  # the edited part changes freely
+    drift = sm.colour_drift(before, after, masks)
+    assert drift[5] == pytest.approx(0.2) and drift[0] == 0
+
+
+def test_region_and_outside_change():
+    before = np.zeros((10, 10), np.int64)
+    before[4:6, 4:6] = 8
+    region = sm.true_region(before, before, [8], dilate=1)
+    assert region.sum() == 16 and region[3, 3] and not region[2, 2]
+    a = np.zeros((10, 10, 3), np.uint8)
+    b = a.copy()
+    b[4:6, 4:6] = 255  # inside: ignored
+    assert sm.outside_change(a, b, region) == 0
+    b[0, 0] = 255
+    assert sm.outside_change(a, b, region) == pytest.approx(1 / 84)
+
+
+def test_identity_loss():
+    assert sm.identity_loss({"skin_tone": 0.2, "jaw": 0.5}, {"skin_tone": 0.3, "jaw": 0.5},
+                            {"skin_tone": (0, 1), "jaw": (0, 1)}) == pytest.approx(0.05)
+
+
+def test_seed_table_is_disjoint_and_matches_the_training_modules(monkeypatch):
+    from editgan_core.train import attributes, data, encoder, presets, segmenter
+
+    seeds.check_disjoint()
+    table = seeds.LEARNED_FROM
+    assert table["preset painting (train.presets)"] == presets.PRESET_SEEDS
+    assert table["segmenter annotations"] == segmenter.ANNOTATION_SEEDS
+    enc = table["encoder training renders"]
+    assert (enc.start, enc.stop) == (encoder.REAL_SEED_START, encoder.REAL_SEED_START + encoder.REAL_SEED_COUNT)
+    judge = table["attribute net (the judge) training"]
+    assert (judge.start, judge.stop) == (attributes.SEED_BASE, data.TRAIN_SEED_BASE)
+    monkeypatch.setattr(seeds, "STRICT_HELDOUT", range(99_000, 120_000))
+    with pytest.raises(ValueError, match="preset painting"):
+        seeds.check_disjoint()
+
+
+def test_a_stray_painted_pixel_does_not_pull_its_class_into_the_region():
+    original = np.ones((32, 32), np.int64)  # skin
+    original[:6] = 2  # hair
+    original[20:24, 10:20] = 8  # lips
+    edited = original.copy()
+    edited[18:20, 10:20] = 8  # a bigger mouth: 20 pixels of lips over skin
+    edited[5, 0] = 1  # a slip of the brush on the hair
+    groups = {"smile": [8, 9], "hair": [2]}
+    classes = infer_edit_classes(original, edited, groups)
+    assert classes == [8, 9]
+    region = edit_region(original, edited, classes, dilate=1)
+    assert region[5, 0] and not region[0, 16]  # the stray pixel itself is edited, not all the hair
+    edited[:3, :] = 1  # painting a third of the hair away is an edit of the hair
+    assert 2 in infer_edit_classes(original, edited, groups)
+
+
+def test_layer_restriction_keeps_delta_zero_outside_and_vectors_carry_the_range():
+    assert layer_mask(4, (1, 3)).flatten().tolist() == [0, 1, 1, 0]
+    with pytest.raises(ValueError):
+        layer_mask(4, (3, 5))
+    target = torch.randn(1, 4, 3)
+
+    def objective(latent):
+        loss = (latent - target).pow(2).sum()
+        return loss, {"ce": loss.item()}
+
+    result = optimise_edit(objective, torch.zeros(1, 4, 3), None, 50, 0.1, layers=(1, 3))
+    assert result.best[:, [0, 3]].abs().max() == 0 and result.best[:, 1:3].abs().min() > 0
+    vec = EditVector(delta=torch.ones(4, 3), name="v", bundle_id="b")
+    assert vec.layers == (0, 4)
+    narrow = vec.with_layers(1, 3)
+    assert narrow.extra["layers"] == [1, 3] and torch.equal(narrow.delta, vec.delta)
+    assert compose(torch.zeros(4, 3), [(narrow, 2.0)])[:, 0].tolist() == [0, 2, 2, 0]
+    with pytest.raises(ValueError, match="layer range"):
+        vec.with_layers(2, 9)
+
+
+def test_choose_layers_prefers_the_shortest_range_that_does_the_job():
+    assert candidate_ranges(4) == [(0, 2), (0, 4), (2, 4)]
+    target = torch.zeros(1, 6, 2)
+    target[:, 2:4] = 1.0  # the edit lives on rows 2..3 only
+
+    def objective(latent):
+        return None, {"ce": float((latent - target).pow(2).sum())}
+
+    delta = target.clone()
+    delta[:, 5] = 0.05  # learned noise on another row
+    best, losses = choose_layers(objective, torch.zeros(1, 6, 2), delta)
+    assert best == (2, 4) and losses[(2, 4)] < losses[(0, 6)] < losses[(0, 2)]
+
+
+def test_part_colour_term_sees_every_persisting_part():
+    labels = torch.zeros(1, 6, 6, dtype=torch.int64)
+    labels[:, :2, :2] = 5
+    edited = labels.clone()
+    edited[:, 4:, 4:] = 8  # a new part: no colour to keep
+    image = torch.zeros(1, 3, 6, 6)
+    image[:, 1, :2, :2] = 0.5
+    target = EditTarget(edited, torch.zeros(1, 6, 6, dtype=torch.bool), image, labels)
+    present = target.part_masks.sum((2, 3)) > 0
+    assert present[0].nonzero().flatten().tolist() == [0, 5]
+    assert target.part_colours[0, 5].tolist() == [0.0, 0.5, 0.0]
+    assert part_means(image, target.part_masks)[0, 0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_strict_evaluation_and_auto_layers_run_end_to_end_on_the_tiny_bundle(tiny_bundle, tmp_path):
+    from editgan_core.domains import get_domain
+    from editgan_core.editing import EditWeights
+    from editgan_core.eval.strict import EditTask, EmbeddingCache, evaluate, faces_for, vector_editor
+    from editgan_core.models.attribute_net import AttributeNet
+    from editgan_core.pipeline import EditGANPipeline
+    from editgan_core.train.attributes import domain_targets
+
+    torch.manual_seed(0)
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    domain = get_domain("faces")
+    judge = AttributeNet(domain_targets(domain), input_size=pipe.resolution, channels=(4, 8), hidden=16).eval()
+    task = EditTask("smile", "smile", 1.0, (8, 9))
+    cases = faces_for(task, domain, 3, 0.25, pipe.resolution)
+    assert len(cases) == 3 and all(c.seed in seeds.STRICT_HELDOUT and c.attrs["smile"] <= 0.5 for c in cases)
+    latents = [pipe.embed(c.image, steps=0).latent for c in cases]
+    painted = [pipe.render(w).labels.copy() for w in latents]
+    for p in painted:
+        p[-4:, :] = 8  # paint lips along the bottom
+    shared = pipe.learn_shared_edit(latents, painted, [8, 9], steps=2, lr=0.05,
+                                    weights=EditWeights(part_colour=100.0, encoder=0.0), layers="auto")
+    start, stop = shared.layers
+    assert shared.delta[:start].abs().sum() == 0 and shared.delta[stop:].abs().sum() == 0
+    vector = EditVector(delta=shared.delta, name="smile", bundle_id=pipe.bundle.id, class_ids=[8, 9],
+                        extra={"layers": list(shared.layers)})
+    cache = EmbeddingCache(tmp_path / "cache.pt")
+    images: dict = {}
+    result = evaluate(pipe, judge, domain, task, cases, {"vector": vector_editor(vector)}, cache, 1, 0.25, images)
+    assert set(result) == {"vector", "ceiling"} and images["vector"].shape == (3, pipe.resolution, pipe.resolution, 3)
+    summary = result["vector"]
+    assert summary["n"] == 3 and 0 <= summary["success"] <= 1 and "smile" not in summary["entanglement"]
+    assert summary["colour"] and all(h >= 0 for _, h in summary["colour"].values())
+    again = EmbeddingCache(tmp_path / "cache.pt")
+    assert set(again.latents) == {f"{c.seed}" for c in cases} | {f"{c.seed}:smile=1" for c in cases}
