@@ -5,7 +5,8 @@
         --faces 16 --out runs/vectors
     python -m editgan_core.train.presets --bundle B --from-pairs [--preset NAME]   # any bundle: see train.preset_pairs
 
-``--method transfer`` (an issue #24 experiment; it scored below ``paper``, the default, in eval.strict) learns only from faces with room to move (at least
+``--method transfer`` (an experiment that scored below ``paper``, the default, in eval.strict) learns only
+from faces with room to move (at least
 ``ROOM_FRACTION`` of the range short of the target), keeps the mean colour of every persisting part
 (``EditWeights.part_colour``) and restricts δ to the W+ rows the edit needs (``layers="auto"``, stored as
 ``extra.layers``); ``--method paper`` is the plain objective on all rows.
@@ -95,7 +96,7 @@ def pick_faces(domain, spec: PresetSpec, faces: int, seeds, room: bool) -> list[
 
 
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
-                 seeds=PRESET_SEEDS, method: str = "transfer") -> EditVector:
+                 seeds=PRESET_SEEDS, method: str = "paper") -> EditVector:
     transfer = method == "transfer"
     chosen = pick_faces(domain, spec, 2 * faces, seeds, room=transfer)  # spare faces: some paint no change
     images = np.stack([domain.render(domain.sample_attributes(s), pipeline.resolution).image for s in chosen])
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-pairs", type=int, default=MIN_PAIRS, help="with --from-pairs: refuse presets with fewer")
     p.add_argument("--default-scale", type=float, default=1.0, help="with --from-pairs: the vectors' default scale")
     p.add_argument("--method", choices=METHODS, default="paper",
-                   help="paper: the plain objective (the shipped presets); transfer: issue #24 experiment, measured worse")
+                   help="paper: the plain objective (shipped presets); transfer: an experiment that scored lower")
     args = parse_command(p, argv)
     pipeline = open_pipeline(args)
     if args.from_pairs:
