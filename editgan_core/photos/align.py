@@ -162,9 +162,8 @@ def align_box(box: Sequence[float], framing: Framing, photo_size: tuple[int, int
 def centre_square(framing: Framing, photo_size: tuple[int, int]) -> Alignment:
     """The photo's centre square: what is used when no points or box are given."""
     w, h = photo_size
-    side = min(w, h)
-    return align_box(((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2),
-                     Framing("box", framing.size, padding=framing.padding), photo_size)
+    a = complex(framing.size / min(w, h))  # any photo, however small (the box check is for a user's drag)
+    return Alignment(a, framing.size / 2 * (1 + 1j) - a * complex(w / 2, h / 2), framing.size, photo_size)
 
 
 def _border(padding: str, background: tuple[int, int, int]) -> dict[str, object]:
