@@ -7,7 +7,7 @@ bundle with a segmenter, unlike the scripted presets of a procedural domain.
 Layout: ``<pairs root>/<preset name>/NNN.latent.safetensors`` (the latent file format of
 ``editgan_core.latents``, which records the bundle id and latent shape) beside ``NNN.labels.png``
 (class ids as grey values). The latent file is written last, so a pair counts once both exist. The
-pairs root is ``<bundle>/preset_pairs`` where the user's vectors live inside the bundle, else
+pairs root is ``<bundle>/preset_pairs`` where the bundle can keep user files, else
 ``$EDITGAN_HOME/preset_pairs/<bundle>`` (the rules of ``editgan_core.vectors.location``).
 """
 
@@ -25,9 +25,9 @@ from PIL import Image
 from editgan_core.bundle import Bundle
 from editgan_core.latents import SUFFIX as LATENT_SUFFIX
 from editgan_core.latents import LatentError, LatentFile, load_latent, save_latent
-from editgan_core.paths import editgan_home
 from editgan_core.utils import atomic_write
-from editgan_core.vectors import VectorError, sanitize_name, user_library_dir, utc_now
+from editgan_core.vectors import VectorError, sanitize_name, utc_now
+from editgan_core.vectors.location import bundle_user_dir
 from editgan_core.vectors.vector import name_key
 
 PAIRS_DIR = "preset_pairs"
@@ -52,12 +52,9 @@ class PresetPair:
 
 
 def pairs_root(bundle: Bundle) -> Path:
-    """Where this bundle's preset pairs live: beside the user's vectors (inside the bundle when those are)."""
-    user = user_library_dir(bundle.id, bundle.root, bundle.manifest, bundle.vectors_dir)
-    root = bundle.root.resolve()
-    if root == user.resolve() or root in user.resolve().parents:
-        return bundle.root / PAIRS_DIR
-    return editgan_home() / PAIRS_DIR / user.name  # user.name: the bundle id made safe for a folder name
+    """Where this bundle's preset pairs live: inside the bundle, or under ``EDITGAN_HOME`` by the same rules
+    as the user's vectors."""
+    return bundle_user_dir(bundle.id, bundle.root, bundle.root / PAIRS_DIR, PAIRS_DIR)
 
 
 def preset_folder(bundle: Bundle, name: str) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,9 @@ from PIL import Image
 from editgan_core.annotation.folder import LABELS_SUFFIX, LATENT_SUFFIX, PREVIEW_SUFFIX
 from editgan_core.bundle import Bundle
 from editgan_core.latents import LatentFile, load_latent, save_latent
-from editgan_core.paths import ENV_HOME, editgan_home
 from editgan_core.pipeline import InputError
 from editgan_core.utils import atomic_write
-from editgan_core.vectors.location import _folder_name, _installer_owned, _writable
+from editgan_core.vectors.location import bundle_user_dir
 
 FOLDER = "annotations"
 LOCK_FILE = ".lock"
@@ -65,10 +63,7 @@ class SetProgress:
 def annotations_dir(bundle: Bundle) -> Path:
     """Where a bundle's annotations live: ``<bundle>/annotations``, or under ``EDITGAN_HOME`` when that is set
     (a Space's persistent disk) or the bundle cannot keep user files (read-only, a Hub snapshot, site-packages)."""
-    inside = bundle.root / FOLDER
-    if not os.environ.get(ENV_HOME) and not _installer_owned(bundle.root) and _writable(inside):
-        return inside
-    return editgan_home() / FOLDER / _folder_name(bundle.id)
+    return bundle_user_dir(bundle.id, bundle.root, bundle.root / FOLDER, FOLDER)
 
 
 def _now() -> str:

@@ -71,13 +71,21 @@ def _user_dir_in_bundle(bundle_root: Path, manifest: Mapping, presets_dir: Path 
     return folder
 
 
+def bundle_user_dir(bundle_id: str, bundle_root: Path, inside: Path, kind: str) -> Path:
+    """Where user files of one ``kind`` (vectors, annotations, preset pairs) for a bundle live, by the rules
+    in the module docstring: ``inside`` (a folder in the bundle) unless ``EDITGAN_HOME`` is set or the bundle
+    cannot keep user files; then ``<EDITGAN_HOME>/<kind>/<bundle id made safe>``."""
+    if not os.environ.get(ENV_HOME) and not _installer_owned(bundle_root) and _writable(inside):
+        return inside
+    return editgan_home() / kind / _folder_name(bundle_id)
+
+
 def user_library_dir(bundle_id: str, bundle_root: Path | None = None, manifest: Mapping | None = None,
                      presets_dir: Path | None = None) -> Path:
     """The folder the user's vectors for this bundle are saved in (rules in the module docstring)."""
     if not os.environ.get(ENV_HOME) and bundle_root is not None:
-        folder = _user_dir_in_bundle(bundle_root, manifest or {}, presets_dir)
-        if not _installer_owned(bundle_root) and _writable(folder):
-            return folder
+        inside = _user_dir_in_bundle(bundle_root, manifest or {}, presets_dir)
+        return bundle_user_dir(bundle_id, bundle_root, inside, "vectors")
     return editgan_home() / "vectors" / _folder_name(bundle_id)
 
 
