@@ -156,7 +156,9 @@ def test_wheel_installs_and_serves_from_outside_the_checkout(tmp_path: Path, tin
     found = subprocess.run([python, "-c", sources], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert found.startswith("True ") and str(env_dir) in found  # the installed copy finds its own kernels
 
-    bundle = shutil.copytree(tiny_bundle, tmp_path / "elsewhere" / "tiny")
+    # EDITGAN_WHEEL_BUNDLE=checkpoints/faces64 times the page on the demo bundle instead of the tiny one
+    chosen = Path(os.environ.get("EDITGAN_WHEEL_BUNDLE") or tiny_bundle).resolve()
+    bundle = shutil.copytree(chosen, tmp_path / "elsewhere" / chosen.name)
     port = _free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "EDITGAN_HOME": str(tmp_path / "home"),
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": ""}
@@ -167,5 +169,6 @@ def test_wheel_installs_and_serves_from_outside_the_checkout(tmp_path: Path, tin
     finally:
         process.terminate()
         output = process.communicate(timeout=60)[0]
-    print(f"wheel {wheel.stat().st_size / 1024:.0f} KiB, {len(names)} files; page ready after {ready:.1f} s")
+    print(f"wheel {wheel.stat().st_size / 1024:.0f} KiB, {len(names)} files; page ready after {ready:.1f} s "
+          f"on {chosen.name}")
     assert "LPIPS weights not on disk and not downloaded (offline: HF_HUB_OFFLINE is set)" in output
