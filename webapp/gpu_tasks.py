@@ -58,8 +58,8 @@ SECONDS_PER_RENDER_256 = 0.05  # budgeted GPU time of one render (+ segmentation
 QUICK_OVERHEAD_S = 5.0  # a quick render's ask: short, so it queues ahead of the long jobs
 # what a pivotal-tuning step costs, in optimisation steps of an embedding and in encoder-only embeddings (encoder
 # + render): measured by ``python -m webapp.bench_tuning_price`` (docs/results.md, #22)
-TUNING_PER_EMBED_STEP = 2.8
-TUNING_PER_ENCODER_EMBED = 4.0
+TUNING_PER_EMBED_STEP = 3.0
+TUNING_PER_ENCODER_EMBED = 0.75
 
 SECONDS_PER_SUGGEST_256 = 10.0  # budgeted k-means time of one suggestion clustered at 256 px
 SECONDS_PER_MEMBER_STEP = 0.02  # budgeted time of one ensemble member's step at TRAIN_PIXELS_REF x TRAIN_CHANNELS_REF
