@@ -1,8 +1,8 @@
 """The studio's GPU work as functions of plain data: what runs under ``gpu`` (``spaces.GPU`` on ZeroGPU).
 
 Every use of a model goes through here, the quick renders (a sampled face, a strength change, a
-segmentation catch-up, gallery thumbnails) as much as the long jobs: on ZeroGPU a model is reachable on
-the GPU only inside a decorated function.
+segmentation catch-up, gallery thumbnails) as much as the long jobs, and section 7's annotation work (samples,
+suggestions, training): on ZeroGPU a model is reachable on the GPU only inside a decorated function.
 
 Arguments, yielded ``Progress`` / ``Notice`` items and results are tensors, arrays, numbers and small
 dataclasses, so they survive the trip to and from a ZeroGPU worker; the session is read before and updated
@@ -322,6 +322,8 @@ class TrainedSegmenter:
 
 @dataclass
 class Validated:
+    """What cross-validation found, and how long it took (with the features it synthesised again)."""
+
     cv: CrossValidation | None
     seconds: float
 
