@@ -153,6 +153,7 @@ def test_no_model_runs_outside_a_gpu_function(box, studio, trips):
     session = studio.session(box)
     pipe = studio.pipeline(session)
     vars(pipe).pop("latent_spread", None)  # measured again, as by a fresh model: the check of every applied vector
+    pipe._fidelity = None  # loaded again (the discriminator, the digests), in the main process: no forward pass
     with models_watched() as outside:
         studio.sample(session, 3)
         studio.gallery(session)
@@ -284,6 +285,14 @@ def test_annotate_durations_grow_with_their_inputs(annotating):
         assert gpu_tasks.OVERHEAD_S < duration(models, bundle, latents, None, small) < duration(
             models, bundle, latents, None, big) <= gpu_tasks.MAX_DURATION_S
         assert duration(models, bundle, latents[:2], None, big) < duration(models, bundle, latents * 4, None, big)
+
+
+def test_what_workers_should_inherit_is_ready_in_the_main_process(annotating):
+    """The latent spread and the fidelity report's discriminator and file digests are kept by the main process's
+    model, so a forked worker starts with them (a worker's own would be lost with it)."""
+    studio, session = annotating
+    pipe = studio.pipeline(session)
+    assert "latent_spread" in vars(pipe) and pipe._fidelity is not None and "key" in vars(pipe._fidelity)
 
 
 def test_gallery_thumbnails_are_one_task_however_many_vectors(box, studio, trips):
