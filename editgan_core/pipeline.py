@@ -42,7 +42,7 @@ from editgan_core.photos.decode import WHITE
 from editgan_core.photos.framing import Framing
 from editgan_core.photos.pasteback import PasteBack
 from editgan_core.photos.workflow import AlignedPhoto, align_photo, paste_edit
-from editgan_core.pti import PivotalTuner, TuningResult, TuningSettings, seconds_per_step, synthesis_state, tuned_copy
+from editgan_core.pti import PivotalTuner, TuningResult, TuningSettings, synthesis_state, tuned_copy
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
 
@@ -149,7 +149,6 @@ class EditGANPipeline:
         self.noise = [n.to(self.device) for n in self.generator.stored_noise()]
         self.base: EditGANPipeline | None = None  # for a pivotally tuned copy: the pipeline it was tuned from
         self._fidelity: FidelityChecker | None = None
-        self._tuning_step_s: float | None = None
         if w_avg is not None:  # the source checkpoint's own truncation centre (``bundle create`` keeps it)
             self.w_avg = w_avg.detach().reshape(1, -1).float().to(self.device)
         else:
@@ -367,13 +366,6 @@ class EditGANPipeline:
     def tuned_state(self) -> dict[str, torch.Tensor] | None:
         """A tuned copy's synthesis weights (sharing its generator's storage), None for the original model."""
         return synthesis_state(self.generator) if self.base is not None else None
-
-    def tuning_seconds(self, steps: int) -> float:
-        """Estimated seconds of ``pivotal_tune(steps=steps)`` here (one measured step, kept per pipeline)."""
-        base = self.base or self
-        if base._tuning_step_s is None:
-            base._tuning_step_s = seconds_per_step(base.generator, base.noise, base.lpips)
-        return max(0, int(steps)) * base._tuning_step_s
 
     def embed_many(self, images: np.ndarray, steps: int) -> torch.Tensor:
         """Latents (B, n_latent, style_dim) of model-size uint8 images (B, H, W, 3), optimised together: Adam

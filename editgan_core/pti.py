@@ -144,18 +144,3 @@ class PivotalTuner:
         self.tuned.requires_grad_(False)
         state = {k: v.detach().cpu() for k, v in synthesis_state(self.tuned).items()}
         return TuningResult(state, done, stopped, time.perf_counter() - start, first, last)
-
-
-def seconds_per_step(generator, noise: Sequence[torch.Tensor], lpips=None, pivot: torch.Tensor | None = None,
-                     repeats: int = 2) -> float:
-    """Measured time of one tuning step on this device (a throwaway copy and target): for cost estimates."""
-    if pivot is None:
-        pivot = generator.w_to_wplus(generator.mean_latent(64))
-    with torch.no_grad():
-        target = generator.synthesis(pivot, noise=noise).image.flip(-1)
-    tuner = PivotalTuner(generator, pivot, target, noise, lpips, TuningSettings(steps=repeats + 1))
-    stamps: list[float] = []
-    tuner.run(lambda _info: stamps.append(time.perf_counter()))
-    if pivot.device.type == "cuda":
-        torch.cuda.synchronize(pivot.device)
-    return (stamps[-1] - stamps[0]) / repeats

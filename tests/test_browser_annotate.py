@@ -58,6 +58,7 @@ def test_paint_and_save_one_annotation(page, tiny_bundle):
     for _ in range(3):  # a loaded machine may drop the first stroke while the canvas sets itself up
         stroke(page, "#ann-painter")
         page.click("#ann-save")
+        text_has(page, "#ann-status", "Saved 001-seed0")  # this save's answer (a retry's status said "Opened")
         text_has(page, "#ann-progress", "1 of 2 done")
         saved = page.inner_text("#ann-status")
         if "(0 pixel(s) painted" not in saved:

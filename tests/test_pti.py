@@ -109,8 +109,3 @@ def test_locality_regulariser_keeps_other_latents_closer(pipe, photo):
             b = pipe.generator.synthesis(away, noise=pipe.noise).image
         drift[weight] = (a - b).pow(2).mean().item()
     assert drift[1.0] < drift[0.0]
-
-
-def test_tuning_cost_estimate_is_measured_once(pipe):
-    first = pipe.tuning_seconds(10)
-    assert first > 0 and pipe.tuning_seconds(20) == pytest.approx(2 * first)

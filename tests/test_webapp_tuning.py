@@ -3,6 +3,8 @@ edits on it, cancel, and dropping it with a new image."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from helpers_suite import EXAMPLE
@@ -10,6 +12,8 @@ from test_webapp_logic import _paint_eyebrows, box, studio  # noqa: F401 (fixtur
 
 from editgan_core.losses import image_psnr
 from editgan_core.pipeline import InputError
+from editgan_core.pti import PivotalTuner
+from webapp import gpu_tasks
 from webapp import labels as lab
 from webapp.events.tuning import STEPS_KEY, tuning_cost
 from webapp.outcomes import EditOutcome, EmbedOutcome, Notice, Progress, TuneOutcome
@@ -24,6 +28,39 @@ def test_an_embedding_reports_its_fidelity_and_prices_tuning(box, studio):  # no
     assert studio.tuning_estimate(session, 100) == pytest.approx(100 * outcome.tuning_step_s)
     session.ui_cache[STEPS_KEY] = 40
     assert "40 steps" in tuning_cost(studio, session)
+
+
+def test_an_embedding_prices_tuning_from_its_own_steps_without_tuning(box, studio, monkeypatch):  # noqa: F811
+    """No tuning step is run to price tuning (on ZeroGPU every worker would pay one): the embedding's own steps,
+    timed between their callbacks, times the measured ratio; an encoder-only embedding's time otherwise."""
+    def no_tuning(*_args, **_kwargs):
+        raise AssertionError("the embedding ran pivotal tuning to price it")
+
+    clocks: list[gpu_tasks.StepClock] = []
+
+    class Recorded(gpu_tasks.StepClock):
+        def __init__(self) -> None:
+            super().__init__()
+            clocks.append(self)
+
+    monkeypatch.setattr(PivotalTuner, "run", no_tuning)
+    monkeypatch.setattr(gpu_tasks, "StepClock", Recorded)
+    session = studio.session(box)
+    outcome = list(studio.embed(session, str(EXAMPLE), 4))[-1]
+    (clock,) = clocks
+    assert clock.steps == 3 and clock.seconds > 0  # the gaps between four steps' callbacks
+    assert outcome.tuning_step_s == pytest.approx(gpu_tasks.TUNING_PER_EMBED_STEP * clock.seconds / 3)
+    assert session.tuning_step_s == outcome.tuning_step_s
+    fast = list(studio.embed(session, str(EXAMPLE), 0))[-1]
+    assert fast.tuning_step_s > 0 and fast.fidelity is not None and len(clocks) == 1
+
+
+def test_the_step_clock_leaves_out_the_callbacks_own_work():
+    clock = gpu_tasks.StepClock()
+    timed = clock.wrap(lambda _info: time.sleep(0.1))  # a preview: slow, and not the optimisation's
+    for _ in range(4):
+        timed(None)
+    assert clock.steps == 3 and clock.seconds < 0.05
 
 
 def test_tuning_needs_an_embedded_photo(box, studio):  # noqa: F811

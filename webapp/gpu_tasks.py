@@ -1,8 +1,8 @@
 """The studio's GPU work as functions of plain data: what runs under ``gpu`` (``spaces.GPU`` on ZeroGPU).
 
 Every use of a model goes through here, the quick renders (a sampled face, a strength change, a
-segmentation catch-up, gallery thumbnails) as much as the long jobs: on ZeroGPU a model is reachable on
-the GPU only inside a decorated function.
+segmentation catch-up, gallery thumbnails) as much as the long jobs, and section 7's annotation work (samples,
+suggestions, training): on ZeroGPU a model is reachable on the GPU only inside a decorated function.
 
 Arguments, yielded ``Progress`` / ``Notice`` items and results are tensors, arrays, numbers and small
 dataclasses, so they survive the trip to and from a ZeroGPU worker; the session is read before and updated
@@ -14,15 +14,29 @@ started the flag is not found and a fresh one is used, and stopping comes from G
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+from editgan_core.annotation.sources import draw_samples
+from editgan_core.annotation.suggest import MAX_SIDE as SUGGEST_MAX_SIDE
+from editgan_core.annotation.suggest import Suggestion, suggest
+from editgan_core.annotation.training import (
+    CrossValidation,
+    TrainingCancelled,
+    TrainSettings,
+    TrainStatus,
+    train_final,
+    training_set,
+    validate,
+)
 from editgan_core.dataset import CALIBRATION_ITEMS, DatasetReport, DatasetSettings, generate, run_record
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditGANPipeline, EditResult, EmbedResult, Render
@@ -31,7 +45,7 @@ from editgan_core.train.preset_pairs import PresetResult, learn_preset_from_pair
 from editgan_core.utils import tensor_to_uint8
 from editgan_core.vectors import EditVector
 from webapp.gpu import gpu
-from webapp.outcomes import Progress
+from webapp.outcomes import Notice, Progress
 from webapp.registry import ModelRegistry
 from webapp.streaming import stream_job
 
@@ -42,13 +56,22 @@ OVERHEAD_S = 15.0  # model to GPU, renders, first-call warm-up
 MAX_DURATION_S = 300.0
 SECONDS_PER_RENDER_256 = 0.05  # budgeted GPU time of one render (+ segmentation) at 256 px
 QUICK_OVERHEAD_S = 5.0  # a quick render's ask: short, so it queues ahead of the long jobs
+# what a pivotal-tuning step costs, in optimisation steps of an embedding and in encoder-only embeddings (encoder
+# + render): measured by ``python -m webapp.bench_tuning_price`` (docs/results.md, #22)
+TUNING_PER_EMBED_STEP = 3.0
+TUNING_PER_ENCODER_EMBED = 0.75
 
+SECONDS_PER_SUGGEST_256 = 10.0  # budgeted k-means time of one suggestion clustered at 256 px
+SECONDS_PER_MEMBER_STEP = 0.02  # budgeted time of one ensemble member's step at TRAIN_PIXELS_REF x TRAIN_CHANNELS_REF
+TRAIN_PIXELS_REF, TRAIN_CHANNELS_REF = 2048, 1000
+
+R = TypeVar("R")
 EditStream = Generator[Progress | EditResult, None, None]
 
 
 @dataclass
 class Embedded:
-    """What ``embed_task`` ends with: the embedding (with its fidelity report) and the measured time of one
+    """What ``embed_task`` ends with: the embedding (with its fidelity report) and the estimated time of one
     pivotal-tuning step on the task's device, which prices the "High fidelity" option before it is chosen."""
 
     result: EmbedResult
@@ -112,6 +135,13 @@ def sample_task(models: str, bundle_id: str, seed: int, truncation: float) -> tu
     return latent, pipe.render(latent)
 
 
+@gpu(duration=sample_seconds)
+def spread_task(models: str, bundle_id: str) -> float:
+    """The model's ``latent_spread`` (a mapping-network pass over seeded samples), which bounds every vector
+    applied in the main process."""
+    return _pipeline(models, bundle_id).latent_spread
+
+
 def _preview(pipe: EditGANPipeline, base: torch.Tensor | None = None):
     """Intermediate pictures of a latent (``base`` None) or of a δw+ on ``base``."""
     if base is None:
@@ -119,20 +149,46 @@ def _preview(pipe: EditGANPipeline, base: torch.Tensor | None = None):
     return lambda delta: pipe.render(base + delta.detach().cpu().reshape(base.shape), with_labels=False).image
 
 
+class StepClock:
+    """Times an optimisation's steps by the gaps between its callbacks, leaving out the callbacks' own work
+    (previews) and the first step (the encoder's start and first-call warm-up)."""
+
+    def __init__(self) -> None:
+        self.seconds, self.steps = 0.0, 0
+        self._left: float | None = None
+
+    def wrap(self, callback: Callable[[StepInfo], None]) -> Callable[[StepInfo], None]:
+        def timed(info: StepInfo) -> None:
+            if self._left is not None:
+                self.seconds, self.steps = self.seconds + time.perf_counter() - self._left, self.steps + 1
+            callback(info)
+            self._left = time.perf_counter()
+
+        return timed
+
+
 @gpu(duration=task_seconds)
 def embed_task(models: str, bundle_id: str, steps: int, pixels: np.ndarray, job: str,
                preview_every_s: float) -> Generator[Progress | Embedded, None, None]:
-    """Encoder only (``steps`` 0) or encoder + ``steps`` optimisation steps; ends with ``Embedded``."""
+    """Encoder only (``steps`` 0) or encoder + ``steps`` optimisation steps; ends with ``Embedded``, whose
+    tuning price comes from this embedding's own timing (running a tuning step to price it would cost one more
+    step in every worker)."""
     pipe = _pipeline(models, bundle_id)
+    start = time.perf_counter()
     if steps == 0:
-        result = pipe.encoder_embed(pixels)
+        result = pipe.encoder_embed(pixels, report=False)
+        tuning_step_s = TUNING_PER_ENCODER_EMBED * (time.perf_counter() - start)
+        result.fidelity = pipe.fidelity_report(pixels, result.render)
     else:
-        stop = _stop_flag(job)
+        stop, clock = _stop_flag(job), StepClock()
         result = yield from stream_job(
-            lambda callback: pipe.embed(pixels, steps=steps, callback=callback, should_stop=stop.is_set),
+            lambda callback: pipe.embed(pixels, steps=steps, callback=clock.wrap(callback), should_stop=stop.is_set),
             _preview(pipe), stop, preview_every_s)
         result.latent = result.latent.detach().cpu()
-    yield Embedded(result, pipe.tuning_seconds(1))
+        step_s = (clock.seconds / clock.steps if clock.steps
+                  else (time.perf_counter() - start) / max(1, result.steps_done))  # a single step: all of it
+        tuning_step_s = TUNING_PER_EMBED_STEP * step_s
+    yield Embedded(result, tuning_step_s)
 
 
 def tune_seconds(models: str, bundle_id: str, steps: int, *_: object, **__: object) -> float:
@@ -228,3 +284,119 @@ def dataset_task(models: str, bundle_id: str, n: int, folder: str, job: str
 
     report = yield from stream_job(work, lambda _: None, stop, float("inf"))
     yield report
+
+
+# -- section 7 · annotate ------------------------------------------------------------------------------------------
+def samples_seconds(models: str, bundle_id: str, seeds: Sequence[int], *_: object) -> float:
+    return render_seconds(models, bundle_id, seeds)
+
+
+@gpu(duration=samples_seconds)
+def samples_task(models: str, bundle_id: str, seeds: Sequence[int], truncation: float
+                 ) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """(CPU latent, picture) of each seed, for the annotation set (which the main process writes)."""
+    return draw_samples(_pipeline(models, bundle_id), seeds, truncation)
+
+
+def suggest_seconds(models: str, bundle_id: str, *_: object) -> float:
+    """A render, then k-means on its reduced features (at most ``MAX_SIDE`` a side)."""
+    side = min(_pipeline(models, bundle_id).resolution, SUGGEST_MAX_SIDE)
+    return min(MAX_DURATION_S, render_seconds(models, bundle_id, [None]) + SECONDS_PER_SUGGEST_256 * (side / 256) ** 2)
+
+
+@gpu(duration=suggest_seconds)
+def suggest_task(models: str, bundle_id: str, latent: torch.Tensor, regions: int) -> Suggestion:
+    """Regions to name with one click (and the segmenter's map, if any) for the image at ``latent``."""
+    return suggest(_pipeline(models, bundle_id), latent, regions)
+
+
+@dataclass
+class TrainedSegmenter:
+    """The final ensemble as plain data (its config and CPU weights), which the main process installs."""
+
+    config: dict[str, object]
+    state: dict[str, torch.Tensor]
+    annotations: int
+    seconds: float
+
+
+@dataclass
+class Validated:
+    """What cross-validation found, and how long it took (with the features it synthesised again)."""
+
+    cv: CrossValidation | None
+    seconds: float
+
+
+def _member_steps_seconds(pipe: EditGANPipeline, settings: TrainSettings, annotations: int, member_steps: int
+                          ) -> float:
+    """The features of every annotation (a render each), then ``member_steps`` steps of ``settings.pixels``
+    pixels over all feature channels."""
+    side = pipe.resolution
+    renders = annotations * SECONDS_PER_RENDER_256 * (side / 256) ** 2
+    per_step = (SECONDS_PER_MEMBER_STEP * settings.pixels / TRAIN_PIXELS_REF
+                * sum(pipe.generator.feature_channels()) / TRAIN_CHANNELS_REF)
+    return min(MAX_DURATION_S, OVERHEAD_S + renders + member_steps * per_step)
+
+
+def train_seconds(models: str, bundle_id: str, latents: Sequence[torch.Tensor], _labels: object,
+                  settings: TrainSettings, *_: object) -> float:
+    return _member_steps_seconds(_pipeline(models, bundle_id), settings, len(latents),
+                                 settings.members * settings.steps)
+
+
+def validate_seconds(models: str, bundle_id: str, latents: Sequence[torch.Tensor], _labels: object,
+                     settings: TrainSettings, *_: object) -> float:
+    folds = min(settings.folds, len(latents))
+    return _member_steps_seconds(_pipeline(models, bundle_id), settings, len(latents),
+                                 folds * settings.cv_members * settings.cv_steps)
+
+
+def _training_job(job: str, run: Callable[[Callable[[TrainStatus], None], Callable[[], bool]], R]
+                  ) -> Generator[Progress | Notice, None, R | None]:
+    """Stream one training phase (``Progress`` per member step); a cancel ends it with a ``Notice`` saying what
+    it left, and ``None``."""
+    stop = _stop_flag(job)
+
+    def work(callback: Callable[[StepInfo], None]) -> R:
+        def progress(status: TrainStatus) -> None:
+            callback(StepInfo(status.step, status.steps, status.loss, {}, status.loss, torch.zeros(0)))
+
+        return run(progress, stop.is_set)
+
+    try:
+        return (yield from stream_job(work, lambda _: None, stop, float("inf")))
+    except TrainingCancelled as exc:
+        yield Notice(str(exc))
+        return None
+
+
+@gpu(duration=train_seconds)
+def train_segmenter_task(models: str, bundle_id: str, latents: Sequence[torch.Tensor], labels: Sequence[np.ndarray],
+                         settings: TrainSettings, job: str
+                         ) -> Generator[Progress | Notice | TrainedSegmenter, None, None]:
+    """Train the final segmentation ensemble on the annotations; ends with it as ``TrainedSegmenter`` (or a
+    ``Notice`` when cancelled)."""
+    pipe = _pipeline(models, bundle_id)
+    data = training_set(pipe, latents, labels)
+    report = yield from _training_job(job, lambda progress, should_stop: train_final(data, settings, progress,
+                                                                                     should_stop))
+    if report is not None:
+        state = {k: v.detach().cpu() for k, v in report.ensemble.state_dict().items()}
+        config = {"format": report.ensemble.FORMAT, **report.ensemble.config}  # what ``from_state`` checks
+        yield TrainedSegmenter(config, state, report.annotations, report.seconds)
+
+
+@gpu(duration=validate_seconds)
+def validate_segmenter_task(models: str, bundle_id: str, latents: Sequence[torch.Tensor],
+                            labels: Sequence[np.ndarray], settings: TrainSettings, job: str
+                            ) -> Generator[Progress | Notice | Validated, None, None]:
+    """Cross-validate smaller ensembles on the annotations (after the final one is installed; at least two
+    folds); ends with ``Validated`` (or a ``Notice`` when cancelled)."""
+    start = time.perf_counter()
+    pipe = _pipeline(models, bundle_id)
+    data = training_set(pipe, latents, labels)
+    cv = yield from _training_job(job, lambda progress, should_stop: validate(data, settings, progress,
+                                                                              should_stop))
+    if cv is not None:
+        yield Validated(cv, time.perf_counter() - start)

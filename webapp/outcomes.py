@@ -40,7 +40,7 @@ class EmbedOutcome:
     steps_done: int
     stopped: bool
     fidelity: FidelityReport | None = None
-    tuning_step_s: float | None = None  # measured: prices pivotal tuning before the user chooses it
+    tuning_step_s: float | None = None  # estimated from the embedding: prices pivotal tuning before it is chosen
 
 
 @dataclass

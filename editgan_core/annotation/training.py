@@ -142,6 +142,47 @@ def cross_validate(features: list[Features], labels: list[np.ndarray], names: li
                            {n: int(counts[i]) for i, n in enumerate(names)})
 
 
+@dataclass
+class TrainingSet:
+    """The checked label maps, the class names, the feature widths and each annotation's feature maps."""
+
+    labels: list[np.ndarray]
+    names: list[str]
+    widths: list[int]
+    features: list[Features]
+
+
+def training_set(pipeline, latents: Sequence[torch.Tensor], labels: Sequence[np.ndarray]) -> TrainingSet:
+    if len(latents) != len(labels) or len(labels) < MIN_ANNOTATIONS:
+        raise ValueError(f"need at least {MIN_ANNOTATIONS} annotated images (and one label map each), got "
+                         f"{len(labels)}")
+    return TrainingSet([pipeline.check_labels(y).astype(np.uint8) for y in labels],
+                       [c.name for c in pipeline.bundle.classes], pipeline.generator.feature_channels(),
+                       annotation_features(pipeline, latents))
+
+
+def train_final(data: TrainingSet, settings: TrainSettings, progress: Callable[[TrainStatus], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> TrainReport:
+    """The final ensemble on every annotation (the first phase of ``train_segmenter``)."""
+    start = time.perf_counter()
+    ticker = _Ticker(settings.total_steps(len(data.labels)), progress, should_stop)
+    ticker.phase = "training"
+    ensemble = _train(data.features, data.labels, len(data.names), data.widths, settings.members, settings.steps,
+                      settings, ticker)
+    return TrainReport(ensemble, len(data.labels), time.perf_counter() - start)
+
+
+def validate(data: TrainingSet, settings: TrainSettings, progress: Callable[[TrainStatus], None] | None = None,
+             should_stop: Callable[[], bool] | None = None, installed: bool = True) -> CrossValidation | None:
+    """Cross-validation after the final ensemble is installed (the second phase of ``train_segmenter``; its steps
+    counted after the first phase's; ``installed`` says what a cancel leaves); None with fewer than two folds."""
+    if min(settings.folds, len(data.labels)) < 2:
+        return None
+    ticker = _Ticker(settings.total_steps(len(data.labels)), progress, should_stop)
+    ticker.done, ticker.installed = settings.members * settings.steps, installed
+    return cross_validate(data.features, data.labels, data.names, data.widths, settings, ticker)
+
+
 def train_segmenter(pipeline, latents: Sequence[torch.Tensor], labels: Sequence[np.ndarray],
                     settings: TrainSettings | None = None, progress: Callable[[TrainStatus], None] | None = None,
                     should_stop: Callable[[], bool] | None = None,
@@ -149,23 +190,12 @@ def train_segmenter(pipeline, latents: Sequence[torch.Tensor], labels: Sequence[
     """Train the final ensemble on every annotation, hand it to ``on_trained`` (e.g. ``install_segmenter``),
     then cross-validate. ``should_stop`` cancels (``TrainingCancelled``) at the next step."""
     settings = settings or TrainSettings()
-    if len(latents) != len(labels) or len(labels) < MIN_ANNOTATIONS:
-        raise ValueError(f"need at least {MIN_ANNOTATIONS} annotated images (and one label map each), got "
-                         f"{len(labels)}")
     start = time.perf_counter()
-    labels = [pipeline.check_labels(y).astype(np.uint8) for y in labels]
-    names = [c.name for c in pipeline.bundle.classes]
-    widths = pipeline.generator.feature_channels()
-    ticker = _Ticker(settings.total_steps(len(labels)), progress, should_stop)
-    ticker.phase = "training"
-    features = annotation_features(pipeline, latents)
-    ensemble = _train(features, labels, len(names), widths, settings.members, settings.steps, settings, ticker)
-    report = TrainReport(ensemble, len(labels), time.perf_counter() - start)
+    data = training_set(pipeline, latents, labels)
+    report = train_final(data, settings, progress, should_stop)
     if on_trained is not None:
         on_trained(report)
-        ticker.installed = True
-    if min(settings.folds, len(labels)) >= 2:
-        report.cv = cross_validate(features, labels, names, widths, settings, ticker)
+    report.cv = validate(data, settings, progress, should_stop, installed=on_trained is not None)
     report.seconds = time.perf_counter() - start
     return report
 

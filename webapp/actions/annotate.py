@@ -18,24 +18,24 @@ import cv2
 import numpy as np
 
 from editgan_core.annotation import archive
-from editgan_core.annotation.sources import add_photo, add_samples
+from editgan_core.annotation.sources import check_samples, keep_photo, keep_samples
 from editgan_core.annotation.store import AnnotationError, AnnotationStore
-from editgan_core.annotation.suggest import DEFAULT_REGIONS, assign_region, fill_connected, suggest
+from editgan_core.annotation.suggest import DEFAULT_REGIONS, assign_region, fill_connected
 from editgan_core.annotation.training import (
     CrossValidation,
-    TrainingCancelled,
+    TrainReport,
     TrainSettings,
     check_installable,
     install_segmenter,
-    train_segmenter,
 )
-from editgan_core.optim import StepInfo
-from editgan_core.pipeline import EditGANPipeline
+from editgan_core.defaults import MAX_STEPS
+from editgan_core.models.segmenter import PixelEnsemble
+from editgan_core.pipeline import EditGANPipeline, prepare_image
+from webapp import gpu_tasks
 from webapp import labels as lab
-from webapp.actions.base import StudioBase
+from webapp.actions.base import StudioBase, whole_number_in
 from webapp.outcomes import Notice, Progress
 from webapp.session import Session
-from webapp.streaming import stream_job
 
 STATE_KEY = "annotate"  # the session's ui_cache entry holding ``AnnotateState``
 MAX_PHOTOS_AT_ONCE = 32
@@ -133,27 +133,31 @@ class AnnotateActions(StudioBase):
     # -- adding images -------------------------------------------------------------------------
     def annotate_draw(self, session: Session, count: int = 16, seed: int = 0, truncation: float = 0.7) -> AnnotateView:
         """Add ``count`` generated samples (their latents are exact: no embedding) and open the first."""
-        added = add_samples(self.annotation_store(session), self.pipeline(session), count, seed, truncation)
+        seeds, truncation = check_samples(count, seed, truncation)
+        drawn = gpu_tasks.samples_task(self.gpu_models, session.bundle_id, seeds, truncation)
+        added = keep_samples(self.annotation_store(session), seeds, truncation, drawn)
         self.annotate_open(session, added[0].name)
-        return self.annotate_view(session, f"Added {len(added)} samples (seeds {seed}–{seed + len(added) - 1}).")
+        return self.annotate_view(session, f"Added {len(added)} samples (seeds {seeds[0]}–{seeds[-1]}).")
 
     def annotate_add_photos(self, session: Session, files: Sequence[str | Path] | None,
                             steps: int | None = None) -> Iterator[Progress | Notice | AnnotateView]:
-        """Embed photos one by one (``Progress`` per step) and add them with their latents."""
+        """Embed photos one by one (a GPU task each, ``Progress`` per step) and add them with their latents."""
         files = list(files or [])
         if not files:
             raise AnnotationError("choose one or more photos to add first")
         if len(files) > MAX_PHOTOS_AT_ONCE:
             raise AnnotationError(f"add at most {MAX_PHOTOS_AT_ONCE} photos at once")
         pipe, store = self.pipeline(session), self.annotation_store(session)
+        steps = whole_number_in(pipe.defaults.embed_steps if steps is None else steps, "the embedding steps", 0,
+                                MAX_STEPS)
         stop = session.new_job()
+        job = gpu_tasks.track(stop)
         added = []
         for path in files:
-            def work(callback, path=path):
-                return add_photo(store, pipe, path, steps, Path(path).name, callback, stop.is_set)
-
-            entry = yield from stream_job(work, lambda _: None, stop, float("inf"))
-            added.append(entry)
+            pixels = prepare_image(path, pipe.resolution)
+            embedded = yield from self._gpu_result(gpu_tasks.embed_task(
+                self.gpu_models, session.bundle_id, steps, pixels, job, float("inf")))
+            added.append(keep_photo(store, pixels, embedded.result, Path(path).name))
             if stop.is_set():
                 yield Notice("stopped: the photos not yet embedded were not added")
                 break
@@ -164,10 +168,10 @@ class AnnotateActions(StudioBase):
     # -- painting ------------------------------------------------------------------------------
     def annotate_open(self, session: Session, name: str, regions: int = DEFAULT_REGIONS) -> AnnotateView:
         """Open an image: its saved label map, else the suggestion (the segmenter's map, or blank), plus regions."""
-        pipe, store = self.pipeline(session), self.annotation_store(session)
+        store = self.annotation_store(session)
         if name not in store.names():
             raise AnnotationError(f"'{name}' is not in this model's annotation set")
-        found = suggest(pipe, store.latent(name), int(regions))
+        found = gpu_tasks.suggest_task(self.gpu_models, session.bundle_id, store.latent(name), int(regions))
         saved = store.labels(name)
         if saved is not None:
             labels, how = saved, "saved label map"
@@ -273,27 +277,28 @@ class AnnotateActions(StudioBase):
     # -- training ------------------------------------------------------------------------------
     def annotate_train(self, session: Session,
                        settings: TrainSettings | None = None) -> Iterator[Progress | Notice | TrainOutcome]:
-        """Train on the done entries, install the segmenter, then cross-validate; ``Progress`` per step."""
+        """Train on the done entries, install the segmenter, then cross-validate (a GPU task each; ``Progress``
+        per step, one count over both)."""
         pipe, store = self.pipeline(session), self.annotation_store(session)
         check_installable(pipe.bundle)
+        settings = settings or TrainSettings()
         items = store.training_set()
         if len(items) < 2:
             raise AnnotationError(f"save at least 2 label maps first ({store.progress()})")
         _, latents, labels = zip(*items, strict=True)
         stop = session.new_job()
-
-        def work(callback):
-            def progress(status):
-                callback(StepInfo(status.step, status.steps, status.loss, {}, status.loss, None))
-
-            return train_segmenter(pipe, latents, labels, settings, progress, stop.is_set,
-                                   on_trained=lambda report: install_segmenter(pipe, report))
-
-        try:
-            report = yield from stream_job(work, lambda _: None, stop, float("inf"))
-        except TrainingCancelled as exc:
-            yield Notice(str(exc))
+        task = (self.gpu_models, session.bundle_id, list(latents), list(labels), settings, gpu_tasks.track(stop))
+        trained = yield from self._gpu_result(gpu_tasks.train_segmenter_task(*task))
+        if trained is None:  # cancelled: the task's notice said so
             return
+        ensemble = PixelEnsemble.from_state(trained.config, trained.state, "the trained segmenter")
+        report = TrainReport(ensemble.requires_grad_(False), trained.annotations, trained.seconds)
+        install_segmenter(pipe, report)
+        if min(settings.folds, len(labels)) >= 2:
+            validated = yield from self._gpu_result(gpu_tasks.validate_segmenter_task(*task))
+            if validated is None:
+                return
+            report.cv, report.seconds = validated.cv, report.seconds + validated.seconds
         weak = ", ".join(report.cv.weakest()) if report.cv else ""
         status = (f"Trained on {report.annotations} images in {report.seconds:.0f} s and installed. "
                   + (f"Cross-validated mIoU {report.cv.miou:.2f} over {report.cv.folds} folds; label more of: "

@@ -58,7 +58,15 @@ class StudioBase:
         weakref.finalize(self, shutil.rmtree, self.workdir, ignore_errors=True)
 
     def pipeline(self, session: Session) -> EditGANPipeline:
-        return self.registry.get(session.bundle_id)
+        """The session's model. The first time: its latent spread (which checks every vector applied here) is
+        measured by a GPU task, since the main process runs no model; and the fidelity report's discriminator
+        and file digests are loaded here, where ZeroGPU's forked workers inherit them (each worker's own copy
+        would be lost with it, and every embedding would load and hash them again)."""
+        pipe = self.registry.get(session.bundle_id)
+        if "latent_spread" not in vars(pipe):  # a ``functools.cached_property``: kept in the instance once set
+            pipe.latent_spread = gpu_tasks.spread_task(self.gpu_models, session.bundle_id)
+            _ = pipe.fidelity.key
+        return pipe
 
     def tuned_weights(self, session: Session) -> dict[str, torch.Tensor] | None:
         """The session's pivotally tuned synthesis weights (CPU tensors, for GPU tasks), None when it has none."""
