@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ from editgan_core.editing import (
     edit_region,
     infer_edit_classes,
     optimise_edit,
-    region_iou,
 )
 from editgan_core.fidelity import FidelityChecker, FidelityReport
 from editgan_core.inversion import ReconstructionObjective
@@ -42,6 +40,15 @@ from editgan_core.photos.decode import WHITE
 from editgan_core.photos.framing import Framing
 from editgan_core.photos.pasteback import PasteBack
 from editgan_core.photos.workflow import AlignedPhoto, align_photo, paste_edit
+from editgan_core.pipeline_results import (
+    EditResult,
+    EmbedResult,
+    InputError,
+    Render,
+    SegmenterMissingError,
+    SharedEditResult,
+    edit_metrics,
+)
 from editgan_core.pti import PivotalTuner, TuningResult, TuningSettings, synthesis_state, tuned_copy
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
@@ -54,69 +61,6 @@ LATENT_SEED_OFFSET = 1_000_003
 # average): learned vectors at the page's strengths stay within a few spreads; far beyond, pictures are garbage.
 MAX_OFFSET_SPREADS = 25.0
 SPREAD_SAMPLES = 1024
-
-
-class InputError(ValueError):
-    """Bad user input (image, label map, latent); the message is meant for the user."""
-
-
-class SegmenterMissingError(InputError):
-    """The action needs a segmentation branch, which this bundle does not have yet (see ``capabilities``)."""
-
-
-@dataclass
-class Render:
-    image: np.ndarray  # (H, W, 3) uint8
-    labels: np.ndarray | None  # (H, W) uint8
-
-
-@dataclass
-class EmbedResult:
-    latent: torch.Tensor
-    render: Render
-    psnr: float
-    steps_done: int
-    stopped: bool
-    fidelity: FidelityReport | None = None
-
-
-@dataclass
-class EditResult:
-    """Outcome of learning or refining an edit."""
-
-    delta: torch.Tensor  # δw+ (n_latent, style_dim) relative to the input latent
-    latent: torch.Tensor  # input latent + δ
-    render: Render
-    region: np.ndarray  # (H, W) bool
-    class_ids: list[int]
-    metrics: dict[str, float] = field(default_factory=dict)
-    steps_done: int = 0
-    stopped: bool = False
-
-
-@dataclass
-class SharedEditResult:
-    """One δw+ learned on several images (``learn_shared_edit``), with their mean figures."""
-
-    delta: torch.Tensor  # (n_latent, style_dim)
-    class_ids: list[int]
-    metrics: dict[str, float] = field(default_factory=dict)
-    steps_done: int = 0
-    stopped: bool = False
-    layers: tuple[int, int] | None = None  # W+ rows δ was restricted to (None: all)
-
-
-def edit_metrics(before: Render, after: Render, region: np.ndarray, target_labels: np.ndarray,
-                 class_ids: Sequence[int]) -> dict[str, float]:
-    """Region IoU with the target labels and mean pixel change (0..1) outside and inside the region."""
-    diff = np.abs(after.image.astype(np.float32) - before.image.astype(np.float32)).mean(axis=2) / 255.0
-    outside = ~region
-    return {
-        "region_iou": region_iou(after.labels, target_labels, region, class_ids),
-        "change_outside": float(diff[outside].mean()) if outside.any() else 0.0,
-        "change_inside": float(diff[region].mean()) if region.any() else 0.0,
-        "region_fraction": float(region.mean()),
-    }
 
 
 def default_device() -> torch.device:
