@@ -189,3 +189,42 @@ def test_strict_evaluation_and_auto_layers_run_end_to_end_on_the_tiny_bundle(tin
     assert summary["colour"] and all(h >= 0 for _, h in summary["colour"].values())
     again = EmbeddingCache(tmp_path / "cache.pt")
     assert set(again.latents) == {f"{c.seed}" for c in cases} | {f"{c.seed}:smile=1" for c in cases}
+
+
+def test_coherent_mean_keeps_the_rows_every_example_moves_alike():
+    from editgan_core.edit_layers import coherent_mean, row_coherence
+
+    torch.manual_seed(0)
+    deltas = 0.5 * torch.randn(32, 4, 8)  # each example's own noise on every row
+    deltas[:, 1] += torch.ones(8)  # row 1 carries the edit
+    coherence = row_coherence(deltas)
+    assert coherence[1] > 0.7 and (coherence[[0, 2, 3]] < 0.4).all()
+    mean, _ = coherent_mean(deltas, 0.5)
+    assert torch.allclose(mean[1], deltas.mean(0)[1]) and mean[[0, 2, 3]].abs().max() == 0
+    assert torch.equal(coherent_mean(deltas, 0.0)[0], deltas.mean(0))
+
+
+def test_pairs_method_stores_the_mean_true_target_difference(tiny_bundle, tmp_path):
+    from editgan_core.domains import get_domain
+    from editgan_core.embedding_cache import EmbeddingCache
+    from editgan_core.pipeline import EditGANPipeline
+    from editgan_core.train import presets
+    from editgan_core.vectors import load_vector
+
+    out = tmp_path / "v"
+    assert presets.main(["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "open_mouth", "--faces", "3",
+                         "--embed-steps", "0", "--method", "pairs", "--out", str(out),
+                         "--cache", str(tmp_path / "cache")]) == 0
+    vector = load_vector(out / "open_mouth.safetensors")
+    extra = vector.extra
+    assert extra["method"] == "pairs" and len(extra["seeds"]) == 3 and extra["attribute"] == "mouth_open"
+    assert all(s in presets.PRESET_SEEDS for s in extra["seeds"])
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    spec = next(s for s in presets.PRESETS if s.name == "open_mouth")
+    originals, targets = presets.true_target_latents(pipe, get_domain("faces"), spec, extra["seeds"], 0)
+    expected = (targets - originals).mean(0)
+    kept = torch.zeros(expected.shape[0], dtype=torch.bool)
+    kept[extra["rows"]] = True
+    assert torch.allclose(vector.delta[kept], expected[kept], atol=1e-5) and (vector.delta[~kept] == 0).all()
+    cached = EmbeddingCache(next((tmp_path / "cache").glob("*.pt"))).latents
+    assert len(cached) == 6  # each face and its true target, embedded once

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
 from editgan_core.editing import EditWeights
+from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval import strict_metrics as sm
 from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
 from editgan_core.eval.seeds import STRICT_HELDOUT, check_disjoint
@@ -99,29 +100,6 @@ def faces_for(task: EditTask, domain: ModuleType, n: int, fraction: float, resol
         target = domain.render({**attrs, task.attribute: task.target}, resolution)
         out.append(FaceCase(seed, attrs, face.image, face.labels, target.image, target.labels))
     return out
-
-
-class EmbeddingCache:
-    """Embedded latents by key, kept in one ``torch.save`` file (loaded with ``weights_only=True``)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.latents: dict[str, torch.Tensor] = {}
-        if path is not None and path.is_file():
-            self.latents = torch.load(path, weights_only=True)
-
-    def embed(self, pipeline: EditGANPipeline, keys: Sequence[str], images: Sequence[np.ndarray],
-              steps: int) -> torch.Tensor:
-        missing = [i for i, k in enumerate(keys) if k not in self.latents]
-        for start in range(0, len(missing), BATCH):
-            chunk = missing[start:start + BATCH]
-            for i, latent in zip(chunk, pipeline.embed_many(np.stack([images[i] for i in chunk]), steps),
-                                 strict=True):
-                self.latents[keys[i]] = latent
-        if missing and self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.latents, self.path)
-        return torch.stack([self.latents[k] for k in keys])
 
 
 @torch.no_grad()

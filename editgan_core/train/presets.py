@@ -25,10 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
+from editgan_core.edit_layers import coherent_mean
 from editgan_core.editing import EditWeights
+from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval.seeds import LEARNED_FROM
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
@@ -39,7 +42,8 @@ DEFAULT_FACES = 32  # faces a preset is learned on together
 DEFAULT_STEPS = 200  # steps of the shared optimisation
 ROOM_FRACTION = 0.5  # "transfer" learns only on faces at least this share of the range short of the target
 PART_COLOUR_WEIGHT = 100.0  # EditWeights.part_colour of the "transfer" method
-METHODS = ("transfer", "paper")
+METHODS = ("transfer", "paper", "pairs")
+MIN_COHERENCE = 0.0  # "pairs": rows whose coherence (edit_layers.row_coherence) is below this stay zero
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,50 @@ def pick_faces(domain, spec: PresetSpec, faces: int, seeds, room: bool) -> list[
     return out
 
 
+def true_target_latents(pipeline: EditGANPipeline, domain, spec: PresetSpec, seeds: list[int], embed_steps: int,
+                        cache: EmbeddingCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embedded renders (N, n_latent, style_dim) of the faces as drawn and with the spec's true target."""
+    cache = cache or EmbeddingCache(None)
+    attrs = [domain.sample_attributes(s) for s in seeds]
+    faces = [domain.render(a, pipeline.resolution).image for a in attrs]
+    targets = [domain.render({**a, spec.attribute: spec.value}, pipeline.resolution).image for a in attrs]
+    originals = cache.embed(pipeline, [f"{s}" for s in seeds], faces, embed_steps)
+    return originals, cache.embed(pipeline, [f"{s}:{spec.attribute}={spec.value:g}" for s in seeds], targets,
+                                  embed_steps)
+
+
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
-                 seeds=PRESET_SEEDS, method: str = "paper") -> EditVector:
-    transfer = method == "transfer"
+                 seeds=PRESET_SEEDS, method: str = "paper", cache: EmbeddingCache | None = None) -> EditVector:
+    """One preset vector learned with ``method`` (see the module docstring) on ``faces`` training faces."""
+    if method == "pairs":
+        delta, class_ids, extra = learn_from_pairs(pipeline, domain, spec, faces, embed_steps, seeds, cache)
+    else:
+        delta, class_ids, extra = learn_from_paint(pipeline, domain, spec, faces, steps, embed_steps, seeds,
+                                                   method == "transfer")
+    extra = {"method": method, "embed_steps": embed_steps, "attribute": spec.attribute, "target": spec.value,
+             **extra}
+    return EditVector(delta=delta, name=spec.name, description=spec.description,
+                      bundle_id=pipeline.bundle.id, class_ids=class_ids,
+                      default_scale=spec.default_scale, created=utc_now(), source="preset", extra=extra)
+
+
+def learn_from_pairs(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, embed_steps: int, seeds,
+                     cache: EmbeddingCache | None) -> tuple[torch.Tensor, list[int], dict]:
+    """The mean of (embedded true target - embedded face) over the training faces, on coherent rows only."""
+    chosen = pick_faces(domain, spec, faces, seeds, room=False)
+    if not chosen:
+        raise RuntimeError(f"no face in the seed range suits preset {spec.name}")
+    originals, targets = true_target_latents(pipeline, domain, spec, chosen, embed_steps, cache)
+    delta, coherence = coherent_mean(targets - originals, MIN_COHERENCE)
+    rows = [i for i, c in enumerate(coherence.tolist()) if c >= MIN_COHERENCE]
+    return delta, list(domain.EDIT_CLASSES[spec.attribute]), {
+        "seeds": chosen, "rows": rows, "min_coherence": MIN_COHERENCE,
+        "row_coherence": [round(c, 3) for c in coherence.tolist()]}
+
+
+def learn_from_paint(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
+                     seeds, transfer: bool) -> tuple[torch.Tensor, list[int], dict]:
+    """The paper's shared objective on painted maps (with ``transfer``: room rule, colour term, auto rows)."""
     chosen = pick_faces(domain, spec, 2 * faces, seeds, room=transfer)  # spare faces: some paint no change
     images = np.stack([domain.render(domain.sample_attributes(s), pipeline.resolution).image for s in chosen])
     latents, painted, used = [], [], []
@@ -117,13 +162,18 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
     weights = EditWeights(part_colour=PART_COLOUR_WEIGHT if transfer else 0.0)
     result = pipeline.learn_shared_edit(latents, painted, classes, steps=steps, weights=weights,
                                         layers="auto" if transfer else None)
-    extra = {"seeds": used, "steps": steps, "embed_steps": embed_steps, "method": method,
-             "attribute": spec.attribute, "target": spec.value, **result.metrics}
+    extra = {"seeds": used, "steps": steps, **result.metrics}
     if result.layers is not None:
         extra["layers"] = list(result.layers)
-    return EditVector(delta=result.delta, name=spec.name, description=spec.description,
-                      bundle_id=pipeline.bundle.id, class_ids=result.class_ids,
-                      default_scale=spec.default_scale, created=utc_now(), source="preset", extra=extra)
+    return result.delta, result.class_ids, extra
+
+
+def summary(extra: dict) -> str:
+    """One line on what a learned preset keeps: its rows and, for the painted methods, the training fit."""
+    rows = extra.get("layers", extra.get("rows", "all"))
+    fit = (f", region IoU {extra['region_iou']:.3f}, change outside {extra['change_outside']:.4f}"
+           if "region_iou" in extra else "")
+    return f"rows {rows}{fit}"
 
 
 def custom_spec(name: str, attribute: str, value: float, domain) -> PresetSpec:
@@ -147,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--default-scale", type=float, default=1.0, help="with --from-pairs: the vectors' default scale")
     p.add_argument("--method", choices=METHODS, default="paper",
                    help="paper: the plain objective (shipped presets); transfer: an experiment that scored lower")
+    p.add_argument("--cache", type=Path, help="with --method pairs: keep the embedded training pairs in this folder")
     args = parse_command(p, argv)
     pipeline = open_pipeline(args)
+    cache = EmbeddingCache(args.cache / f"{pipeline.bundle.id}_embed{args.embed_steps}_presets.pt"
+                           if args.cache else None)
     if args.from_pairs:
         return learn_from_pairs_cli(pipeline, args.preset, args.steps, args.min_pairs, args.default_scale)
     domain = require_domain(p, pipeline.bundle, "presets are scripted on a procedural domain")
@@ -159,11 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or pipeline.bundle.vectors_dir
     for spec in tqdm(specs, desc="presets", unit="preset"):
         start = time.perf_counter()
-        vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps, method=args.method)
+        vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps, method=args.method,
+                              cache=cache)
         path = save_vector(vector, out / f"{spec.name}.safetensors")
-        tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, layers {vector.extra.get('layers', 'all')}, "
-                   f"region IoU {vector.extra['region_iou']:.3f}, change outside {vector.extra['change_outside']:.4f}"
-                   f" -> {path}")
+        tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, {summary(vector.extra)} -> {path}")
     if out == pipeline.bundle.vectors_dir:
         pipeline.bundle.write_model_card()  # the card lists the presets
     return 0
