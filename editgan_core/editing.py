@@ -31,6 +31,9 @@ class EditWeights:
     # Mean colour of every part that persists (same class before and after, inside the region too), each
     # part weighted alike: the pixel L2 outside r lets a small part (the irises) change colour cheaply.
     part_colour: float = 0.0
+    # Pixel L2 inside r towards ``EditTarget.inside_image``: only where the edited picture is known (a preset
+    # learned from renderer pairs knows its true target; a painted map gives labels only).
+    inside_rgb: float = 0.0
 
 
 STRAY_PIXELS = 2  # a class with fewer changed pixels than this is a stray brush mark, not an edited part
@@ -99,6 +102,7 @@ class EditTarget:
     region: torch.Tensor  # (H, W) or (B, H, W) bool
     image: torch.Tensor  # (B, 3, H, W) appearance to keep outside the region
     before_labels: torch.Tensor | None = None  # (H, W) or (B, H, W): enables the persisting-part colour term
+    inside_image: torch.Tensor | None = None  # (B, 3, H, W) the edited picture, for EditWeights.inside_rgb
     pixels: torch.Tensor = field(init=False)  # flat indices of region pixels into (B, H, W)
     outside: torch.Tensor = field(init=False)  # (B, 1, H, W) float mask of 1 - r
     part_masks: torch.Tensor | None = field(init=False, default=None)  # (B, K, H, W) float, persisting parts
@@ -152,6 +156,10 @@ class EditObjective:
         l2 = masked_l2(out.image, t.image, t.outside).mean()
         loss = w.ce * ce + w.l2 * l2
         terms = {"ce": ce.item(), "l2": l2.item()}
+        if w.inside_rgb > 0 and t.inside_image is not None:
+            inside = masked_l2(out.image, t.inside_image, 1.0 - t.outside).mean()
+            loss = loss + w.inside_rgb * inside
+            terms["inside_rgb"] = inside.item()
         if w.part_colour > 0 and t.part_masks is not None:
             present = t.part_masks.sum((2, 3)) > 0
             drift = (part_means(out.image, t.part_masks) - t.part_colours).pow(2).mean(2)[present].mean()

@@ -209,6 +209,7 @@ def test_pairs_method_stores_the_mean_true_target_difference(tiny_bundle, tmp_pa
     from editgan_core.embedding_cache import EmbeddingCache
     from editgan_core.pipeline import EditGANPipeline
     from editgan_core.train import presets
+    from editgan_core.train.true_targets import true_target_latents
     from editgan_core.vectors import load_vector
 
     out = tmp_path / "v"
@@ -221,10 +222,54 @@ def test_pairs_method_stores_the_mean_true_target_difference(tiny_bundle, tmp_pa
     assert all(s in presets.PRESET_SEEDS for s in extra["seeds"])
     pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
     spec = next(s for s in presets.PRESETS if s.name == "open_mouth")
-    originals, targets = presets.true_target_latents(pipe, get_domain("faces"), spec, extra["seeds"], 0)
+    originals, targets = true_target_latents(pipe, get_domain("faces"), spec.attribute, spec.value, extra["seeds"], 0)
     expected = (targets - originals).mean(0)
     kept = torch.zeros(expected.shape[0], dtype=torch.bool)
     kept[extra["rows"]] = True
     assert torch.allclose(vector.delta[kept], expected[kept], atol=1e-5) and (vector.delta[~kept] == 0).all()
     cached = EmbeddingCache(next((tmp_path / "cache").glob("*.pt"))).latents
     assert len(cached) == 6  # each face and its true target, embedded once
+
+
+def test_inside_rgb_term_pulls_only_the_region_towards_the_edited_picture():
+    from types import SimpleNamespace
+
+    from editgan_core.editing import EditObjective, EditWeights
+
+    class Generator:  # the latent is the picture: (1, 12) -> (1, 3, 2, 2)
+        def synthesis(self, latent, noise=None, return_features=False):
+            return SimpleNamespace(image=latent.reshape(1, 3, 2, 2), features=None)
+
+    def segmenter(_features, pixels):
+        return torch.zeros(len(pixels), 2)
+
+    region = torch.tensor([[[True, False], [False, False]]])
+    target = EditTarget(torch.zeros(1, 2, 2, dtype=torch.int64), region, torch.zeros(1, 3, 2, 2),
+                        inside_image=torch.ones(1, 3, 2, 2))
+    objective = EditObjective(Generator(), segmenter, target, EditWeights(inside_rgb=10.0, encoder=0.0), noise=[])
+    edited = torch.zeros(1, 3, 2, 2)
+    edited[:, :, 0, 0] = 1.0  # the edited picture inside r, the original outside
+    _, terms = objective(edited.reshape(1, 12))
+    assert terms["inside_rgb"] == 0 and terms["l2"] == 0
+    _, terms = objective(torch.ones(1, 12))  # edited everywhere: only the outside term sees it
+    assert terms["inside_rgb"] == 0 and terms["l2"] == pytest.approx(1.0)
+    loss, terms = objective(torch.zeros(1, 12))  # nothing edited: the inside term sees it
+    assert terms["inside_rgb"] == pytest.approx(1.0) and loss.item() == pytest.approx(10.0 + np.log(2))
+    off = EditObjective(Generator(), segmenter, target, EditWeights(encoder=0.0), noise=[])
+    assert "inside_rgb" not in off(torch.zeros(1, 12))[1]
+
+
+def test_pairs_fit_tunes_the_mean_and_records_its_settings(tiny_bundle, tmp_path):
+    from editgan_core.train import presets
+    from editgan_core.vectors import load_vector
+
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "smile", "--faces", "2", "--embed-steps", "0",
+              "--cache", str(tmp_path / "cache")]
+    assert presets.main([*common, "--method", "pairs", "--out", str(tmp_path / "mean")]) == 0
+    assert presets.main([*common, "--method", "pairs_fit", "--steps", "3", "--out", str(tmp_path / "fit")]) == 0
+    mean = load_vector(tmp_path / "mean" / "smile.safetensors")
+    fit = load_vector(tmp_path / "fit" / "smile.safetensors")
+    extra = fit.extra
+    assert extra["method"] == "pairs_fit" and extra["steps"] == 3 and extra["inside_rgb"] > 0
+    assert extra["seeds"] == mean.extra["seeds"] and extra["loss_best"] <= extra["loss_start"]
+    assert not torch.equal(fit.delta, mean.delta)

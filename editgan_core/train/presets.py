@@ -29,12 +29,12 @@ import torch
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
-from editgan_core.edit_layers import coherent_mean
 from editgan_core.editing import EditWeights
 from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval.seeds import LEARNED_FROM
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
+from editgan_core.train.true_targets import fit_delta, mean_delta, true_target_latents
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
 PRESET_SEEDS = LEARNED_FROM["preset painting (train.presets)"]  # the seed table lives in eval.seeds
@@ -42,8 +42,9 @@ DEFAULT_FACES = 32  # faces a preset is learned on together
 DEFAULT_STEPS = 200  # steps of the shared optimisation
 ROOM_FRACTION = 0.5  # "transfer" learns only on faces at least this share of the range short of the target
 PART_COLOUR_WEIGHT = 100.0  # EditWeights.part_colour of the "transfer" method
-METHODS = ("transfer", "paper", "pairs")
+METHODS = ("transfer", "paper", "pairs", "pairs_fit")
 MIN_COHERENCE = 0.0  # "pairs": rows whose coherence (edit_layers.row_coherence) is below this stay zero
+FIT_WEIGHTS = EditWeights(inside_rgb=75.0, part_colour=PART_COLOUR_WEIGHT)  # "pairs_fit"
 
 
 @dataclass(frozen=True)
@@ -99,23 +100,12 @@ def pick_faces(domain, spec: PresetSpec, faces: int, seeds, room: bool) -> list[
     return out
 
 
-def true_target_latents(pipeline: EditGANPipeline, domain, spec: PresetSpec, seeds: list[int], embed_steps: int,
-                        cache: EmbeddingCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embedded renders (N, n_latent, style_dim) of the faces as drawn and with the spec's true target."""
-    cache = cache or EmbeddingCache(None)
-    attrs = [domain.sample_attributes(s) for s in seeds]
-    faces = [domain.render(a, pipeline.resolution).image for a in attrs]
-    targets = [domain.render({**a, spec.attribute: spec.value}, pipeline.resolution).image for a in attrs]
-    originals = cache.embed(pipeline, [f"{s}" for s in seeds], faces, embed_steps)
-    return originals, cache.embed(pipeline, [f"{s}:{spec.attribute}={spec.value:g}" for s in seeds], targets,
-                                  embed_steps)
-
-
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
                  seeds=PRESET_SEEDS, method: str = "paper", cache: EmbeddingCache | None = None) -> EditVector:
     """One preset vector learned with ``method`` (see the module docstring) on ``faces`` training faces."""
-    if method == "pairs":
-        delta, class_ids, extra = learn_from_pairs(pipeline, domain, spec, faces, embed_steps, seeds, cache)
+    if method.startswith("pairs"):
+        delta, class_ids, extra = learn_from_pairs(pipeline, domain, spec, faces, steps, embed_steps, seeds, cache,
+                                                   fit=method == "pairs_fit")
     else:
         delta, class_ids, extra = learn_from_paint(pipeline, domain, spec, faces, steps, embed_steps, seeds,
                                                    method == "transfer")
@@ -126,18 +116,21 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
                       default_scale=spec.default_scale, created=utc_now(), source="preset", extra=extra)
 
 
-def learn_from_pairs(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, embed_steps: int, seeds,
-                     cache: EmbeddingCache | None) -> tuple[torch.Tensor, list[int], dict]:
-    """The mean of (embedded true target - embedded face) over the training faces, on coherent rows only."""
+def learn_from_pairs(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
+                     seeds, cache: EmbeddingCache | None, fit: bool) -> tuple[torch.Tensor, list[int], dict]:
+    """``pairs``: the mean true-target difference of the training faces (``true_targets.mean_delta``);
+    ``pairs_fit``: that mean tuned by ``true_targets.fit_delta``."""
     chosen = pick_faces(domain, spec, faces, seeds, room=False)
     if not chosen:
         raise RuntimeError(f"no face in the seed range suits preset {spec.name}")
-    originals, targets = true_target_latents(pipeline, domain, spec, chosen, embed_steps, cache)
-    delta, coherence = coherent_mean(targets - originals, MIN_COHERENCE)
-    rows = [i for i, c in enumerate(coherence.tolist()) if c >= MIN_COHERENCE]
-    return delta, list(domain.EDIT_CLASSES[spec.attribute]), {
-        "seeds": chosen, "rows": rows, "min_coherence": MIN_COHERENCE,
-        "row_coherence": [round(c, 3) for c in coherence.tolist()]}
+    originals, targets = true_target_latents(pipeline, domain, spec.attribute, spec.value, chosen, embed_steps,
+                                             cache)
+    delta, extra = mean_delta(originals, targets, MIN_COHERENCE)
+    classes = list(domain.EDIT_CLASSES[spec.attribute])
+    if fit:
+        delta, fitted = fit_delta(pipeline, originals, targets, classes, delta, steps, FIT_WEIGHTS)
+        extra.update(fitted)
+    return delta, classes, {"seeds": chosen, **extra}
 
 
 def learn_from_paint(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
