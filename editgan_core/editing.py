@@ -187,23 +187,40 @@ def layer_mask(n_latent: int, layers: tuple[int, int] | None) -> torch.Tensor:
 
 def optimise_edit(objective: EditObjective, latent: torch.Tensor, init_delta: torch.Tensor | None, steps: int,
                   lr: float, callback: Callable[[StepInfo], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None, layers: tuple[int, int] | None = None
-                  ) -> OptimResult:
+                  should_stop: Callable[[], bool] | None = None, layers: tuple[int, int] | None = None,
+                  keep_init_step: bool = False) -> OptimResult:
     """Optimise δw+ so that ``latent + δ`` meets the objective; ``best`` is the δ.
 
     With a batch of latents (B, n_latent, style_dim) one δ (1, n_latent, style_dim) is shared by all.
     ``layers`` keeps δ zero outside those W+ rows (an edit that needs only the mouth's shape then cannot
-    change colours drawn by the fine layers).
+    change colours drawn by the fine layers). ``keep_init_step`` holds δ's component along ``init_delta``
+    fixed: refinement may then clean up around an applied vector but cannot shorten it.
     """
     base = latent.detach()
     shape = (1, *base.shape[1:])
     init = torch.zeros(shape).to(base) if init_delta is None else init_delta.detach().to(base).reshape(shape)
+    if keep_init_step and init.norm() > 0:
+        return _optimise_around(objective, base, init, steps, lr, callback, should_stop)
     if layers is None:
         return optimise(init, lambda delta: objective(base + delta), steps, lr, "constant", callback, should_stop)
     mask = layer_mask(shape[1], layers).to(base)
     result = optimise(init * mask, lambda delta: objective(base + delta * mask), steps, lr, "constant", callback,
                       should_stop)
     result.best = result.best * mask
+    return result
+
+
+def _optimise_around(objective: EditObjective, base: torch.Tensor, init: torch.Tensor, steps: int, lr: float,
+                     callback, should_stop) -> OptimResult:
+    """``optimise_edit`` over δ = init + c, with c kept orthogonal to init."""
+    unit = init / init.norm()
+
+    def delta_of(c: torch.Tensor) -> torch.Tensor:
+        return init + c - (c * unit).sum() * unit
+
+    result = optimise(torch.zeros_like(init), lambda c: objective(base + delta_of(c)), steps, lr, "constant",
+                      callback, should_stop)
+    result.best = delta_of(result.best).detach()
     return result
 
 

@@ -273,3 +273,20 @@ def test_pairs_fit_tunes_the_mean_and_records_its_settings(tiny_bundle, tmp_path
     assert extra["method"] == "pairs_fit" and extra["steps"] == 3 and extra["inside_rgb"] > 0
     assert extra["seeds"] == mean.extra["seeds"] and extra["loss_best"] <= extra["loss_start"]
     assert not torch.equal(fit.delta, mean.delta)
+
+
+def test_refinement_that_keeps_the_step_cannot_shorten_the_applied_vector():
+    init = torch.zeros(1, 3, 2)
+    init[0, 0, 0] = 1.0  # the applied vector
+    side = torch.zeros(1, 3, 2)
+    side[0, 1, 1] = 0.5  # a side effect the refinement should remove
+
+    def objective(latent):  # pulls everything back to the original (zero): plain refinement shortens the step
+        loss = latent.pow(2).sum()
+        return loss, {"ce": loss.item()}
+
+    plain = optimise_edit(objective, torch.zeros(1, 3, 2), init + side, 200, 0.05)
+    kept = optimise_edit(objective, torch.zeros(1, 3, 2), init + side, 200, 0.05, keep_init_step=True)
+    assert plain.best[0, 0, 0] < 0.5
+    along = (kept.best * (init + side)).sum() / (init + side).norm()
+    assert along == pytest.approx((init + side).norm().item(), abs=1e-4)

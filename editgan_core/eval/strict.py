@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--refine-n", type=int, default=30, help="faces the (slow) refinement is judged on")
     p.add_argument("--refine-part-colour", type=float, default=0.0,
                    help="also judge refinement that keeps persisting parts' colours (EditWeights.part_colour)")
+    p.add_argument("--refine-keep-step", action="store_true",
+                   help="also judge refinement that cannot shorten the vector's own step (pipeline.refine keep_step)")
     p.add_argument("--judge", type=Path, default=DEFAULT_ATTRIBUTE_NET)
     p.add_argument("--cache", type=Path, default=Path("runs/strict_cache"), help="embedding cache folder")
     p.add_argument("--json", type=Path, help="write every summary here")
@@ -272,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
         for steps in args.refine:
             sub = cases[:args.refine_n]
             editors = {"vector": vector_editor(vector), f"refine{steps}": refine_editor(pipeline, vector, steps)}
+            if args.refine_keep_step:
+                editors[f"refine{steps}+k"] = refine_editor(pipeline, vector, steps, keep_step=True)
             if args.refine_part_colour > 0:
                 editors[f"refine{steps}+c"] = refine_editor(pipeline, vector, steps,
                                                             weights=EditWeights(part_colour=args.refine_part_colour))
