@@ -23,6 +23,7 @@ from editgan_core.capabilities import Capabilities, segmenter_missing_message
 from editgan_core.defaults import RuntimeDefaults
 from editgan_core.edit_layers import choose_layers
 from editgan_core.editing import (
+    REFINE_PART_COLOUR,
     EditObjective,
     EditTarget,
     EditWeights,
@@ -488,10 +489,12 @@ class EditGANPipeline:
     def refine(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]],
                steps: int | None = None, lr: float | None = None, weights: EditWeights | None = None,
                callback: Callable[[StepInfo], None] | None = None,
-               should_stop: Callable[[], bool] | None = None, keep_step: bool = False) -> EditResult:
-        """Apply vectors, then self-supervised refinement: keep the applied segmentation inside r and the
-        original appearance outside it (with ``keep_step``, without shortening the applied step)."""
+               should_stop: Callable[[], bool] | None = None, keep_step: bool = True) -> EditResult:
+        """Apply vectors, then self-supervised refinement: keep the applied segmentation inside r, the
+        original appearance outside it and (default weights) the persisting parts' colours; with
+        ``keep_step`` the refinement cannot shorten the applied step (plain refinement undid edits)."""
         self._require_segmenter()
+        weights = weights or EditWeights(part_colour=REFINE_PART_COLOUR)
         latent = self.check_latent(latent)
         applied = self.apply(latent, vectors).to(self.device)
         before, after = self.render(latent), self.render(applied)

@@ -290,3 +290,19 @@ def test_refinement_that_keeps_the_step_cannot_shorten_the_applied_vector():
     assert plain.best[0, 0, 0] < 0.5
     along = (kept.best * (init + side)).sum() / (init + side).norm()
     assert along == pytest.approx((init + side).norm().item(), abs=1e-4)
+
+
+def test_pipeline_refinement_keeps_the_applied_step_by_default(tiny_bundle):
+    from editgan_core.pipeline import EditGANPipeline
+
+    torch.manual_seed(0)
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    latent = pipe.mean_latent().cpu()
+    vector = EditVector(delta=0.5 * torch.randn(*pipe.latent_shape), name="v", bundle_id=pipe.bundle.id,
+                        class_ids=[8, 9])
+    step = vector.delta
+    kept = pipe.refine(latent, [(vector, 1.0)], steps=5, lr=0.2)
+    assert (kept.delta * step).sum() / step.norm() == pytest.approx(step.norm().item(), rel=1e-4)
+    assert not torch.allclose(kept.delta, step)  # it did refine, around the step
+    plain = pipe.refine(latent, [(vector, 1.0)], steps=5, lr=0.2, keep_step=False)
+    assert (plain.delta * step).sum() / step.norm() != pytest.approx(step.norm().item(), rel=1e-4)

@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
-from editgan_core.editing import EditWeights
+from editgan_core.editing import REFINE_PART_COLOUR, EditWeights
 from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval import strict_metrics as sm
 from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
@@ -230,6 +230,13 @@ def format_row(name: str, editor: str, s: dict, c: dict, class_names: Sequence[s
             f"{s['outside'][0]:.4f} ({c['outside'][0]:.4f}) | {flags}")
 
 
+# Refinement without parts of the pipeline's default (keep the applied step, keep persisting parts' colours).
+REFINE_VARIANTS = {
+    "-paper": {"keep_step": False, "weights": EditWeights()},  # the paper's objective, the earlier default
+    "-keep": {"keep_step": True, "weights": EditWeights()},
+    "-colour": {"keep_step": False, "weights": EditWeights(part_colour=REFINE_PART_COLOUR)},
+}
+
 HEADER = ("vector           editor        n  succ% [95% CI]     ceil% | worst other attribute (ceiling)    | "
           "worst part colour drift (ceiling) | outside (ceiling) | targets s/e/c")
 
@@ -243,10 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--embed-steps", type=int, default=DEFAULT_EMBED_STEPS)
     p.add_argument("--refine", type=int, nargs="*", default=[], help="also judge refinement with these steps")
     p.add_argument("--refine-n", type=int, default=30, help="faces the (slow) refinement is judged on")
-    p.add_argument("--refine-part-colour", type=float, default=0.0,
-                   help="also judge refinement that keeps persisting parts' colours (EditWeights.part_colour)")
-    p.add_argument("--refine-keep-step", action="store_true",
-                   help="also judge refinement that cannot shorten the vector's own step (pipeline.refine keep_step)")
+    p.add_argument("--refine-variants", action="store_true",
+                   help="also judge refinement without the default's parts (REFINE_VARIANTS)")
     p.add_argument("--judge", type=Path, default=DEFAULT_ATTRIBUTE_NET)
     p.add_argument("--cache", type=Path, default=Path("runs/strict_cache"), help="embedding cache folder")
     p.add_argument("--json", type=Path, help="write every summary here")
@@ -274,11 +279,9 @@ def main(argv: list[str] | None = None) -> None:
         for steps in args.refine:
             sub = cases[:args.refine_n]
             editors = {"vector": vector_editor(vector), f"refine{steps}": refine_editor(pipeline, vector, steps)}
-            if args.refine_keep_step:
-                editors[f"refine{steps}+k"] = refine_editor(pipeline, vector, steps, keep_step=True)
-            if args.refine_part_colour > 0:
-                editors[f"refine{steps}+c"] = refine_editor(pipeline, vector, steps,
-                                                            weights=EditWeights(part_colour=args.refine_part_colour))
+            if args.refine_variants:
+                editors.update({f"refine{steps}{suffix}": refine_editor(pipeline, vector, steps, **kwargs)
+                                for suffix, kwargs in REFINE_VARIANTS.items()})
             refined = evaluate(pipeline, judge, domain, task, sub, editors, cache, args.embed_steps, args.fraction)
             result.update({f"{k}@{len(sub)}": v for k, v in refined.items()})
         report[vector.name] = result
