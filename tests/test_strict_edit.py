@@ -306,3 +306,21 @@ def test_pipeline_refinement_keeps_the_applied_step_by_default(tiny_bundle):
     assert not torch.allclose(kept.delta, step)  # it did refine, around the step
     plain = pipe.refine(latent, [(vector, 1.0)], steps=5, lr=0.2, keep_step=False)
     assert (plain.delta * step).sum() / step.norm() != pytest.approx(step.norm().item(), rel=1e-4)
+
+
+def test_strict_benchmark_judges_tuning_faces_on_request(tiny_bundle, monkeypatch):
+    from editgan_core.eval import strict
+
+    asked = []
+
+    def faces_for(task, domain, n, fraction, resolution, seeds=seeds.STRICT_HELDOUT):
+        asked.append(seeds)
+        raise StopIteration  # the seed range is all this test needs
+
+    monkeypatch.setattr(strict, "faces_for", faces_for)
+    monkeypatch.setattr(strict.AttributeNet, "load", staticmethod(lambda _path: torch.nn.Identity()))
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--vectors", "smile"]
+    for extra in ([], ["--tuning"]):
+        with pytest.raises(StopIteration):
+            strict.main([*common, *extra])
+    assert asked == [seeds.STRICT_HELDOUT, seeds.TUNING]

@@ -37,7 +37,7 @@ from editgan_core.editing import REFINE_PART_COLOUR, EditWeights
 from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval import strict_metrics as sm
 from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
-from editgan_core.eval.seeds import STRICT_HELDOUT, check_disjoint
+from editgan_core.eval.seeds import STRICT_HELDOUT, TUNING, check_disjoint
 from editgan_core.models.attribute_net import AttributeNet
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS
@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vectors", nargs="+", help="vector names (default: every vector with a known target)")
     p.add_argument("--vector-dir", type=Path, help="read vectors here instead of the bundle's presets")
     p.add_argument("--n", type=int, default=100, help="faces with room to move, per vector")
+    p.add_argument("--tuning", action="store_true",
+                   help="judge on the tuning seeds (seeds.TUNING) instead of the held-out ones: for choosing settings")
     p.add_argument("--fraction", type=float, default=DEFAULT_FRACTION, help="move counted as success (of range)")
     p.add_argument("--embed-steps", type=int, default=DEFAULT_EMBED_STEPS)
     p.add_argument("--refine", type=int, nargs="*", default=[], help="also judge refinement with these steps")
@@ -265,15 +267,16 @@ def main(argv: list[str] | None = None) -> None:
     vectors = [v for v in vectors if not args.vectors or v.name in args.vectors]
     cache = EmbeddingCache(args.cache / f"{pipeline.bundle.id}_embed{args.embed_steps}.pt")
     class_names = [c.name for c in pipeline.bundle.classes]
+    seeds = TUNING if args.tuning else STRICT_HELDOUT
     print(f"bundle={pipeline.bundle.id} fraction={args.fraction} embed_steps={args.embed_steps} "
-          f"held-out seeds {STRICT_HELDOUT.start}..; judge={args.judge.name}\n{HEADER}")
+          f"{'tuning' if args.tuning else 'held-out'} seeds {seeds.start}..; judge={args.judge.name}\n{HEADER}")
     report = {}
     for vector in vectors:
         task = task_of(vector, domain)
         if task is None:
             print(f"{vector.name}: no known target attribute, skipped")
             continue
-        cases = faces_for(task, domain, args.n, args.fraction, pipeline.resolution)
+        cases = faces_for(task, domain, args.n, args.fraction, pipeline.resolution, seeds)
         result = evaluate(pipeline, judge, domain, task, cases, {"vector": vector_editor(vector)}, cache,
                           args.embed_steps, args.fraction)
         for steps in args.refine:
