@@ -38,3 +38,18 @@ def choose_layers(objective: EditObjective, latent: torch.Tensor, delta: torch.T
     good = [r for r, loss in losses.items() if none - loss >= keep * (none - full)]
     best = min(good, key=lambda r: (r[1] - r[0], losses[r]))
     return best, losses
+
+
+def row_coherence(deltas: torch.Tensor) -> torch.Tensor:
+    """Per W+ row, |mean δ| / mean |δ| over examples (N, n_latent, style_dim): 1 when every example moves the
+    row the same way, about 1/√N when the rows only carry each example's own noise."""
+    mean_norm = deltas.mean(0).norm(dim=-1)
+    return mean_norm / deltas.norm(dim=-1).mean(0).clamp(min=1e-12)
+
+
+def coherent_mean(deltas: torch.Tensor, min_coherence: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean of per-example deltas on the rows whose coherence reaches ``min_coherence`` (zero elsewhere),
+    and the coherence of every row."""
+    coherence = row_coherence(deltas)
+    keep = (coherence >= min_coherence).to(deltas.dtype)
+    return deltas.mean(0) * keep[:, None], coherence

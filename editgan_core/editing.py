@@ -31,7 +31,14 @@ class EditWeights:
     # Mean colour of every part that persists (same class before and after, inside the region too), each
     # part weighted alike: the pixel L2 outside r lets a small part (the irises) change colour cheaply.
     part_colour: float = 0.0
+    # Pixel L2 inside r towards ``EditTarget.inside_image``: only where the edited picture is known (a preset
+    # learned from renderer pairs knows its true target; a painted map gives labels only).
+    inside_rgb: float = 0.0
 
+
+# Refinement's default colour term: refining with it (and without shortening the applied step) kept the
+# presets' success and cut the eyes' colour drift in eval.strict; plain refinement tinted them more.
+REFINE_PART_COLOUR = 100.0
 
 STRAY_PIXELS = 2  # a class with fewer changed pixels than this is a stray brush mark, not an edited part
 STRAY_SHARE = 0.05  # ... nor one holding less than this share of the changed pixels
@@ -99,6 +106,7 @@ class EditTarget:
     region: torch.Tensor  # (H, W) or (B, H, W) bool
     image: torch.Tensor  # (B, 3, H, W) appearance to keep outside the region
     before_labels: torch.Tensor | None = None  # (H, W) or (B, H, W): enables the persisting-part colour term
+    inside_image: torch.Tensor | None = None  # (B, 3, H, W) the edited picture, for EditWeights.inside_rgb
     pixels: torch.Tensor = field(init=False)  # flat indices of region pixels into (B, H, W)
     outside: torch.Tensor = field(init=False)  # (B, 1, H, W) float mask of 1 - r
     part_masks: torch.Tensor | None = field(init=False, default=None)  # (B, K, H, W) float, persisting parts
@@ -152,6 +160,10 @@ class EditObjective:
         l2 = masked_l2(out.image, t.image, t.outside).mean()
         loss = w.ce * ce + w.l2 * l2
         terms = {"ce": ce.item(), "l2": l2.item()}
+        if w.inside_rgb > 0 and t.inside_image is not None:
+            inside = masked_l2(out.image, t.inside_image, 1.0 - t.outside).mean()
+            loss = loss + w.inside_rgb * inside
+            terms["inside_rgb"] = inside.item()
         if w.part_colour > 0 and t.part_masks is not None:
             present = t.part_masks.sum((2, 3)) > 0
             drift = (part_means(out.image, t.part_masks) - t.part_colours).pow(2).mean(2)[present].mean()
@@ -179,23 +191,40 @@ def layer_mask(n_latent: int, layers: tuple[int, int] | None) -> torch.Tensor:
 
 def optimise_edit(objective: EditObjective, latent: torch.Tensor, init_delta: torch.Tensor | None, steps: int,
                   lr: float, callback: Callable[[StepInfo], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None, layers: tuple[int, int] | None = None
-                  ) -> OptimResult:
+                  should_stop: Callable[[], bool] | None = None, layers: tuple[int, int] | None = None,
+                  keep_init_step: bool = False) -> OptimResult:
     """Optimise δw+ so that ``latent + δ`` meets the objective; ``best`` is the δ.
 
     With a batch of latents (B, n_latent, style_dim) one δ (1, n_latent, style_dim) is shared by all.
     ``layers`` keeps δ zero outside those W+ rows (an edit that needs only the mouth's shape then cannot
-    change colours drawn by the fine layers).
+    change colours drawn by the fine layers). ``keep_init_step`` holds δ's component along ``init_delta``
+    fixed: refinement may then clean up around an applied vector but cannot shorten it.
     """
     base = latent.detach()
     shape = (1, *base.shape[1:])
     init = torch.zeros(shape).to(base) if init_delta is None else init_delta.detach().to(base).reshape(shape)
+    if keep_init_step and init.norm() > 0:
+        return _optimise_around(objective, base, init, steps, lr, callback, should_stop)
     if layers is None:
         return optimise(init, lambda delta: objective(base + delta), steps, lr, "constant", callback, should_stop)
     mask = layer_mask(shape[1], layers).to(base)
     result = optimise(init * mask, lambda delta: objective(base + delta * mask), steps, lr, "constant", callback,
                       should_stop)
     result.best = result.best * mask
+    return result
+
+
+def _optimise_around(objective: EditObjective, base: torch.Tensor, init: torch.Tensor, steps: int, lr: float,
+                     callback, should_stop) -> OptimResult:
+    """``optimise_edit`` over δ = init + c, with c kept orthogonal to init."""
+    unit = init / init.norm()
+
+    def delta_of(c: torch.Tensor) -> torch.Tensor:
+        return init + c - (c * unit).sum() * unit
+
+    result = optimise(torch.zeros_like(init), lambda c: objective(base + delta_of(c)), steps, lr, "constant",
+                      callback, should_stop)
+    result.best = delta_of(result.best).detach()
     return result
 
 

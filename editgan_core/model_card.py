@@ -128,6 +128,9 @@ def _components(manifest: dict) -> list[str]:
     return [*lines, ""]
 
 
+TRUE_TARGET_METHODS = ("pairs", "pairs_fit")  # train.presets methods that learn from rendered true edits
+
+
 def _presets(vectors: list[EditVector], unreadable: list[str], names: dict[int, str]) -> list[str]:
     if not vectors and not unreadable:
         return []
@@ -137,7 +140,11 @@ def _presets(vectors: list[EditVector], unreadable: list[str], names: dict[int, 
         extra = v.extra or {}
         made = [v.description] if v.description else []
         if isinstance(extra.get("seeds"), list):
-            made.append(f"learned on {len(extra['seeds'])} images together, {extra.get('steps', '?')} steps")
+            steps = f", {extra['steps']} steps" if "steps" in extra else ""
+            method = f", train.presets --method {extra['method']}" if "method" in extra else ""
+            if extra.get("method") in TRUE_TARGET_METHODS:
+                method += " (from the renderer's true targets, not painted maps)"
+            made.append(f"learned on {len(extra['seeds'])} images together{steps}{method}")
         if extra.get("original_file"):
             made.append(f"imported from {extra['original_file']}")
         for key, label in (("region_iou", "region IoU"), ("change_outside", "change outside")):

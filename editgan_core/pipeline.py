@@ -22,6 +22,7 @@ from editgan_core.capabilities import Capabilities, segmenter_missing_message
 from editgan_core.defaults import RuntimeDefaults
 from editgan_core.edit_layers import choose_layers
 from editgan_core.editing import (
+    REFINE_PART_COLOUR,
     EditObjective,
     EditTarget,
     EditWeights,
@@ -424,10 +425,12 @@ class EditGANPipeline:
     def refine(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]],
                steps: int | None = None, lr: float | None = None, weights: EditWeights | None = None,
                callback: Callable[[StepInfo], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> EditResult:
-        """Apply vectors, then self-supervised refinement: keep the applied segmentation inside r and the
-        original appearance outside it."""
+               should_stop: Callable[[], bool] | None = None, keep_step: bool = True) -> EditResult:
+        """Apply vectors, then self-supervised refinement: keep the applied segmentation inside r, the
+        original appearance outside it and (default weights) the persisting parts' colours; with
+        ``keep_step`` the refinement cannot shorten the applied step (plain refinement undid edits)."""
         self._require_segmenter()
+        weights = weights or EditWeights(part_colour=REFINE_PART_COLOUR)
         latent = self.check_latent(latent)
         applied = self.apply(latent, vectors).to(self.device)
         before, after = self.render(latent), self.render(applied)
@@ -440,7 +443,7 @@ class EditGANPipeline:
                             self._labels_for_colour(weights, [before.labels]))
         steps = self.defaults.refine_steps if steps is None else steps
         return self._run_edit(latent, target, applied - latent, steps, lr, weights, class_ids, before, callback,
-                              should_stop)
+                              should_stop, keep_step)
 
     def _labels_for_colour(self, weights: EditWeights | None, labels: Sequence[np.ndarray]) -> torch.Tensor | None:
         """The label maps before the edit, when the persisting-part colour term is on (else ``None``)."""
@@ -449,11 +452,12 @@ class EditGANPipeline:
         return torch.from_numpy(np.stack([lab.astype(np.int64) for lab in labels])).to(self.device)
 
     def _run_edit(self, latent, target: EditTarget, init_delta, steps, lr, weights, class_ids, before: Render,
-                  callback, should_stop) -> EditResult:
+                  callback, should_stop, keep_step: bool = False) -> EditResult:
         lr = self.defaults.edit_lr if lr is None else lr
         objective = EditObjective(self.generator, self.segmenter, target, weights or EditWeights(), self.lpips,
                                   self.encoder, self.noise)
-        result = optimise_edit(objective, latent, init_delta, steps, lr, callback, should_stop)
+        result = optimise_edit(objective, latent, init_delta, steps, lr, callback, should_stop,
+                               keep_init_step=keep_step)
         delta = result.best.cpu()
         new_latent = latent.cpu() + delta
         after = self.render(new_latent)

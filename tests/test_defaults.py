@@ -52,9 +52,9 @@ def test_pipeline_methods_use_the_bundles_defaults(tiny_bundle, tmp_path, monkey
     rates = []
     original = pipeline_module.optimise_edit
 
-    def recording(objective, latent, init_delta, steps, lr, *args):
+    def recording(objective, latent, init_delta, steps, lr, *args, **kwargs):
         rates.append(lr)
-        return original(objective, latent, init_delta, steps, lr, *args)
+        return original(objective, latent, init_delta, steps, lr, *args, **kwargs)
 
     monkeypatch.setattr(pipeline_module, "optimise_edit", recording)
     latent = pipe.sample_latent(0)

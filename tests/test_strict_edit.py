@@ -189,3 +189,138 @@ def test_strict_evaluation_and_auto_layers_run_end_to_end_on_the_tiny_bundle(tin
     assert summary["colour"] and all(h >= 0 for _, h in summary["colour"].values())
     again = EmbeddingCache(tmp_path / "cache.pt")
     assert set(again.latents) == {f"{c.seed}" for c in cases} | {f"{c.seed}:smile=1" for c in cases}
+
+
+def test_coherent_mean_keeps_the_rows_every_example_moves_alike():
+    from editgan_core.edit_layers import coherent_mean, row_coherence
+
+    torch.manual_seed(0)
+    deltas = 0.5 * torch.randn(32, 4, 8)  # each example's own noise on every row
+    deltas[:, 1] += torch.ones(8)  # row 1 carries the edit
+    coherence = row_coherence(deltas)
+    assert coherence[1] > 0.7 and (coherence[[0, 2, 3]] < 0.4).all()
+    mean, _ = coherent_mean(deltas, 0.5)
+    assert torch.allclose(mean[1], deltas.mean(0)[1]) and mean[[0, 2, 3]].abs().max() == 0
+    assert torch.equal(coherent_mean(deltas, 0.0)[0], deltas.mean(0))
+
+
+def test_pairs_method_stores_the_mean_true_target_difference(tiny_bundle, tmp_path):
+    from editgan_core.domains import get_domain
+    from editgan_core.embedding_cache import EmbeddingCache
+    from editgan_core.pipeline import EditGANPipeline
+    from editgan_core.train import presets
+    from editgan_core.train.true_targets import true_target_latents
+    from editgan_core.vectors import load_vector
+
+    out = tmp_path / "v"
+    assert presets.main(["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "open_mouth", "--faces", "3",
+                         "--embed-steps", "0", "--method", "pairs", "--out", str(out),
+                         "--cache", str(tmp_path / "cache")]) == 0
+    vector = load_vector(out / "open_mouth.safetensors")
+    extra = vector.extra
+    assert extra["method"] == "pairs" and len(extra["seeds"]) == 3 and extra["attribute"] == "mouth_open"
+    assert all(s in presets.PRESET_SEEDS for s in extra["seeds"])
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    spec = next(s for s in presets.PRESETS if s.name == "open_mouth")
+    originals, targets = true_target_latents(pipe, get_domain("faces"), spec.attribute, spec.value, extra["seeds"], 0)
+    expected = (targets - originals).mean(0)
+    kept = torch.zeros(expected.shape[0], dtype=torch.bool)
+    kept[extra["rows"]] = True
+    assert torch.allclose(vector.delta[kept], expected[kept], atol=1e-5) and (vector.delta[~kept] == 0).all()
+    cached = EmbeddingCache(next((tmp_path / "cache").glob("*.pt"))).latents
+    assert len(cached) == 6  # each face and its true target, embedded once
+
+
+def test_inside_rgb_term_pulls_only_the_region_towards_the_edited_picture():
+    from types import SimpleNamespace
+
+    from editgan_core.editing import EditObjective, EditWeights
+
+    class Generator:  # the latent is the picture: (1, 12) -> (1, 3, 2, 2)
+        def synthesis(self, latent, noise=None, return_features=False):
+            return SimpleNamespace(image=latent.reshape(1, 3, 2, 2), features=None)
+
+    def segmenter(_features, pixels):
+        return torch.zeros(len(pixels), 2)
+
+    region = torch.tensor([[[True, False], [False, False]]])
+    target = EditTarget(torch.zeros(1, 2, 2, dtype=torch.int64), region, torch.zeros(1, 3, 2, 2),
+                        inside_image=torch.ones(1, 3, 2, 2))
+    objective = EditObjective(Generator(), segmenter, target, EditWeights(inside_rgb=10.0, encoder=0.0), noise=[])
+    edited = torch.zeros(1, 3, 2, 2)
+    edited[:, :, 0, 0] = 1.0  # the edited picture inside r, the original outside
+    _, terms = objective(edited.reshape(1, 12))
+    assert terms["inside_rgb"] == 0 and terms["l2"] == 0
+    _, terms = objective(torch.ones(1, 12))  # edited everywhere: only the outside term sees it
+    assert terms["inside_rgb"] == 0 and terms["l2"] == pytest.approx(1.0)
+    loss, terms = objective(torch.zeros(1, 12))  # nothing edited: the inside term sees it
+    assert terms["inside_rgb"] == pytest.approx(1.0) and loss.item() == pytest.approx(10.0 + np.log(2))
+    off = EditObjective(Generator(), segmenter, target, EditWeights(encoder=0.0), noise=[])
+    assert "inside_rgb" not in off(torch.zeros(1, 12))[1]
+
+
+def test_pairs_fit_tunes_the_mean_and_records_its_settings(tiny_bundle, tmp_path):
+    from editgan_core.train import presets
+    from editgan_core.vectors import load_vector
+
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "smile", "--faces", "2", "--embed-steps", "0",
+              "--cache", str(tmp_path / "cache")]
+    assert presets.main([*common, "--method", "pairs", "--out", str(tmp_path / "mean")]) == 0
+    assert presets.main([*common, "--method", "pairs_fit", "--steps", "3", "--out", str(tmp_path / "fit")]) == 0
+    mean = load_vector(tmp_path / "mean" / "smile.safetensors")
+    fit = load_vector(tmp_path / "fit" / "smile.safetensors")
+    extra = fit.extra
+    assert extra["method"] == "pairs_fit" and extra["steps"] == 3 and extra["inside_rgb"] > 0
+    assert extra["seeds"] == mean.extra["seeds"] and extra["loss_best"] <= extra["loss_start"]
+    assert not torch.equal(fit.delta, mean.delta)
+
+
+def test_refinement_that_keeps_the_step_cannot_shorten_the_applied_vector():
+    init = torch.zeros(1, 3, 2)
+    init[0, 0, 0] = 1.0  # the applied vector
+    side = torch.zeros(1, 3, 2)
+    side[0, 1, 1] = 0.5  # a side effect the refinement should remove
+
+    def objective(latent):  # pulls everything back to the original (zero): plain refinement shortens the step
+        loss = latent.pow(2).sum()
+        return loss, {"ce": loss.item()}
+
+    plain = optimise_edit(objective, torch.zeros(1, 3, 2), init + side, 200, 0.05)
+    kept = optimise_edit(objective, torch.zeros(1, 3, 2), init + side, 200, 0.05, keep_init_step=True)
+    assert plain.best[0, 0, 0] < 0.5
+    along = (kept.best * (init + side)).sum() / (init + side).norm()
+    assert along == pytest.approx((init + side).norm().item(), abs=1e-4)
+
+
+def test_pipeline_refinement_keeps_the_applied_step_by_default(tiny_bundle):
+    from editgan_core.pipeline import EditGANPipeline
+
+    torch.manual_seed(0)
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    latent = pipe.mean_latent().cpu()
+    vector = EditVector(delta=0.5 * torch.randn(*pipe.latent_shape), name="v", bundle_id=pipe.bundle.id,
+                        class_ids=[8, 9])
+    step = vector.delta
+    kept = pipe.refine(latent, [(vector, 1.0)], steps=5, lr=0.2)
+    assert (kept.delta * step).sum() / step.norm() == pytest.approx(step.norm().item(), rel=1e-4)
+    assert not torch.allclose(kept.delta, step)  # it did refine, around the step
+    plain = pipe.refine(latent, [(vector, 1.0)], steps=5, lr=0.2, keep_step=False)
+    assert (plain.delta * step).sum() / step.norm() != pytest.approx(step.norm().item(), rel=1e-4)
+
+
+def test_strict_benchmark_judges_tuning_faces_on_request(tiny_bundle, monkeypatch):
+    from editgan_core.eval import strict
+
+    asked = []
+
+    def faces_for(task, domain, n, fraction, resolution, seeds=seeds.STRICT_HELDOUT):
+        asked.append(seeds)
+        raise StopIteration  # the seed range is all this test needs
+
+    monkeypatch.setattr(strict, "faces_for", faces_for)
+    monkeypatch.setattr(strict.AttributeNet, "load", staticmethod(lambda _path: torch.nn.Identity()))
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--vectors", "smile"]
+    for extra in ([], ["--tuning"]):
+        with pytest.raises(StopIteration):
+            strict.main([*common, *extra])
+    assert asked == [seeds.STRICT_HELDOUT, seeds.TUNING]

@@ -33,10 +33,11 @@ import torch
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
-from editgan_core.editing import EditWeights
+from editgan_core.editing import REFINE_PART_COLOUR, EditWeights
+from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval import strict_metrics as sm
 from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET
-from editgan_core.eval.seeds import STRICT_HELDOUT, check_disjoint
+from editgan_core.eval.seeds import STRICT_HELDOUT, TUNING, check_disjoint
 from editgan_core.models.attribute_net import AttributeNet
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS
@@ -99,29 +100,6 @@ def faces_for(task: EditTask, domain: ModuleType, n: int, fraction: float, resol
         target = domain.render({**attrs, task.attribute: task.target}, resolution)
         out.append(FaceCase(seed, attrs, face.image, face.labels, target.image, target.labels))
     return out
-
-
-class EmbeddingCache:
-    """Embedded latents by key, kept in one ``torch.save`` file (loaded with ``weights_only=True``)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.latents: dict[str, torch.Tensor] = {}
-        if path is not None and path.is_file():
-            self.latents = torch.load(path, weights_only=True)
-
-    def embed(self, pipeline: EditGANPipeline, keys: Sequence[str], images: Sequence[np.ndarray],
-              steps: int) -> torch.Tensor:
-        missing = [i for i, k in enumerate(keys) if k not in self.latents]
-        for start in range(0, len(missing), BATCH):
-            chunk = missing[start:start + BATCH]
-            for i, latent in zip(chunk, pipeline.embed_many(np.stack([images[i] for i in chunk]), steps),
-                                 strict=True):
-                self.latents[keys[i]] = latent
-        if missing and self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.latents, self.path)
-        return torch.stack([self.latents[k] for k in keys])
 
 
 @torch.no_grad()
@@ -252,6 +230,13 @@ def format_row(name: str, editor: str, s: dict, c: dict, class_names: Sequence[s
             f"{s['outside'][0]:.4f} ({c['outside'][0]:.4f}) | {flags}")
 
 
+# Refinement without parts of the pipeline's default (keep the applied step, keep persisting parts' colours).
+REFINE_VARIANTS = {
+    "-paper": {"keep_step": False, "weights": EditWeights()},  # the paper's objective, the earlier default
+    "-keep": {"keep_step": True, "weights": EditWeights()},
+    "-colour": {"keep_step": False, "weights": EditWeights(part_colour=REFINE_PART_COLOUR)},
+}
+
 HEADER = ("vector           editor        n  succ% [95% CI]     ceil% | worst other attribute (ceiling)    | "
           "worst part colour drift (ceiling) | outside (ceiling) | targets s/e/c")
 
@@ -261,12 +246,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vectors", nargs="+", help="vector names (default: every vector with a known target)")
     p.add_argument("--vector-dir", type=Path, help="read vectors here instead of the bundle's presets")
     p.add_argument("--n", type=int, default=100, help="faces with room to move, per vector")
+    p.add_argument("--tuning", action="store_true",
+                   help="judge on the tuning seeds (seeds.TUNING) instead of the held-out ones: for choosing settings")
     p.add_argument("--fraction", type=float, default=DEFAULT_FRACTION, help="move counted as success (of range)")
     p.add_argument("--embed-steps", type=int, default=DEFAULT_EMBED_STEPS)
     p.add_argument("--refine", type=int, nargs="*", default=[], help="also judge refinement with these steps")
     p.add_argument("--refine-n", type=int, default=30, help="faces the (slow) refinement is judged on")
-    p.add_argument("--refine-part-colour", type=float, default=0.0,
-                   help="also judge refinement that keeps persisting parts' colours (EditWeights.part_colour)")
+    p.add_argument("--refine-variants", action="store_true",
+                   help="also judge refinement without the default's parts (REFINE_VARIANTS)")
     p.add_argument("--judge", type=Path, default=DEFAULT_ATTRIBUTE_NET)
     p.add_argument("--cache", type=Path, default=Path("runs/strict_cache"), help="embedding cache folder")
     p.add_argument("--json", type=Path, help="write every summary here")
@@ -280,23 +267,24 @@ def main(argv: list[str] | None = None) -> None:
     vectors = [v for v in vectors if not args.vectors or v.name in args.vectors]
     cache = EmbeddingCache(args.cache / f"{pipeline.bundle.id}_embed{args.embed_steps}.pt")
     class_names = [c.name for c in pipeline.bundle.classes]
+    seeds = TUNING if args.tuning else STRICT_HELDOUT
     print(f"bundle={pipeline.bundle.id} fraction={args.fraction} embed_steps={args.embed_steps} "
-          f"held-out seeds {STRICT_HELDOUT.start}..; judge={args.judge.name}\n{HEADER}")
+          f"{'tuning' if args.tuning else 'held-out'} seeds {seeds.start}..; judge={args.judge.name}\n{HEADER}")
     report = {}
     for vector in vectors:
         task = task_of(vector, domain)
         if task is None:
             print(f"{vector.name}: no known target attribute, skipped")
             continue
-        cases = faces_for(task, domain, args.n, args.fraction, pipeline.resolution)
+        cases = faces_for(task, domain, args.n, args.fraction, pipeline.resolution, seeds)
         result = evaluate(pipeline, judge, domain, task, cases, {"vector": vector_editor(vector)}, cache,
                           args.embed_steps, args.fraction)
         for steps in args.refine:
             sub = cases[:args.refine_n]
             editors = {"vector": vector_editor(vector), f"refine{steps}": refine_editor(pipeline, vector, steps)}
-            if args.refine_part_colour > 0:
-                editors[f"refine{steps}+c"] = refine_editor(pipeline, vector, steps,
-                                                            weights=EditWeights(part_colour=args.refine_part_colour))
+            if args.refine_variants:
+                editors.update({f"refine{steps}{suffix}": refine_editor(pipeline, vector, steps, **kwargs)
+                                for suffix, kwargs in REFINE_VARIANTS.items()})
             refined = evaluate(pipeline, judge, domain, task, sub, editors, cache, args.embed_steps, args.fraction)
             result.update({f"{k}@{len(sub)}": v for k, v in refined.items()})
         report[vector.name] = result

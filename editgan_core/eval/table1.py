@@ -21,13 +21,13 @@ import torch
 from tqdm import tqdm
 
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
+from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval.kid import DEFAULT_ATTRIBUTE_NET, kid
 from editgan_core.eval.seeds import check_disjoint
 from editgan_core.eval.strict import (
     DEFAULT_EMBED_STEPS,
     DEFAULT_FRACTION,
     EditorFn,
-    EmbeddingCache,
     FaceCase,
     evaluate,
     faces_for,
