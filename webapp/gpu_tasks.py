@@ -347,9 +347,8 @@ def train_seconds(models: str, bundle_id: str, latents: Sequence[torch.Tensor], 
 
 def validate_seconds(models: str, bundle_id: str, latents: Sequence[torch.Tensor], _labels: object,
                      settings: TrainSettings, *_: object) -> float:
-    folds = min(settings.folds, len(latents))
     return _member_steps_seconds(_pipeline(models, bundle_id), settings, len(latents),
-                                 folds * settings.cv_members * settings.cv_steps)
+                                 settings.cv_folds(len(latents)) * settings.cv_members * settings.cv_steps)
 
 
 def _training_job(job: str, run: Callable[[Callable[[TrainStatus], None], Callable[[], bool]], R]

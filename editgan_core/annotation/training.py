@@ -46,9 +46,13 @@ class TrainSettings:
     cv_members: int = 2
     cv_steps: int = 400
 
-    def total_steps(self, annotations: int) -> int:
+    def cv_folds(self, annotations: int) -> int:
+        """Folds of cross-validation over ``annotations`` images; 0 (none) when fewer than two would be."""
         folds = min(self.folds, annotations)
-        return self.members * self.steps + (folds * self.cv_members * self.cv_steps if folds >= 2 else 0)
+        return folds if folds >= 2 else 0
+
+    def total_steps(self, annotations: int) -> int:
+        return self.members * self.steps + self.cv_folds(annotations) * self.cv_members * self.cv_steps
 
 
 @dataclass
@@ -125,7 +129,7 @@ def _train(features: list[Features], labels: list[np.ndarray], num_classes: int,
 def cross_validate(features: list[Features], labels: list[np.ndarray], names: list[str], widths: list[int],
                    settings: TrainSettings, ticker: _Ticker) -> CrossValidation:
     """Annotation k goes to fold k mod F; each fold is predicted by an ensemble trained on the others."""
-    folds, num_classes = min(settings.folds, len(labels)), len(names)
+    folds, num_classes = settings.cv_folds(len(labels)), len(names)
     conf = np.zeros((num_classes, num_classes), np.int64)
     for fold in range(folds):
         ticker.phase = f"cross-validation, fold {fold + 1} of {folds}"
@@ -176,7 +180,7 @@ def validate(data: TrainingSet, settings: TrainSettings, progress: Callable[[Tra
              should_stop: Callable[[], bool] | None = None, installed: bool = True) -> CrossValidation | None:
     """Cross-validation after the final ensemble is installed (the second phase of ``train_segmenter``; its steps
     counted after the first phase's; ``installed`` says what a cancel leaves); None with fewer than two folds."""
-    if min(settings.folds, len(data.labels)) < 2:
+    if not settings.cv_folds(len(data.labels)):
         return None
     ticker = _Ticker(settings.total_steps(len(data.labels)), progress, should_stop)
     ticker.done, ticker.installed = settings.members * settings.steps, installed

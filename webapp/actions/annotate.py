@@ -294,7 +294,7 @@ class AnnotateActions(StudioBase):
         ensemble = PixelEnsemble.from_state(trained.config, trained.state, "the trained segmenter")
         report = TrainReport(ensemble.requires_grad_(False), trained.annotations, trained.seconds)
         install_segmenter(pipe, report)
-        if min(settings.folds, len(labels)) >= 2:
+        if settings.cv_folds(len(labels)):
             validated = yield from self._gpu_result(gpu_tasks.validate_segmenter_task(*task))
             if validated is None:
                 return
