@@ -381,8 +381,7 @@ def train_segmenter_task(models: str, bundle_id: str, latents: Sequence[torch.Te
     report = yield from _training_job(job, lambda progress, should_stop: train_final(data, settings, progress,
                                                                                      should_stop))
     if report is not None:
-        state = {k: v.detach().cpu() for k, v in report.ensemble.state_dict().items()}
-        config = {"format": report.ensemble.FORMAT, **report.ensemble.config}  # what ``from_state`` checks
+        config, state = report.ensemble.to_state()
         yield TrainedSegmenter(config, state, report.annotations, report.seconds)
 
 

@@ -164,15 +164,19 @@ class ModelMixin:
         ``extra_tensors`` go beside the weights for readers that know them (a generator's ``latent_avg``,
         read by ``checkpoint.load_generator``); ``load`` is strict and refuses a file that has any.
         """
-        module: nn.Module = self  # type: ignore[assignment]
-        tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        config, tensors = self.to_state()
         clash = sorted(set(tensors) & set(extra_tensors or {}))
         if clash:
             raise ValueError(f"extra tensors {clash} would overwrite weights of {type(self).__name__}")
         tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra_tensors or {}).items()})
-        config = self.config if self.FORMAT is None else {"format": self.FORMAT, **self.config}
         meta = {**(metadata or {}), CONFIG_KEY: json.dumps(config)}
         return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(config with "format", CPU weights): what ``save`` writes and ``from_state`` rebuilds, as plain data."""
+        module: nn.Module = self  # type: ignore[assignment]
+        config = self.config if self.FORMAT is None else {"format": self.FORMAT, **self.config}
+        return config, {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
     @classmethod
     def from_state(cls: type[M], config: Mapping[str, Any], state: Mapping[str, torch.Tensor], what: str) -> M:
