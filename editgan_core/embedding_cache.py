@@ -36,3 +36,11 @@ class EmbeddingCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(self.latents, self.path)
         return torch.stack([self.latents[k] for k in keys])
+
+    def embed_pairs(self, pipeline, seeds: Sequence[int], attribute: str, value: float,
+                    faces: Sequence[np.ndarray], targets: Sequence[np.ndarray], steps: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents of renders as drawn (keyed by seed) and with ``attribute`` set to ``value`` (keyed by seed,
+        attribute and value): one key scheme for the benchmarks' faces and the presets' training pairs."""
+        return (self.embed(pipeline, [f"{s}" for s in seeds], faces, steps),
+                self.embed(pipeline, [f"{s}:{attribute}={value:g}" for s in seeds], targets, steps))

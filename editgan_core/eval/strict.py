@@ -180,9 +180,8 @@ def evaluate(pipeline: EditGANPipeline, judge: AttributeNet, domain: ModuleType,
              fraction: float, images_out: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
     """Summaries per editor, plus ``"ceiling"``: the embedded true target judged the same way.
     ``images_out`` receives every editor's output images (for KID)."""
-    latents = cache.embed(pipeline, [f"{c.seed}" for c in cases], [c.image for c in cases], embed_steps)
-    targets = cache.embed(pipeline, [f"{c.seed}:{task.attribute}={task.target:g}" for c in cases],
-                          [c.target_image for c in cases], embed_steps)
+    latents, targets = cache.embed_pairs(pipeline, [c.seed for c in cases], task.attribute, task.target,
+                                         [c.image for c in cases], [c.target_image for c in cases], embed_steps)
     before_imgs = render_images(pipeline, latents)
     before_j = judge_images(judge, before_imgs)
     outputs = {"ceiling": render_images(pipeline, targets)}

@@ -27,8 +27,7 @@ def true_target_latents(pipeline: EditGANPipeline, domain, attribute: str, value
     attrs = [domain.sample_attributes(s) for s in seeds]
     faces = [domain.render(a, pipeline.resolution).image for a in attrs]
     targets = [domain.render({**a, attribute: value}, pipeline.resolution).image for a in attrs]
-    originals = cache.embed(pipeline, [f"{s}" for s in seeds], faces, embed_steps)
-    return originals, cache.embed(pipeline, [f"{s}:{attribute}={value:g}" for s in seeds], targets, embed_steps)
+    return cache.embed_pairs(pipeline, seeds, attribute, value, faces, targets, embed_steps)
 
 
 def mean_delta(originals: torch.Tensor, targets: torch.Tensor, min_coherence: float) -> tuple[torch.Tensor, dict]:
