@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -48,7 +47,7 @@ from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.serialization import CONFIG_KEY, CheckpointError, read_metadata, read_safetensors
 from editgan_core.models.stylegan2 import MEAN_LATENT_SAMPLES, Discriminator, Generator
 from editgan_core.pipeline import EditGANPipeline
-from editgan_core.utils import save_image_grid
+from editgan_core.utils import file_sha256, save_image_grid
 from editgan_core.vectors import EditVector, VectorError, import_npy, load_vector, sanitize_name, save_vector
 
 log = logging.getLogger(__name__)
@@ -121,11 +120,7 @@ def read_generator(source: str | Path) -> tuple[Path, ImportedCheckpoint]:
 
 def source_info(path: Path, source_format: str, license_text: str | None, url: str | None) -> dict:
     """Where the generator came from, for the card: file name, format, size, sha256, URL and licence."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**22), b""):
-            digest.update(block)
-    info = {"file": path.name, "format": source_format, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    info = {"file": path.name, "format": source_format, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
     info.update({k: v for k, v in (("url", url), ("license", license_text)) if v})
     return info
 

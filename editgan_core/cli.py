@@ -43,7 +43,7 @@ from editgan_core.latents import EditRecord, LatentError, LatentFile, load_laten
 from editgan_core.photos.workflow import AlignedPhoto
 from editgan_core.pipeline import EditGANPipeline, InputError
 from editgan_core.sharding import parse_shard, shard_from_env, worker_device
-from editgan_core.utils import IMAGE_SUFFIXES, atomic_write
+from editgan_core.utils import IMAGE_SUFFIXES, atomic_write, file_sha256
 from editgan_core.vectors import EditVector, VectorError, VectorLibrary, load_vector, open_library
 
 
@@ -135,11 +135,7 @@ def _digest(data: bytes) -> str:
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def run_settings(pipeline: EditGANPipeline, vectors: list[tuple[EditVector, float | None]], embed_steps: int,

@@ -38,7 +38,7 @@ from editgan_core.losses import image_psnr
 from editgan_core.models.serialization import CheckpointError
 from editgan_core.optim import optimise
 from editgan_core.paths import cache_dir
-from editgan_core.utils import to_tensor
+from editgan_core.utils import file_sha256, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -197,21 +197,13 @@ class DomainProbe:
         return calibration_from_features(self.features(self.render_images(seeds)), self.names, key)
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def calibration_key(bundle: Bundle, names: Sequence[str], n: int = CALIBRATION_SAMPLES) -> str:
     """Changes whenever a calibration would: the features, their version, and the files they read."""
     parts = [str(FEATURES_VERSION), str(n), ",".join(names)]
     for component in ("generator", "encoder", "discriminator"):
         entry = bundle.manifest.get(component)
         if entry and (bundle.root / entry["file"]).is_file():
-            parts.append(f"{component}:{_file_digest(bundle.root / entry['file'])}")
+            parts.append(f"{component}:{file_sha256(bundle.root / entry['file'])}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 

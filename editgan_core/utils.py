@@ -1,7 +1,8 @@
-"""Small helpers shared by the core: atomic file writes, image tensors and grids, image file suffixes."""
+"""Small helpers shared by the core: atomic file writes, file digests, image tensors and grids, image file suffixes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -29,6 +30,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file, read in blocks (model files run to hundreds of MB; Python 3.10 has no
+    ``hashlib.file_digest``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
