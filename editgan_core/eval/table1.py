@@ -8,7 +8,8 @@ embedded alike) towards the preset's target. Columns:
 - KID (x1e-3) of the edited images against the renders of the same faces with the true target, in the
   judge's feature space (``eval.kid``; with tens of images it is noisy: mean and std over random half-sets);
 - identity: 1 - mean change of skin, hair and iris tone, face width and jaw, as read by the judge;
-- annotations: painted label maps the method needs (the judge's labels for InterFaceGAN).
+- annotations: painted label maps the method needs (renderer pairs for a `pairs` preset, the judge's labels for
+  InterFaceGAN).
 The InterFaceGAN row uses the ``judge_<preset>`` vector that ``eval.interfacegan`` saves in the bundle.
 """
 
@@ -39,7 +40,7 @@ from editgan_core.models.attribute_net import AttributeNet
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS, painted_target
 from editgan_core.utils import to_tensor
-from editgan_core.vectors import load_vector
+from editgan_core.vectors import EditVector, load_vector
 
 
 def per_image_editor(pipeline: EditGANPipeline, domain, attribute: str, target: float, steps: int) -> EditorFn:
@@ -61,6 +62,14 @@ def kid_against(judge: AttributeNet, images: np.ndarray, reference: np.ndarray) 
     feats = [judge.features(to_tensor(x)).numpy() for x in (images, reference)]
     result = kid(*feats, subsets=50, subset_size=max(2, len(images) // 2))  # half-sets: a spread to report
     return result.mean * 1e3, result.std * 1e3
+
+
+def vector_annotations(vector: EditVector) -> str:
+    """What the vector was learned from: painted maps, or renderer pairs (a face and its true target)."""
+    faces = len(vector.extra.get("seeds", [])) or "?"
+    if str(vector.extra.get("method", "")).startswith("pairs"):
+        return f"0 painted; {faces} renderer pairs (true targets), once"
+    return f"{faces} painted maps, once"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,11 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     task = task_of(vector, domain)
     cases = faces_for(task, domain, args.n, args.fraction, pipeline.resolution)
     edit_steps = args.edit_steps or pipeline.defaults.edit_steps
-    painted = len(vector.extra.get("seeds", [])) or "?"
+    learned_from = vector_annotations(vector)
     rows = {
-        "EditGAN (vector)": (vector_editor(vector), f"{painted} painted maps, once"),
+        "EditGAN (vector)": (vector_editor(vector), learned_from),
         f"EditGAN + {args.refine_steps} refinement steps": (refine_editor(pipeline, vector, args.refine_steps),
-                                                            f"{painted} painted maps, once"),
+                                                            learned_from),
         f"EditGAN optimisation per image ({edit_steps} steps)": (
             per_image_editor(pipeline, domain, task.attribute, task.target, edit_steps), "1 painted map per image"),
         "InterFaceGAN (judge direction)": (vector_editor(direction),

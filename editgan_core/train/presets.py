@@ -37,6 +37,7 @@ from editgan_core.editing import EditWeights
 from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval.seeds import LEARNED_FROM
 from editgan_core.pipeline import EditGANPipeline
+from editgan_core.side_effects import SideEffectSettings, keep_side_effects
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
 from editgan_core.train.true_targets import fit_delta, mean_delta, true_target_latents
 from editgan_core.vectors import EditVector, save_vector, utc_now
@@ -63,11 +64,11 @@ class PresetSpec:
     default_scale: float = 1.0
 
 
-# default_scale (raise_eyebrows, look_left): the shortest of 1, 1.25, 1.5 at which the pairs vector met issue
+# default_scale (smile, raise_eyebrows, look_left): the shortest of 1, 1.25, 1.5 at which the pairs vector met issue
 # #24's success target on the tuning seeds (eval.strict --tuning); the mean step is shorter than most faces' own.
 PRESETS = (
     PresetSpec("smile", "Broad smile: mouth corners up", "smile", 1.0,
-               lambda a: a["smile"] < 0.0 and a["mouth_open"] < 0.1),
+               lambda a: a["smile"] < 0.0 and a["mouth_open"] < 0.1, default_scale=1.25),
     PresetSpec("open_mouth", "Open the mouth, teeth visible", "mouth_open", 0.9, lambda a: a["mouth_open"] < 0.05),
     PresetSpec("open_eyes", "Open the eyes wide", "eye_open", 1.0, lambda a: a["eye_open"] < 0.55),
     PresetSpec("look_left", "Look to the image's left", "gaze_x", -1.0, lambda a: abs(a["gaze_x"]) < 0.25,
@@ -111,14 +112,20 @@ def pick_faces(domain, spec: PresetSpec, faces: int, seeds, room: bool) -> list[
 
 
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
-                 seeds=PRESET_SEEDS, method: str = "pairs", cache: EmbeddingCache | None = None) -> EditVector:
-    """One preset vector learned with ``method`` (see the module docstring) on ``faces`` training faces."""
+                 seeds=PRESET_SEEDS, method: str = "pairs", cache: EmbeddingCache | None = None,
+                 side_effects: SideEffectSettings | None = None) -> EditVector:
+    """One preset vector learned with ``method`` (see the module docstring) on ``faces`` training faces; with
+    ``side_effects``, corrected on those faces by ``side_effects.keep_side_effects`` at its default scale."""
     if method.startswith("pairs"):
-        delta, class_ids, extra = learn_from_pairs(pipeline, domain, spec, faces, steps, embed_steps, seeds, cache,
-                                                   fit=method == "pairs_fit")
+        delta, class_ids, extra, latents = learn_from_pairs(pipeline, domain, spec, faces, steps, embed_steps, seeds,
+                                                            cache, fit=method == "pairs_fit")
     else:
-        delta, class_ids, extra = learn_from_paint(pipeline, domain, spec, faces, steps, embed_steps, seeds,
-                                                   method == "transfer")
+        delta, class_ids, extra, latents = learn_from_paint(pipeline, domain, spec, faces, steps, embed_steps, seeds,
+                                                            method == "transfer")
+    if side_effects is not None:
+        scaled, kept = keep_side_effects(pipeline, latents, delta * spec.default_scale, class_ids, side_effects)
+        delta = scaled / spec.default_scale
+        extra.update(kept)
     extra = {"method": method, "embed_steps": embed_steps, "attribute": spec.attribute, "target": spec.value,
              **extra}
     return EditVector(delta=delta, name=spec.name, description=spec.description,
@@ -127,7 +134,8 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
 
 
 def learn_from_pairs(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
-                     seeds, cache: EmbeddingCache | None, fit: bool) -> tuple[torch.Tensor, list[int], dict]:
+                     seeds, cache: EmbeddingCache | None, fit: bool
+                     ) -> tuple[torch.Tensor, list[int], dict, torch.Tensor]:
     """``pairs``: the mean true-target difference of the training faces (``true_targets.mean_delta``);
     ``pairs_fit``: that mean tuned by ``true_targets.fit_delta``."""
     chosen = pick_faces(domain, spec, faces, seeds, room=False)
@@ -140,11 +148,11 @@ def learn_from_pairs(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces:
     if fit:
         delta, fitted = fit_delta(pipeline, originals, targets, classes, delta, steps, FIT_WEIGHTS)
         extra.update(fitted)
-    return delta, classes, {"seeds": chosen, **extra}
+    return delta, classes, {"seeds": chosen, **extra}, originals
 
 
 def learn_from_paint(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
-                     seeds, transfer: bool) -> tuple[torch.Tensor, list[int], dict]:
+                     seeds, transfer: bool) -> tuple[torch.Tensor, list[int], dict, torch.Tensor]:
     """The paper's shared objective on painted maps (with ``transfer``: room rule, colour term, auto rows)."""
     chosen = pick_faces(domain, spec, 2 * faces, seeds, room=transfer)  # spare faces: some paint no change
     images = np.stack([domain.render(domain.sample_attributes(s), pipeline.resolution).image for s in chosen])
@@ -168,7 +176,7 @@ def learn_from_paint(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces:
     extra = {"seeds": used, "steps": steps, **result.metrics}
     if result.layers is not None:
         extra["layers"] = list(result.layers)
-    return result.delta, result.class_ids, extra
+    return result.delta, result.class_ids, extra, torch.cat(latents)
 
 
 def summary(extra: dict) -> str:
@@ -176,6 +184,9 @@ def summary(extra: dict) -> str:
     rows = extra.get("layers", extra.get("rows", "all"))
     fit = (f", region IoU {extra['region_iou']:.3f}, change outside {extra['change_outside']:.4f}"
            if "region_iou" in extra else "")
+    kept = extra.get("side_effects")
+    if kept:
+        fit += f", training faces' colour change {kept['colour_change_before']} -> {kept['colour_change_after']}"
     return f"rows {rows}{fit}"
 
 
@@ -200,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--default-scale", type=float, default=1.0, help="with --from-pairs: the vectors' default scale")
     p.add_argument("--method", choices=METHODS, default="pairs", help="how to learn (see above)")
     p.add_argument("--cache", type=Path, help="pairs methods: keep the embedded training pairs in this folder")
+    p.add_argument("--keep-side-effects", type=float, metavar="RIDGE", nargs="?", const=SideEffectSettings.ridge,
+                   help="correct each vector on its training faces so other parts keep colour and size "
+                        f"(side_effects; optional ridge, default {SideEffectSettings.ridge})")
     args = parse_command(p, argv)
     pipeline = open_pipeline(args)
     cache = EmbeddingCache(args.cache / f"{pipeline.bundle.id}_embed{args.embed_steps}_presets.pt"
@@ -214,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or pipeline.bundle.vectors_dir
     for spec in tqdm(specs, desc="presets", unit="preset"):
         start = time.perf_counter()
+        side_effects = (SideEffectSettings(ridge=args.keep_side_effects)
+                        if args.keep_side_effects is not None else None)
         vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps, method=args.method,
-                              cache=cache)
+                              cache=cache, side_effects=side_effects)
         path = save_vector(vector, out / f"{spec.name}.safetensors")
         tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, {summary(vector.extra)} -> {path}")
     if out == pipeline.bundle.vectors_dir:

@@ -1,0 +1,74 @@
+"""Issue #24: correcting a shared vector's side effects, and how Table 1 names what a vector was learned from."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from editgan_core.side_effects import SideEffectSettings, _face, keep_side_effects, worst_colour_change
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_bundle):
+    from editgan_core.pipeline import EditGANPipeline
+
+    return EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+
+
+def test_correction_lowers_colour_change_and_keeps_the_step(pipe):
+    latents = torch.cat([pipe.sample_latent(s) for s in range(3)])
+    delta = 0.6 * torch.randn(pipe.latent_shape, generator=torch.Generator().manual_seed(0))
+    corrected, info = keep_side_effects(pipe, latents, delta, class_ids=[8, 9], settings=SideEffectSettings(iters=2))
+    kept = info["side_effects"]
+    assert kept["faces"] == 3 and kept["colour_change_after"] < kept["colour_change_before"]
+    step = (corrected - delta).flatten()
+    assert step.norm() > 0 and abs(float(step @ delta.flatten())) < 1e-3 * float(step.norm() * delta.norm())
+    faces = [_face(pipe, w[None], delta, [8, 9], SideEffectSettings()) for w in latents]
+    assert worst_colour_change(pipe, faces, corrected) == pytest.approx(kept["colour_change_after"], abs=1e-4)
+
+
+def test_edited_parts_have_no_colour_row_and_keep_their_new_size(pipe):
+    w = pipe.sample_latent(0)
+    delta = torch.zeros(pipe.latent_shape)
+    classes = pipe.render(w).labels
+    edited = int(torch.from_numpy(classes).flatten().mode().values)  # the largest part, surely present
+    face = _face(pipe, w, delta, [edited], SideEffectSettings())
+    assert face.masks[0, edited].sum() == 0
+    k = face.masks.shape[1]
+    assert (face.scale[3 * edited:3 * edited + 3] == 0).all()
+    assert len(face.reference) == 3 * k + len(pipe.bundle.classes)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="ridge"):
+        SideEffectSettings(ridge=0)
+    with pytest.raises(ValueError, match="iters"):
+        SideEffectSettings(iters=0)
+
+
+def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
+    from editgan_core.train import presets
+    from editgan_core.vectors import load_vector
+
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "smile", "--faces", "2", "--embed-steps", "0",
+              "--method", "pairs", "--cache", str(tmp_path / "cache")]
+    assert presets.main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert presets.main([*common, "--out", str(tmp_path / "kept"), "--keep-side-effects", "0.5"]) == 0
+    plain = load_vector(tmp_path / "plain" / "smile.safetensors")
+    kept = load_vector(tmp_path / "kept" / "smile.safetensors")
+    assert kept.extra["side_effects"]["ridge"] == 0.5 and kept.extra["side_effects"]["faces"] == 2
+    assert "side_effects" not in plain.extra
+    moved = float(((kept.delta - plain.delta) * kept.default_scale).norm())
+    assert moved == pytest.approx(kept.extra["side_effects"]["correction_norm"], abs=1e-3)
+
+
+def test_table1_names_what_each_vector_was_learned_from():
+    from editgan_core.eval.table1 import vector_annotations
+    from editgan_core.vectors import EditVector
+
+    def vector(method):
+        return EditVector(delta=torch.zeros(2, 4), name="v", bundle_id="b",
+                          extra={"method": method, "seeds": list(range(48))})
+
+    assert vector_annotations(vector("pairs")) == "0 painted; 48 renderer pairs (true targets), once"
+    assert vector_annotations(vector("paper")) == "48 painted maps, once"
