@@ -28,8 +28,9 @@ class EditWeights:
     encoder: float = 1.0
     # The encoder term is a third of a step's cost at 64 px: computed lazily (``LazyTerm``), every k-th step.
     encoder_every: int = 8
-    # Mean colour of every part that persists (same class before and after, inside the region too), each
-    # part weighted alike: the pixel L2 outside r lets a small part (the irises) change colour cheaply.
+    # Mean colour of every part that persists (same class before and after, inside the region too) except
+    # the edited classes, each part weighted alike: the pixel L2 outside r lets a small part (the irises)
+    # change colour cheaply, while holding the edited parts' colour (a smile's lips) undoes the edit.
     part_colour: float = 0.0
     # Pixel L2 inside r towards ``EditTarget.inside_image``: only where the edited picture is known (a preset
     # learned from renderer pairs knows its true target; a painted map gives labels only).
@@ -107,6 +108,7 @@ class EditTarget:
     image: torch.Tensor  # (B, 3, H, W) appearance to keep outside the region
     before_labels: torch.Tensor | None = None  # (H, W) or (B, H, W): enables the persisting-part colour term
     inside_image: torch.Tensor | None = None  # (B, 3, H, W) the edited picture, for EditWeights.inside_rgb
+    free_classes: Sequence[int] = ()  # the edited parts: their look may change, so no colour term holds them
     pixels: torch.Tensor = field(init=False)  # flat indices of region pixels into (B, H, W)
     outside: torch.Tensor = field(init=False)  # (B, 1, H, W) float mask of 1 - r
     part_masks: torch.Tensor | None = field(init=False, default=None)  # (B, K, H, W) float, persisting parts
@@ -123,6 +125,8 @@ class EditTarget:
         if self.before_labels is not None:
             self.part_masks, self.part_colours = persisting_parts(self.before_labels.reshape(self.labels.shape),
                                                                   self.labels, self.image)
+            free = [int(c) for c in self.free_classes if int(c) < self.part_masks.shape[1]]
+            self.part_masks[:, free] = 0.0
 
 
 def persisting_parts(before: torch.Tensor, after: torch.Tensor, image: torch.Tensor,

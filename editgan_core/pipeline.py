@@ -354,7 +354,8 @@ class EditGANPipeline:
             class_ids = infer_edit_classes(original, edited, self.bundle.edit_groups)
         region = edit_region(original, edited, class_ids)
         target = EditTarget(torch.from_numpy(edited).to(self.device), torch.from_numpy(region).to(self.device),
-                            self._image_tensor(before.image), self._labels_for_colour(weights, [before.labels]))
+                            self._image_tensor(before.image), self._labels_for_colour(weights, [before.labels]),
+                            free_classes=list(class_ids))
         steps = self.defaults.edit_steps if steps is None else steps
         return self._run_edit(latent, target, None, steps, lr, weights, list(class_ids), before, callback, should_stop)
 
@@ -385,7 +386,7 @@ class EditGANPipeline:
         target = EditTarget(torch.from_numpy(np.stack(targets)).to(self.device),
                             torch.from_numpy(np.stack(regions)).to(self.device),
                             torch.cat([self._image_tensor(b.image) for b in befores]),
-                            self._labels_for_colour(weights, [b.labels for b in befores]))
+                            self._labels_for_colour(weights, [b.labels for b in befores]), free_classes=list(class_ids))
         objective = EditObjective(self.generator, self.segmenter, target, weights or EditWeights(), self.lpips,
                                   self.encoder, self.noise)
         steps = self.defaults.edit_steps if steps is None else steps
@@ -440,7 +441,7 @@ class EditGANPipeline:
         region = edit_region(before.labels, after.labels, class_ids)
         target = EditTarget(torch.from_numpy(after.labels.astype(np.int64)).to(self.device),
                             torch.from_numpy(region).to(self.device), self._image_tensor(before.image),
-                            self._labels_for_colour(weights, [before.labels]))
+                            self._labels_for_colour(weights, [before.labels]), free_classes=class_ids)
         steps = self.defaults.refine_steps if steps is None else steps
         return self._run_edit(latent, target, applied - latent, steps, lr, weights, class_ids, before, callback,
                               should_stop, keep_step)

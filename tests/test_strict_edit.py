@@ -153,6 +153,22 @@ def test_part_colour_term_sees_every_persisting_part():
     assert present[0].nonzero().flatten().tolist() == [0, 5]
     assert target.part_colours[0, 5].tolist() == [0.0, 0.5, 0.0]
     assert part_means(image, target.part_masks)[0, 0].tolist() == [0.0, 0.0, 0.0]
+    free = EditTarget(edited, torch.zeros(1, 6, 6, dtype=torch.bool), image, labels, free_classes=[5, 8])
+    assert (free.part_masks.sum((2, 3)) > 0)[0].nonzero().flatten().tolist() == [0]  # the edited part may change
+
+
+def test_refinement_does_not_hold_the_edited_parts_colour(tiny_bundle, monkeypatch):
+    from editgan_core import pipeline as pipeline_module
+    from editgan_core.pipeline import EditGANPipeline
+
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    seen = []
+    real = pipeline_module.EditTarget
+    monkeypatch.setattr(pipeline_module, "EditTarget", lambda *a, **k: seen.append(k) or real(*a, **k))
+    vector = EditVector(delta=0.3 * torch.ones(pipe.latent_shape), name="v", bundle_id=pipe.bundle.id,
+                        class_ids=[8, 9])
+    pipe.refine(pipe.sample_latent(0), [(vector, 1.0)], steps=1)
+    assert seen and list(seen[0]["free_classes"]) == [8, 9]
 
 
 def test_strict_evaluation_and_auto_layers_run_end_to_end_on_the_tiny_bundle(tiny_bundle, tmp_path):

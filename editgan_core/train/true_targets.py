@@ -57,7 +57,7 @@ def fit_delta(pipeline: EditGANPipeline, originals: torch.Tensor, targets: torch
                         to_tensor(np.stack([b.image for b in befores])).to(device),
                         torch.from_numpy(np.stack([b.labels for b in befores]).astype(np.int64)).to(device)
                         if weights.part_colour > 0 else None,
-                        to_tensor(np.stack([a.image for a in afters])).to(device))
+                        to_tensor(np.stack([a.image for a in afters])).to(device), free_classes=class_ids)
     objective = EditObjective(pipeline.generator, pipeline.segmenter, target, weights, pipeline.lpips,
                               pipeline.encoder, pipeline.noise)
     result = optimise_edit(objective, originals.to(device), init, steps,
