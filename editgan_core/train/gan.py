@@ -44,6 +44,7 @@ from editgan_core.models.checkpoint import LATENT_AVG_KEY
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.serialization import load_checked, read_safetensors
 from editgan_core.models.stylegan2 import Discriminator, Generator
+from editgan_core.train import grow
 from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream, ImageFolder, infinite_batches
 from editgan_core.train.encoder import average_latent
 from editgan_core.train.metrics import FILE as METRICS_FILE
@@ -57,6 +58,10 @@ PRESETS: dict[str, dict] = {
     "demo64": dict(size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32}),
     "demo128": dict(size=128, style_dim=256, n_mlp=4,
                     channels={4: 256, 8: 256, 16: 256, 32: 128, 64: 64, 128: 32}),
+    # demo64 plus a 128-px block, grown from the 64-px model (--init checkpoints/faces64; train.grow); its
+    # fresh encoder reads 64 px, like the demo64 encoder it inherits
+    "grow128": dict(size=128, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16},
+                    encoder_size=64),
     "config-f": dict(style_dim=512, n_mlp=8, channels=None),
 }
 
@@ -94,6 +99,7 @@ class TrainConfig:
     recon_adv: float = 1.0  # weight of the adversarial loss on those reconstructions
     recon_batch: int | None = None  # real images reconstructed per step (default batch // 2)
     encoder: str | None = None  # encoder file, or a bundle/run folder with encoder.safetensors
+    encoder_size: int | None = None  # input size of an encoder started new (None: the image size, at most 256)
     extremes: float = 0.0  # rate at which a rendered face's editable attributes sit at an end of their range
     minutes: float | None = None  # wall-clock budget of this invocation; stops with a final checkpoint
     ckpt_minutes: float = 10.0  # also checkpoint once this long has passed since the last checkpoint
@@ -202,13 +208,16 @@ class Trainer:
             raise ValueError("--recon needs --encoder (an encoder.safetensors, a folder holding one, or 'new')")
         if self.cfg.encoder == NEW_ENCODER:
             g = self.generator
-            encoder = Encoder(min(g.size, 256), g.n_latent, g.style_dim).to(self.device).set_w_avg(average_latent(g))
+            size = self.cfg.encoder_size or min(g.size, 256)
+            encoder = Encoder(size, g.n_latent, g.style_dim).to(self.device).set_w_avg(average_latent(g))
             return encoder.train(), torch.optim.Adam(encoder.parameters(), lr=self.cfg.lr * 0.5, betas=(0.9, 0.99))
         path = Path(self.cfg.encoder)
         path = path / "encoder.safetensors" if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"no encoder at {path}; train one with python -m editgan_core.train.encoder")
         encoder = Encoder.load(path, self.device).train().requires_grad_(True)
+        if self.cfg.init and encoder.n_latent < self.generator.n_latent:  # inherited with a grown generator
+            encoder = grow.grow_encoder(encoder, self.generator.n_latent)
         if (encoder.n_latent, encoder.style_dim) != (self.generator.n_latent, self.generator.style_dim):
             raise ValueError(f"encoder {path} predicts W+ {encoder.n_latent}x{encoder.style_dim}, the generator "
                              f"takes {self.generator.n_latent}x{self.generator.style_dim}")
@@ -247,7 +256,8 @@ class Trainer:
     def init_from(self, folder: Path) -> None:
         """Start from a bundle's or run's exported G (EMA) and D, e.g. to continue the shipped demo model.
 
-        Optimiser moments are not shipped, so Adam restarts; everything else continues.
+        Optimiser moments are not shipped, so Adam restarts; everything else continues. A model of a
+        smaller size is grown to this one (``train.grow``) and its images are counted from zero.
         """
         g_file = next((folder / n for n in ("generator.safetensors", "generator_ema.safetensors")
                        if (folder / n).is_file()), None)
@@ -256,9 +266,20 @@ class Trainer:
             raise FileNotFoundError(f"{folder} needs generator(_ema).safetensors and discriminator.safetensors")
         g_state, g_meta = read_safetensors(g_file, self.device)
         g_state.pop(LATENT_AVG_KEY, None)  # a bundle generator's stored average w is no weight (save_generator)
+        d_state = read_safetensors(d_file, self.device)[0]
+        small_size = int(json.loads(g_meta.get("config", "{}")).get("size", self.cfg.size))
+        if small_size != self.cfg.size:
+            steps = grow.growth_steps(small_size, self.cfg.size)
+            grow.grow_generator(self.generator, g_state)
+            grow.grow_discriminator(self.discriminator, d_state, steps)
+            self.g_ema.load_state_dict(self.generator.state_dict())
+            if self.rank == 0:
+                print(f"grown from {folder} ({small_size} px, {int(g_meta.get('images_seen', 0)) / 1000:.1f} kimg) "
+                      f"to {self.cfg.size} px")
+            return
         for module in (self.generator, self.g_ema):
             load_checked(module, g_state, str(g_file))
-        load_checked(self.discriminator, read_safetensors(d_file, self.device)[0], str(d_file))
+        load_checked(self.discriminator, d_state, str(d_file))
         self.images_seen = int(g_meta.get("images_seen", 0))
         if self.rank == 0:
             print(f"initialised from {folder} ({self.images_seen / 1000:.1f} kimg)")
@@ -423,7 +444,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator")
+    p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator (a smaller "
+                                  "model is grown to --size, e.g. checkpoints/faces64 with --preset grow128)")
     p.add_argument("--recon", type=float, default=0.0,
                    help="weight of the mode-regularising reconstruction of encoded real images (0: off)")
     p.add_argument("--recon-adv", type=float, default=1.0, help="adversarial weight on those reconstructions")
