@@ -55,6 +55,8 @@ from editgan_core.utils import atomic_write, save_image_grid
 NEW_ENCODER = "new"  # --encoder value: co-train a fresh encoder from the first step
 PRESETS: dict[str, dict] = {
     "tiny32": dict(size=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16}),  # tests, smoke runs
+    "tiny64": dict(size=64, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16, 64: 8},
+                   encoder_size=32),  # tiny32 grown by one level, as grow128 is demo64 grown (tests)
     "demo64": dict(size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32}),
     "demo128": dict(size=128, style_dim=256, n_mlp=4,
                     channels={4: 256, 8: 256, 16: 256, 32: 128, 64: 64, 128: 32}),
