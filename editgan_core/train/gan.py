@@ -12,6 +12,10 @@ strong gazes), which nothing in EditGAN can edit back; the reconstruction term c
 image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``;
 ``--encoder new`` starts it from scratch with the generator (Che et al.'s joint training).
 
+``--init`` starts from a bundle's or run's G and D; a smaller model is grown to ``--size`` (``train.grow``),
+e.g. ``--size 128 --preset grow128 --init checkpoints/faces64 --encoder checkpoints/faces64``, whose encoder
+is grown along.
+
 Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator and
 the discriminator are also written as ``generator_ema.safetensors`` and ``discriminator.safetensors``
 (``Generator.load``, ``Discriminator.load``) at every checkpoint, and sample grids (fixed latents) go
