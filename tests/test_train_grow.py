@@ -114,7 +114,8 @@ def test_train_gan_grows_a_run_and_its_shards_resume_with_the_grown_preset(tmp_p
     small = tmp_path / "small"
     run(small, 0.008, "--size", "32", "--preset", "tiny32", "--encoder", "new")
     grown = tmp_path / "grown"
-    run(grown, 0.004, "--size", "64", "--preset", "tiny64", "--init", str(small), "--encoder", str(small))
+    run(grown, 0.004, "--size", "64", "--preset", "tiny64", "--init", str(small), "--encoder", str(small),
+        "--recon-size", "32")
     state = torch.load(grown / "checkpoint.pt", weights_only=True)
     assert state["step"] == 1 and state["images_seen"] == 4  # counted from the growth
     assert state["encoder"]["heads.2.linear.weight"].shape[0] == 2 * 32  # W+ 8 -> 10 styles: a third head
@@ -122,12 +123,30 @@ def test_train_gan_grows_a_run_and_its_shards_resume_with_the_grown_preset(tmp_p
     assert (grown / "samples" / "000000kimg.png").is_file()  # the grown model's first picture
     shards.write_gan_shards(state, tmp_path / "shards")
     args = shards.assemble(tmp_path / "shards", tmp_path / "resumed")
-    assert args[args.index("--preset") + 1] == "tiny64"
+    assert args[args.index("--preset") + 1] == "tiny64" and args[args.index("--recon-size") + 1] == "32"
     gan.main([*args, "--kimg", "0.008", "--threads", "1"])  # a fresh 32-px encoder takes the grown one's weights
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 2
     resume = argparse.Namespace(resume=tmp_path / "shards", dry_run=False, train_args=[])
     cfg = gpu_train.config(resume, tmp_path / "gpu")
-    assert (cfg.preset, cfg.size, cfg.channels, cfg.encoder_size) == ("tiny64", 64, gan.PRESETS["tiny64"]["channels"],
-                                                                      32)
+    assert (cfg.preset, cfg.size, cfg.channels, cfg.encoder_size, cfg.recon_size) == \
+        ("tiny64", 64, gan.PRESETS["tiny64"]["channels"], 32, 32)
     machine = gan.parse_args([*gpu_train.TRAIN_ARGS, "--out", "x"])
     assert (cfg.workers, cfg.amp, cfg.batch) == (machine.workers, machine.amp, 4)  # the GPU's loader, the run's batch
+
+
+def test_recon_size_compares_the_reconstruction_at_the_encoders_resolution():
+    cfg = gan.parse_args(["--size", "64", "--preset", "tiny64", "--out", "unused", "--recon", "1", "--encoder", "new"])
+    trainer = gan.Trainer.__new__(gan.Trainer)  # only recon_loss's arithmetic: a stand-in encoder and generator
+    trainer.cfg, trainer.e_ddp = cfg, lambda real: real
+    detail = torch.full((2, 3, 64, 64), -0.5)
+    detail[..., ::2, :] = 0.5  # zero-mean 1-px stripes: gone at 32 px
+    trainer.generator = argparse.Namespace(stored_noise=lambda: None)
+    trainer.g_ddp = lambda styles, **kwargs: (styles[0] + detail, None)
+    trainer.d_ddp = None
+    cfg.recon_adv = 0.0
+    real = torch.rand(2, 3, 64, 64)
+    full, _ = trainer.recon_loss(real)
+    cfg.recon_size = 32
+    small, _ = trainer.recon_loss(real)
+    assert full.item() == pytest.approx(0.25)
+    assert small.item() < 1e-3

@@ -12,9 +12,8 @@ strong gazes), which nothing in EditGAN can edit back; the reconstruction term c
 image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``;
 ``--encoder new`` starts it from scratch with the generator (Che et al.'s joint training).
 
-``--init`` starts from a bundle's or run's G and D; a smaller model is grown to ``--size`` (``train.grow``),
-e.g. ``--size 128 --preset grow128 --init checkpoints/faces64 --encoder checkpoints/faces64``, whose encoder
-is grown along.
+``--init`` starts from a bundle's or run's G and D; a smaller model (and its encoder) is grown to ``--size``
+(``train.grow``): ``--size 128 --preset grow128 --init checkpoints/faces64 --encoder checkpoints/faces64``.
 
 Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator and
 the discriminator are also written as ``generator_ema.safetensors`` and ``discriminator.safetensors``
@@ -64,8 +63,7 @@ PRESETS: dict[str, dict] = {
     "demo64": dict(size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32}),
     "demo128": dict(size=128, style_dim=256, n_mlp=4,
                     channels={4: 256, 8: 256, 16: 256, 32: 128, 64: 64, 128: 32}),
-    # demo64 plus a 128-px block, grown from the 64-px model (--init checkpoints/faces64; train.grow); its
-    # fresh encoder reads 64 px, like the demo64 encoder it inherits
+    # demo64 + a 128-px block, grown from faces64 (--init; train.grow); a new encoder reads 64 px, as the old
     "grow128": dict(size=128, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16},
                     encoder_size=64),
     "config-f": dict(style_dim=512, n_mlp=8, channels=None),
@@ -104,6 +102,7 @@ class TrainConfig:
     recon: float = 0.0  # weight of the L2 reconstruction of encoded real images; 0: plain StyleGAN2
     recon_adv: float = 1.0  # weight of the adversarial loss on those reconstructions
     recon_batch: int | None = None  # real images reconstructed per step (default batch // 2)
+    recon_size: int | None = None  # resolution the L2 term compares at (None: the image size)
     encoder: str | None = None  # encoder file, or a bundle/run folder with encoder.safetensors
     encoder_size: int | None = None  # input size of an encoder started new (None: the image size, at most 256)
     extremes: float = 0.0  # rate at which a rendered face's editable attributes sit at an end of their range
@@ -262,8 +261,7 @@ class Trainer:
     def init_from(self, folder: Path) -> None:
         """Start from a bundle's or run's exported G (EMA) and D, e.g. to continue the shipped demo model.
 
-        Optimiser moments are not shipped, so Adam restarts; everything else continues. A model of a
-        smaller size is grown to this one (``train.grow``) and its images are counted from zero.
+        Adam restarts (no moments shipped). A smaller model is grown (``train.grow``), its images not counted.
         """
         g_file = next((folder / n for n in ("generator.safetensors", "generator_ema.safetensors")
                        if (folder / n).is_file()), None)
@@ -372,7 +370,10 @@ class Trainer:
     def recon_loss(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Mode-regularising term: redraw encoded real images, in L2 and for the discriminator.
 
-        The generator's stored noise is used, as the embedding and the encoder training use it.
+        The generator's stored noise is used, as the embedding and the encoder training use it. With
+        ``recon_size`` the L2 term compares downsampled copies: detail the encoder cannot see (a grown
+        run's 64-px encoder at 128 px) is then left to the adversarial terms rather than drawn as the
+        average of what it might be.
         """
         cfg = self.cfg
         real = real.detach()
@@ -381,7 +382,10 @@ class Trainer:
             recon, _ = self.g_ddp([wplus], input_is_latent=True, noise=self.generator.stored_noise())
             recon_pred = self.d_ddp(recon) if cfg.recon_adv > 0 else None
         recon = recon.float()
-        loss = cfg.recon * masked_l2(recon, real).mean()
+        pair = (recon, real)
+        if cfg.recon_size and cfg.recon_size < cfg.size:
+            pair = tuple(F.interpolate(x, size=cfg.recon_size, mode="bilinear", antialias=True) for x in pair)
+        loss = cfg.recon * masked_l2(*pair).mean()
         if recon_pred is not None:
             loss = loss + cfg.recon_adv * F.softplus(-recon_pred.float()).mean()
         return loss, {"recon_psnr": psnr(recon.detach(), real).mean().item()}
@@ -456,6 +460,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    help="weight of the mode-regularising reconstruction of encoded real images (0: off)")
     p.add_argument("--recon-adv", type=float, default=1.0, help="adversarial weight on those reconstructions")
     p.add_argument("--recon-batch", type=int, help="real images reconstructed per step (default batch // 2)")
+    p.add_argument("--recon-size", type=int, help="compare the reconstructions at this resolution (default: "
+                                                  "full size); a grown run's 64-px encoder cannot see finer detail")
     p.add_argument("--encoder", help=f"encoder for --recon: an encoder.safetensors, a folder holding one, or "
                                      f"'{NEW_ENCODER}' to train one from scratch alongside")
     p.add_argument("--extremes", type=float, default=0.0,
@@ -479,7 +485,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
         seed=a.seed, init=a.init, recon=a.recon, recon_adv=a.recon_adv, recon_batch=a.recon_batch,
-        encoder=a.encoder, extremes=a.extremes, minutes=a.minutes, ckpt_minutes=a.ckpt_minutes, **preset,
+        recon_size=a.recon_size, encoder=a.encoder, extremes=a.extremes, minutes=a.minutes,
+        ckpt_minutes=a.ckpt_minutes, **preset,
     )
 
 
