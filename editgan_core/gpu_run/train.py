@@ -6,7 +6,8 @@ bf16 autocast. Each checkpoint it writes is also packed into ``$OUT`` as shards 
 EMA generator, D and encoder in float16, about 31 MiB, at most ``--max-shards`` files of 16 MiB) with
 the latest sample grid; the run stops itself before the deadline with a final checkpoint. Given
 ``--resume`` (a folder holding a shard set, e.g. one an earlier GPU run returned), it continues that
-run with its own stored settings. A rerun on the same machine continues from ``--work``.
+run with its own stored settings (its preset too, e.g. the grown ``grow128``), taking only the loader
+workers, threads and bf16 from the recipe. A rerun on the same machine continues from ``--work``.
 
     python -m editgan_core.gpu_run.train --out OUT --work W --deadline EPOCH [--resume DIR] [-- train.gan args]
 """
@@ -69,15 +70,19 @@ class ShardingTrainer(gan.Trainer):
 
 
 def config(args: argparse.Namespace, run_dir: Path) -> gan.TrainConfig:
-    """The run's settings: the resumed run's own, else the recipe plus any extra arguments."""
+    """The run's settings: the resumed run's own (preset, losses, batch; loader workers, threads and bf16 from
+    the recipe), else the recipe plus any extra arguments."""
+    recipe = DRY_TRAIN_ARGS if args.dry_run else TRAIN_ARGS
     if args.resume:
         state = shards.unpack_gan_checkpoint(*shards.read_shards(shards.latest_set(args.resume)))
         ckpt = run_dir / "checkpoint.pt"
         done = torch.load(ckpt, map_location="cpu", weights_only=True)["step"] if ckpt.is_file() else -1
         if done < state["step"]:  # a rerun on the same machine may already be further along
             atomic_write(ckpt, lambda p: torch.save(state, p))
-        return shards.train_config(state, run_dir)
-    recipe = DRY_TRAIN_ARGS if args.dry_run else TRAIN_ARGS
+        cfg = shards.train_config(state, run_dir)
+        machine = gan.parse_args([*recipe, "--out", str(run_dir)])  # a run begun on a CPU gets this machine's
+        cfg.workers, cfg.threads, cfg.amp = machine.workers, machine.threads, machine.amp
+        return cfg
     return gan.parse_args([*recipe, *args.train_args, "--out", str(run_dir)])
 
 

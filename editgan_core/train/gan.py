@@ -12,6 +12,9 @@ strong gazes), which nothing in EditGAN can edit back; the reconstruction term c
 image the generator cannot draw. The co-trained encoder is saved as ``encoder.safetensors``;
 ``--encoder new`` starts it from scratch with the generator (Che et al.'s joint training).
 
+``--init`` starts from a bundle's or run's G and D; a smaller model (and its encoder) is grown to ``--size``
+(``train.grow``): ``--size 128 --preset grow128 --init checkpoints/faces64 --encoder checkpoints/faces64``.
+
 Resumable: rerunning with the same ``--out`` continues from ``checkpoint.pt``. The EMA generator and
 the discriminator are also written as ``generator_ema.safetensors`` and ``discriminator.safetensors``
 (``Generator.load``, ``Discriminator.load``) at every checkpoint, and sample grids (fixed latents) go
@@ -44,6 +47,7 @@ from editgan_core.models.checkpoint import LATENT_AVG_KEY
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.serialization import load_checked, read_safetensors
 from editgan_core.models.stylegan2 import Discriminator, Generator
+from editgan_core.train import grow
 from editgan_core.train.data import TRAIN_SEED_BASE, DomainStream, ImageFolder, infinite_batches
 from editgan_core.train.encoder import average_latent
 from editgan_core.train.metrics import FILE as METRICS_FILE
@@ -54,9 +58,14 @@ from editgan_core.utils import atomic_write, save_image_grid
 NEW_ENCODER = "new"  # --encoder value: co-train a fresh encoder from the first step
 PRESETS: dict[str, dict] = {
     "tiny32": dict(size=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16}),  # tests, smoke runs
+    "tiny64": dict(size=64, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16, 64: 8},
+                   encoder_size=32),  # tiny32 grown by one level, as grow128 is demo64 grown (tests)
     "demo64": dict(size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32}),
     "demo128": dict(size=128, style_dim=256, n_mlp=4,
                     channels={4: 256, 8: 256, 16: 256, 32: 128, 64: 64, 128: 32}),
+    # demo64 + a 128-px block, grown from faces64 (--init; train.grow); a new encoder reads 64 px, as the old
+    "grow128": dict(size=128, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16},
+                    encoder_size=64),
     "config-f": dict(style_dim=512, n_mlp=8, channels=None),
 }
 
@@ -93,7 +102,9 @@ class TrainConfig:
     recon: float = 0.0  # weight of the L2 reconstruction of encoded real images; 0: plain StyleGAN2
     recon_adv: float = 1.0  # weight of the adversarial loss on those reconstructions
     recon_batch: int | None = None  # real images reconstructed per step (default batch // 2)
+    recon_size: int | None = None  # resolution the L2 term compares at (None: the image size)
     encoder: str | None = None  # encoder file, or a bundle/run folder with encoder.safetensors
+    encoder_size: int | None = None  # input size of an encoder started new (None: the image size, at most 256)
     extremes: float = 0.0  # rate at which a rendered face's editable attributes sit at an end of their range
     minutes: float | None = None  # wall-clock budget of this invocation; stops with a final checkpoint
     ckpt_minutes: float = 10.0  # also checkpoint once this long has passed since the last checkpoint
@@ -202,13 +213,16 @@ class Trainer:
             raise ValueError("--recon needs --encoder (an encoder.safetensors, a folder holding one, or 'new')")
         if self.cfg.encoder == NEW_ENCODER:
             g = self.generator
-            encoder = Encoder(min(g.size, 256), g.n_latent, g.style_dim).to(self.device).set_w_avg(average_latent(g))
+            size = self.cfg.encoder_size or min(g.size, 256)
+            encoder = Encoder(size, g.n_latent, g.style_dim).to(self.device).set_w_avg(average_latent(g))
             return encoder.train(), torch.optim.Adam(encoder.parameters(), lr=self.cfg.lr * 0.5, betas=(0.9, 0.99))
         path = Path(self.cfg.encoder)
         path = path / "encoder.safetensors" if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"no encoder at {path}; train one with python -m editgan_core.train.encoder")
         encoder = Encoder.load(path, self.device).train().requires_grad_(True)
+        if self.cfg.init and encoder.n_latent < self.generator.n_latent:  # inherited with a grown generator
+            encoder = grow.grow_encoder(encoder, self.generator.n_latent)
         if (encoder.n_latent, encoder.style_dim) != (self.generator.n_latent, self.generator.style_dim):
             raise ValueError(f"encoder {path} predicts W+ {encoder.n_latent}x{encoder.style_dim}, the generator "
                              f"takes {self.generator.n_latent}x{self.generator.style_dim}")
@@ -247,7 +261,7 @@ class Trainer:
     def init_from(self, folder: Path) -> None:
         """Start from a bundle's or run's exported G (EMA) and D, e.g. to continue the shipped demo model.
 
-        Optimiser moments are not shipped, so Adam restarts; everything else continues.
+        Adam restarts (no moments shipped). A smaller model is grown (``train.grow``), its images not counted.
         """
         g_file = next((folder / n for n in ("generator.safetensors", "generator_ema.safetensors")
                        if (folder / n).is_file()), None)
@@ -256,9 +270,20 @@ class Trainer:
             raise FileNotFoundError(f"{folder} needs generator(_ema).safetensors and discriminator.safetensors")
         g_state, g_meta = read_safetensors(g_file, self.device)
         g_state.pop(LATENT_AVG_KEY, None)  # a bundle generator's stored average w is no weight (save_generator)
+        d_state = read_safetensors(d_file, self.device)[0]
+        small_size = int(json.loads(g_meta.get("config", "{}")).get("size", self.cfg.size))
+        if small_size != self.cfg.size:
+            steps = grow.growth_steps(small_size, self.cfg.size)
+            grow.grow_generator(self.generator, g_state)
+            grow.grow_discriminator(self.discriminator, d_state, steps)
+            self.g_ema.load_state_dict(self.generator.state_dict())
+            if self.rank == 0:
+                print(f"grown from {folder} ({small_size} px, {int(g_meta.get('images_seen', 0)) / 1000:.1f} kimg) "
+                      f"to {self.cfg.size} px")
+            return
         for module in (self.generator, self.g_ema):
             load_checked(module, g_state, str(g_file))
-        load_checked(self.discriminator, read_safetensors(d_file, self.device)[0], str(d_file))
+        load_checked(self.discriminator, d_state, str(d_file))
         self.images_seen = int(g_meta.get("images_seen", 0))
         if self.rank == 0:
             print(f"initialised from {folder} ({self.images_seen / 1000:.1f} kimg)")
@@ -345,7 +370,10 @@ class Trainer:
     def recon_loss(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Mode-regularising term: redraw encoded real images, in L2 and for the discriminator.
 
-        The generator's stored noise is used, as the embedding and the encoder training use it.
+        The generator's stored noise is used, as the embedding and the encoder training use it. With
+        ``recon_size`` the L2 term compares downsampled copies: detail the encoder cannot see (a grown
+        run's 64-px encoder at 128 px) is then left to the adversarial terms rather than drawn as the
+        average of what it might be.
         """
         cfg = self.cfg
         real = real.detach()
@@ -354,7 +382,10 @@ class Trainer:
             recon, _ = self.g_ddp([wplus], input_is_latent=True, noise=self.generator.stored_noise())
             recon_pred = self.d_ddp(recon) if cfg.recon_adv > 0 else None
         recon = recon.float()
-        loss = cfg.recon * masked_l2(recon, real).mean()
+        pair = (recon, real)
+        if cfg.recon_size and cfg.recon_size < cfg.size:
+            pair = tuple(F.interpolate(x, size=cfg.recon_size, mode="bilinear", antialias=True) for x in pair)
+        loss = cfg.recon * masked_l2(*pair).mean()
         if recon_pred is not None:
             loss = loss + cfg.recon_adv * F.softplus(-recon_pred.float()).mean()
         return loss, {"recon_psnr": psnr(recon.detach(), real).mean().item()}
@@ -423,11 +454,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator")
+    p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator (a smaller "
+                                  "model is grown to --size, e.g. checkpoints/faces64 with --preset grow128)")
     p.add_argument("--recon", type=float, default=0.0,
                    help="weight of the mode-regularising reconstruction of encoded real images (0: off)")
     p.add_argument("--recon-adv", type=float, default=1.0, help="adversarial weight on those reconstructions")
     p.add_argument("--recon-batch", type=int, help="real images reconstructed per step (default batch // 2)")
+    p.add_argument("--recon-size", type=int, help="compare the reconstructions at this resolution (default: "
+                                                  "full size); a grown run's 64-px encoder cannot see finer detail")
     p.add_argument("--encoder", help=f"encoder for --recon: an encoder.safetensors, a folder holding one, or "
                                      f"'{NEW_ENCODER}' to train one from scratch alongside")
     p.add_argument("--extremes", type=float, default=0.0,
@@ -451,7 +485,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
         ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
         seed=a.seed, init=a.init, recon=a.recon, recon_adv=a.recon_adv, recon_batch=a.recon_batch,
-        encoder=a.encoder, extremes=a.extremes, minutes=a.minutes, ckpt_minutes=a.ckpt_minutes, **preset,
+        recon_size=a.recon_size, encoder=a.encoder, extremes=a.extremes, minutes=a.minutes,
+        ckpt_minutes=a.ckpt_minutes, **preset,
     )
 
 

@@ -221,8 +221,8 @@ def train_config(state: Mapping, out: str | Path):
 
 FLAGS = {"size": "--size", "preset": "--preset", "batch": "--batch", "lr": "--lr", "r1": "--r1",
          "path_reg": "--path-reg", "mixing": "--mixing", "ema_kimg": "--ema-kimg", "recon": "--recon",
-         "recon_adv": "--recon-adv", "recon_batch": "--recon-batch", "encoder": "--encoder", "extremes": "--extremes",
-         "seed": "--seed", "workers": "--workers"}
+         "recon_adv": "--recon-adv", "recon_batch": "--recon-batch", "recon_size": "--recon-size",
+         "encoder": "--encoder", "extremes": "--extremes", "seed": "--seed", "workers": "--workers"}
 
 
 def continue_args(cfg) -> list[str]:

@@ -1,0 +1,116 @@
+"""Grow a trained StyleGAN2 to a higher resolution: copy what carries over, start the new layers neutral.
+
+Training a 128-px model from scratch on a CPU is out of reach, but most of a 128-px StyleGAN2 is a 64-px
+one: the mapping network, the constant, every synthesis layer and ToRGB up to 64 px, and the
+discriminator's blocks from 64 px down. Growing copies those (the idea of Karras et al. 2018,
+progressive growing, without the fade-in: the skip generator's output is the sum of its ToRGB outputs,
+so a new ToRGB that starts near zero makes the grown generator draw the small model's image upsampled,
+and training fades the new layer in by itself). The new synthesis convs keep their random init and are
+reached through that small ToRGB from the first step. The discriminator's new from-RGB layer and its
+blocks above the old resolution start at init; its old blocks move down the ``convs`` list.
+
+The co-trained encoder of ``train.gan --recon`` carries over too (``grow_encoder``): it reads its
+inputs resized to its own size, and its W+ gets the new layers' entries, started as copies of the finest
+style it predicted, since the grown generator's old layers still take the same styles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+
+from editgan_core.models.encoder import Encoder
+from editgan_core.models.serialization import CheckpointError
+from editgan_core.models.stylegan2 import Discriminator, Generator
+
+NEW_RGB_GAIN = 1e-2  # the new ToRGB weights' scale: near zero, yet gradients reach the new convs at once
+
+
+def growth_steps(small_size: int, size: int) -> int:
+    """How many resolution doublings lead from ``small_size`` to ``size`` (at least one)."""
+    steps = math.log2(size / small_size)
+    if steps < 1 or steps != int(steps):
+        raise CheckpointError(f"cannot grow a {small_size}-px model to {size} px: the sizes must differ by a "
+                              f"power of two, the new one larger")
+    return int(steps)
+
+
+def _copy_matching(target: torch.nn.Module, source: Mapping[str, torch.Tensor], rename: Mapping[str, str],
+                   what: str) -> list[str]:
+    """Copy ``source[k]`` into ``target``'s tensor ``rename.get(k, k)``; every source tensor must fit."""
+    own = target.state_dict()
+    problems = []
+    copied = []
+    for key, value in source.items():
+        name = rename.get(key, key)
+        if name not in own:
+            problems.append(f"{key}: no {name} in the grown model")
+        elif own[name].shape != value.shape:
+            problems.append(f"{key}: {tuple(value.shape)} against {tuple(own[name].shape)}")
+        else:
+            copied.append(name)
+    if problems:
+        raise CheckpointError(f"the {what} cannot be grown into this architecture (widths must match up to the "
+                              f"old resolution): " + "; ".join(problems[:5]))
+    with torch.no_grad():
+        for key, value in source.items():
+            own[rename.get(key, key)].copy_(value)
+    return copied
+
+
+def grow_generator(generator: Generator, small: Mapping[str, torch.Tensor]) -> list[str]:
+    """Load a smaller generator's weights into ``generator`` and quieten its new ToRGB layers.
+
+    Module names do not depend on the resolution (``convs.i``, ``to_rgbs.i`` and ``noises.noise_i``
+    count from 4 px up), so every small tensor has its namesake. Returns the names copied.
+    """
+    copied = _copy_matching(generator, small, {}, "generator")
+    with torch.no_grad():
+        for name, param in generator.named_parameters():
+            if name.startswith("to_rgbs.") and name.endswith(".conv.weight") and name not in copied:
+                param.mul_(NEW_RGB_GAIN)
+    return copied
+
+
+def grow_discriminator(discriminator: Discriminator, small: Mapping[str, torch.Tensor], steps: int) -> list[str]:
+    """Load a smaller discriminator's blocks into ``discriminator``, ``steps`` places further down.
+
+    ``convs.0`` is the from-RGB layer at the input resolution and ``convs.i`` the residual block from
+    ``size / 2**(i-1)`` px down, so the small model's block i is the grown one's block i + steps; its
+    from-RGB layer reads another resolution and is left out, as are the new blocks (they keep their init).
+    """
+    rename = {}
+    kept = {}
+    for key, value in small.items():
+        parts = key.split(".")
+        if parts[0] == "convs":
+            if parts[1] == "0":
+                continue
+            rename[key] = ".".join(["convs", str(int(parts[1]) + steps), *parts[2:]])
+        kept[key] = value
+    return _copy_matching(discriminator, kept, rename, "discriminator")
+
+
+def grow_encoder(encoder: Encoder, n_latent: int) -> Encoder:
+    """An encoder for a grown generator's longer W+: the same network, its last head predicting more styles.
+
+    The added entries start as copies of the last one (the finest style the encoder predicted); a head
+    the longer W+ adds outright (a new pyramid level) starts at zero, i.e. at the average latent.
+    """
+    if n_latent < encoder.n_latent:
+        raise ValueError(f"an encoder for {encoder.n_latent} styles cannot be grown to {n_latent}")
+    grown = Encoder(**{**encoder.config, "n_latent": n_latent}).to(encoder.w_avg.device)
+    own = grown.state_dict()
+    with torch.no_grad():
+        for key, value in encoder.state_dict().items():
+            if own[key].shape == value.shape:
+                own[key].copy_(value)
+            else:  # a head's final linear (and bias): rows = count * style_dim
+                rows = value.shape[0]
+                own[key][:rows].copy_(value)
+                last = value[rows - encoder.style_dim:]
+                extra = (own[key].shape[0] - rows) // encoder.style_dim
+                own[key][rows:].copy_(last.repeat(extra, *([1] * (value.ndim - 1))))
+    return grown.train(encoder.training)

@@ -1,0 +1,152 @@
+"""Growing a trained GAN to twice its size: what is copied, what starts neutral, and that the run resumes."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from editgan_core.gpu_run import train as gpu_train
+from editgan_core.models.encoder import Encoder
+from editgan_core.models.serialization import CheckpointError
+from editgan_core.models.stylegan2 import DEFAULT_BLUR, Discriminator, Generator, Upsample
+from editgan_core.train import gan, grow, shards
+
+
+def preset_kwargs(name: str) -> dict:
+    return {k: v for k, v in gan.PRESETS[name].items() if k != "encoder_size"}
+
+
+def tiny_pair(seed: int = 0) -> tuple[Generator, Generator]:
+    torch.manual_seed(seed)
+    return Generator(**preset_kwargs("tiny32")), Generator(**preset_kwargs("tiny64"))
+
+
+def test_a_grown_generator_draws_the_small_image_upsampled():
+    small, large = tiny_pair()
+    copied = grow.grow_generator(large, small.state_dict())
+    assert set(copied) == set(small.state_dict())
+    large_state = large.state_dict()
+    assert all(torch.equal(large_state[k], v) for k, v in small.state_dict().items())
+    z = torch.randn(3, small.style_dim)
+    with torch.no_grad():
+        image, _ = small([z], randomize_noise=False)
+        grown, _ = large([z], randomize_noise=False)
+    expected = Upsample(DEFAULT_BLUR)(image)
+    assert grown.shape == (3, 3, 64, 64)
+    assert (grown - expected).abs().max() < 0.05 * image.abs().max()
+    assert not torch.equal(grown, expected)  # the new ToRGB is quiet, not dead
+
+
+def test_without_the_quiet_new_torgb_the_grown_image_differs():
+    small, large = tiny_pair()
+    large.load_state_dict(small.state_dict(), strict=False)  # the same copy, new ToRGB at its full init
+    z = torch.randn(3, small.style_dim)
+    with torch.no_grad():
+        image, _ = small([z], randomize_noise=False)
+        grown, _ = large([z], randomize_noise=False)
+    assert (grown - Upsample(DEFAULT_BLUR)(image)).abs().max() > 0.05 * image.abs().max()
+
+
+def test_gradients_reach_the_new_convs_from_the_first_step():
+    small, large = tiny_pair()
+    grow.grow_generator(large, small.state_dict())
+    image, _ = large([torch.randn(2, large.style_dim)])
+    image.square().mean().backward()
+    assert large.convs[-1].conv.weight.grad.abs().sum() > 0
+    assert large.convs[-2].conv.weight.grad.abs().sum() > 0
+
+
+def test_a_grown_discriminator_takes_the_old_blocks_one_level_down():
+    torch.manual_seed(0)
+    small = Discriminator(32, channels=gan.PRESETS["tiny32"]["channels"])
+    large = Discriminator(64, channels=gan.PRESETS["tiny64"]["channels"])
+    fresh = {k: v.clone() for k, v in large.state_dict().items()}
+    copied = grow.grow_discriminator(large, small.state_dict(), steps=1)
+    after = large.state_dict()
+    assert not any(name.startswith(("convs.0.", "convs.1.")) for name in copied)  # new from-RGB and 64->32 block
+    assert all(torch.equal(after[k], fresh[k]) for k in after if k.startswith(("convs.0.", "convs.1.")))
+    assert {k for k in small.state_dict() if not k.startswith("convs.0.")} == \
+        {k if not k.startswith("convs.") else f"convs.{int(k.split('.')[1]) - 1}.{k.split('.', 2)[2]}" for k in copied}
+    assert any(k.startswith("final_linear.") for k in copied)
+    features = torch.randn(4, 16, 32, 32)  # what the old from-RGB layer fed the 32-px block
+    with torch.no_grad():
+        assert torch.equal(large.convs[2:](features), small.convs[1:](features))
+
+
+def test_growing_refuses_widths_that_do_not_carry_over():
+    small = Generator(**preset_kwargs("tiny32"))
+    other = Generator(64, 32, 2, channels={4: 32, 8: 32, 16: 32, 32: 16, 64: 8})
+    with pytest.raises(CheckpointError, match="convs"):
+        grow.grow_generator(other, small.state_dict())
+    with pytest.raises(CheckpointError, match="power of two"):
+        grow.growth_steps(64, 96)
+
+
+@pytest.mark.parametrize(("n_small", "n_large"), [(10, 12), (8, 10)])
+def test_a_grown_encoder_predicts_the_old_styles_and_extends_them(n_small, n_large):
+    torch.manual_seed(0)
+    encoder = Encoder(32, n_small, 16, channels={32: 8, 16: 8, 8: 8, 4: 8}, head_width=8)
+    with torch.no_grad():
+        for head in encoder.heads:
+            head.linear.weight.normal_()  # a trained encoder: heads away from their zero start
+        encoder.w_avg.normal_()
+    grown = grow.grow_encoder(encoder, n_large)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1  # the grown generator's size: resized on the way in
+    with torch.no_grad():
+        old, new = encoder(images), grown(images)
+    assert new.shape == (2, n_large, 16)
+    torch.testing.assert_close(new[:, :n_small], old)
+    extra = new[:, n_small:]
+    if len(grown.heads) == len(encoder.heads):  # the last head grew: its finest style, repeated
+        torch.testing.assert_close(extra, old[:, -1:].expand_as(extra))
+    else:  # a new pyramid level: it starts at the average latent
+        torch.testing.assert_close(extra, encoder.w_avg.expand_as(extra))
+
+
+def run(out, kimg, *extra):
+    gan.main(["--domain", "faces", "--out", str(out), "--batch", "4", "--kimg", str(kimg), "--ckpt-every", "1",
+              "--sample-every", "8", "--threads", "1", "--recon", "10", *extra])
+
+
+def test_train_gan_grows_a_run_and_its_shards_resume_with_the_grown_preset(tmp_path):
+    small = tmp_path / "small"
+    run(small, 0.008, "--size", "32", "--preset", "tiny32", "--encoder", "new")
+    grown = tmp_path / "grown"
+    run(grown, 0.004, "--size", "64", "--preset", "tiny64", "--init", str(small), "--encoder", str(small),
+        "--recon-size", "32")
+    state = torch.load(grown / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 1 and state["images_seen"] == 4  # counted from the growth
+    assert state["encoder"]["heads.2.linear.weight"].shape[0] == 2 * 32  # W+ 8 -> 10 styles: a third head
+    assert Generator.load(grown / "generator_ema.safetensors").size == 64
+    assert (grown / "samples" / "000000kimg.png").is_file()  # the grown model's first picture
+    shards.write_gan_shards(state, tmp_path / "shards")
+    args = shards.assemble(tmp_path / "shards", tmp_path / "resumed")
+    assert args[args.index("--preset") + 1] == "tiny64" and args[args.index("--recon-size") + 1] == "32"
+    gan.main([*args, "--kimg", "0.008", "--threads", "1"])  # a fresh 32-px encoder takes the grown one's weights
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 2
+    resume = argparse.Namespace(resume=tmp_path / "shards", dry_run=False, train_args=[])
+    cfg = gpu_train.config(resume, tmp_path / "gpu")
+    assert (cfg.preset, cfg.size, cfg.channels, cfg.encoder_size, cfg.recon_size) == \
+        ("tiny64", 64, gan.PRESETS["tiny64"]["channels"], 32, 32)
+    machine = gan.parse_args([*gpu_train.TRAIN_ARGS, "--out", "x"])
+    assert (cfg.workers, cfg.amp, cfg.batch) == (machine.workers, machine.amp, 4)  # the GPU's loader, the run's batch
+
+
+def test_recon_size_compares_the_reconstruction_at_the_encoders_resolution():
+    cfg = gan.parse_args(["--size", "64", "--preset", "tiny64", "--out", "unused", "--recon", "1", "--encoder", "new"])
+    trainer = gan.Trainer.__new__(gan.Trainer)  # only recon_loss's arithmetic: a stand-in encoder and generator
+    trainer.cfg, trainer.e_ddp = cfg, lambda real: real
+    detail = torch.full((2, 3, 64, 64), -0.5)
+    detail[..., ::2, :] = 0.5  # zero-mean 1-px stripes: gone at 32 px
+    trainer.generator = argparse.Namespace(stored_noise=lambda: None)
+    trainer.g_ddp = lambda styles, **kwargs: (styles[0] + detail, None)
+    trainer.d_ddp = None
+    cfg.recon_adv = 0.0
+    real = torch.rand(2, 3, 64, 64)
+    full, _ = trainer.recon_loss(real)
+    cfg.recon_size = 32
+    small, _ = trainer.recon_loss(real)
+    assert full.item() == pytest.approx(0.25)
+    assert small.item() < 1e-3
