@@ -145,6 +145,8 @@ def _presets(vectors: list[EditVector], unreadable: list[str], names: dict[int, 
             if extra.get("method") in TRUE_TARGET_METHODS:
                 method += " (from the renderer's true targets, not painted maps)"
             made.append(f"learned on {len(extra['seeds'])} images together{steps}{method}")
+        if isinstance(extra.get("side_effects"), dict):
+            made.append("corrected so other parts keep colour and size (train.presets --keep-side-effects)")
         if extra.get("original_file"):
             made.append(f"imported from {extra['original_file']}")
         for key, label in (("region_iou", "region IoU"), ("change_outside", "change outside")):

@@ -62,10 +62,12 @@ class PresetSpec:
     value: float
     accept: Callable[[dict], bool]  # faces on which the change is clearly visible
     default_scale: float = 1.0
+    keep_side_effects: bool = False  # corrected by side_effects.keep_side_effects (at default_scale)
 
 
 # default_scale (smile, raise_eyebrows, look_left): the shortest of 1, 1.25, 1.5 at which the pairs vector met issue
 # #24's success target on the tuning seeds (eval.strict --tuning); the mean step is shorter than most faces' own.
+# raise_eyebrows is corrected for side effects, which costs some success: its scale was chosen again on tuning seeds.
 PRESETS = (
     PresetSpec("smile", "Broad smile: mouth corners up", "smile", 1.0,
                lambda a: a["smile"] < 0.0 and a["mouth_open"] < 0.1, default_scale=1.25),
@@ -77,7 +79,7 @@ PRESETS = (
     PresetSpec("fuller_hair", "Fuller hair around the head", "hair_volume", 1.0, lambda a: a["hair_volume"] < 0.4),
     PresetSpec("add_fringe", "Add a fringe (bangs)", "fringe", 1.0, lambda a: a["fringe"] < 0.05),
     PresetSpec("raise_eyebrows", "Raise the eyebrows", "eyebrow_height", 1.0, lambda a: a["eyebrow_height"] < 0.4,
-               default_scale=1.25),
+               default_scale=1.5, keep_side_effects=True),
 )
 
 
@@ -228,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or pipeline.bundle.vectors_dir
     for spec in tqdm(specs, desc="presets", unit="preset"):
         start = time.perf_counter()
-        side_effects = (SideEffectSettings(ridge=args.keep_side_effects)
-                        if args.keep_side_effects is not None else None)
+        side_effects = (SideEffectSettings(ridge=args.keep_side_effects) if args.keep_side_effects is not None
+                        else SideEffectSettings() if spec.keep_side_effects else None)
         vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps, method=args.method,
                               cache=cache, side_effects=side_effects)
         path = save_vector(vector, out / f"{spec.name}.safetensors")
