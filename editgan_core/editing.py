@@ -124,18 +124,19 @@ class EditTarget:
         self.outside = (~self.region).float()[:, None]
         if self.before_labels is not None:
             self.part_masks, self.part_colours = persisting_parts(self.before_labels.reshape(self.labels.shape),
-                                                                  self.labels, self.image)
-            free = [int(c) for c in self.free_classes if int(c) < self.part_masks.shape[1]]
-            self.part_masks[:, free] = 0.0
+                                                                  self.labels, self.image,
+                                                                  free_classes=self.free_classes)
 
 
-def persisting_parts(before: torch.Tensor, after: torch.Tensor, image: torch.Tensor,
-                     min_pixels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def persisting_parts(before: torch.Tensor, after: torch.Tensor, image: torch.Tensor, min_pixels: int = 3,
+                     free_classes: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image and class, the pixels the class keeps (same label before and after) and their mean colour
-    in ``image``; classes with fewer than ``min_pixels`` kept pixels get an empty mask (no term)."""
+    in ``image``; classes with fewer than ``min_pixels`` kept pixels, and ``free_classes`` (the edited parts,
+    whose look may change), get an empty mask (no term)."""
     classes = torch.arange(int(max(before.max(), after.max())) + 1, device=before.device)
     kept = (before == after)[:, None] & (before[:, None] == classes[None, :, None, None])  # (B, K, H, W)
     kept = kept & (kept.flatten(2).sum(2) >= min_pixels)[..., None, None]
+    kept[:, [int(c) for c in free_classes if 0 <= int(c) < len(classes)]] = False
     masks = kept.float()
     return masks, part_means(image, masks)
 

@@ -63,12 +63,9 @@ def _face(pipeline, latent: torch.Tensor, delta: torch.Tensor, class_ids: Sequen
           settings: SideEffectSettings) -> _Face:
     image, logits = _render(pipeline, latent)
     _, edited_logits = _render(pipeline, latent + delta)
-    before, after = logits.argmax(1), edited_logits.argmax(1)
-    masks, colours = persisting_parts(before, after, image)
-    edited = torch.tensor([int(c) for c in class_ids if int(c) < masks.shape[1]], dtype=torch.long)
-    masks[:, edited] = 0.0
-    colours[:, edited] = 0.0
+    masks, colours = persisting_parts(logits.argmax(1), edited_logits.argmax(1), image, free_classes=class_ids)
     areas = _areas(logits)
+    edited = [int(c) for c in class_ids if 0 <= int(c) < len(areas)]
     areas[edited] = _areas(edited_logits)[edited]  # the edited parts keep their new size
     present = (masks.flatten(2).sum(2) > 0).float()[0]  # an absent part has no colour row weight
     scale = torch.cat([present.repeat_interleave(3), settings.area_weight / areas.clamp(min=AREA_FLOOR)])

@@ -46,6 +46,14 @@ def test_settings_are_checked():
         SideEffectSettings(iters=0)
 
 
+def test_presets_command_refuses_a_bad_ridge_before_loading(capsys):
+    from editgan_core.train import presets
+
+    with pytest.raises(SystemExit):
+        presets.main(["--bundle", "no/such/bundle", "--keep-side-effects", "-1"])
+    assert "--keep-side-effects" in capsys.readouterr().err
+
+
 def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
     from editgan_core.train import presets
     from editgan_core.vectors import load_vector

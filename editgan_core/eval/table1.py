@@ -36,6 +36,7 @@ from editgan_core.eval.strict import (
     task_of,
     vector_editor,
 )
+from editgan_core.model_card import TRUE_TARGET_METHODS
 from editgan_core.models.attribute_net import AttributeNet
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS, painted_target
@@ -67,7 +68,7 @@ def kid_against(judge: AttributeNet, images: np.ndarray, reference: np.ndarray) 
 def vector_annotations(vector: EditVector) -> str:
     """What the vector was learned from: painted maps, or renderer pairs (a face and its true target)."""
     faces = len(vector.extra.get("seeds", [])) or "?"
-    if str(vector.extra.get("method", "")).startswith("pairs"):
+    if vector.extra.get("method") in TRUE_TARGET_METHODS:
         return f"0 painted; {faces} renderer pairs (true targets), once"
     return f"{faces} painted maps, once"
 

@@ -217,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="correct each vector on its training faces so other parts keep colour and size "
                         f"(side_effects; optional ridge, default {SideEffectSettings.ridge})")
     args = parse_command(p, argv)
+    try:  # checked before any model is loaded
+        forced = None if args.keep_side_effects is None else SideEffectSettings(ridge=args.keep_side_effects)
+    except ValueError as exc:
+        p.error(f"--keep-side-effects: {exc}")
     pipeline = open_pipeline(args)
     cache = EmbeddingCache(args.cache / f"{pipeline.bundle.id}_embed{args.embed_steps}_presets.pt"
                            if args.cache else None)
@@ -230,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or pipeline.bundle.vectors_dir
     for spec in tqdm(specs, desc="presets", unit="preset"):
         start = time.perf_counter()
-        side_effects = (SideEffectSettings(ridge=args.keep_side_effects) if args.keep_side_effects is not None
-                        else SideEffectSettings() if spec.keep_side_effects else None)
+        side_effects = forced or (SideEffectSettings() if spec.keep_side_effects else None)
         vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps, method=args.method,
                               cache=cache, side_effects=side_effects)
         path = save_vector(vector, out / f"{spec.name}.safetensors")
