@@ -259,7 +259,12 @@ def test_narrow_screen_labels_do_not_cover_pictures(page, url):
     narrow = page.context.browser.new_page(viewport={"width": 400, "height": 900})
     try:
         narrow.goto(url)
-        narrow.wait_for_selector("#current img", timeout=60_000)
+        # the picture sits below the fold on a narrow screen and is lazy-loaded: it has no size
+        # (counts as hidden) until it is scrolled near, so wait for it to exist, then bring it in
+        picture = narrow.wait_for_selector("#current img", state="attached", timeout=60_000)
+        picture.scroll_into_view_if_needed()
+        narrow.wait_for_selector("#current img", state="visible", timeout=60_000)
+        narrow.evaluate("window.scrollTo(0, 0)")
         time.sleep(2)
         assert narrow.evaluate(LABEL_OVERLAPS_JS) == []
         narrow.screenshot(path=str(ARTIFACTS / "browser-400px.png"), full_page=True)
