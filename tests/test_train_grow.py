@@ -134,6 +134,30 @@ def test_train_gan_grows_a_run_and_its_shards_resume_with_the_grown_preset(tmp_p
     assert (cfg.workers, cfg.amp, cfg.batch) == (machine.workers, machine.amp, 4)  # the GPU's loader, the run's batch
 
 
+def test_freeze_grown_trains_only_the_new_layers_and_survives_shards(tmp_path):
+    small = tmp_path / "small"
+    run(small, 0.004, "--size", "32", "--preset", "tiny32", "--encoder", "new")
+    small_g = Generator.load(small / "generator_ema.safetensors").state_dict()
+    grown = tmp_path / "grown"
+    grow_args = ["--size", "64", "--preset", "tiny64", "--init", str(small), "--encoder", str(small)]
+    run(grown, 0.008, *grow_args, "--freeze-grown", "inf")
+    state = torch.load(grown / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and set(state["copied"]) == set(small_g) - {"latent_avg"}
+    held = [k for k in state["copied"] if k in dict(Generator(**preset_kwargs("tiny64")).named_parameters())]
+    assert held and all(torch.equal(state["g"][k], small_g[k]) for k in held)  # not one step moved them
+    new = [k for k in state["g"] if k.startswith("convs.") and k not in state["copied"] and k.endswith("weight")]
+    fresh = Generator(**preset_kwargs("tiny64"))
+    grow.grow_generator(fresh, small_g)
+    assert any(not torch.equal(state["g"][k], fresh.state_dict()[k]) for k in new)  # the new layers learned
+    shards.write_gan_shards(state, tmp_path / "shards")
+    args = shards.assemble(tmp_path / "shards", tmp_path / "resumed")
+    assert args[args.index("--freeze-grown") + 1] == "inf"
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["copied"] == state["copied"]
+    run(grown, 0.012, *grow_args, "--freeze-grown", "0.008")  # past its kimg, the copied layers learn again
+    later = torch.load(grown / "checkpoint.pt", weights_only=True)
+    assert later["step"] == 3 and any(not torch.equal(later["g"][k], small_g[k]) for k in held)
+
+
 def test_recon_size_compares_the_reconstruction_at_the_encoders_resolution():
     cfg = gan.parse_args(["--size", "64", "--preset", "tiny64", "--out", "unused", "--recon", "1", "--encoder", "new"])
     trainer = gan.Trainer.__new__(gan.Trainer)  # only recon_loss's arithmetic: a stand-in encoder and generator

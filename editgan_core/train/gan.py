@@ -31,7 +31,7 @@ import os
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -99,6 +99,7 @@ class TrainConfig:
     threads: int | None = None
     seed: int = 0
     init: str | None = None
+    freeze_grown: float = 0.0  # kimg during which a grown model's copied generator layers stay fixed (inf: always)
     recon: float = 0.0  # weight of the L2 reconstruction of encoded real images; 0: plain StyleGAN2
     recon_adv: float = 1.0  # weight of the adversarial loss on those reconstructions
     recon_batch: int | None = None  # real images reconstructed per step (default batch // 2)
@@ -147,10 +148,6 @@ def accumulate(target: torch.nn.Module, source: torch.nn.Module, beta: float) ->
         b_t.copy_(b_s)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 def make_loader(cfg: TrainConfig, rank: int, world: int):
     if cfg.data:
         dataset = ImageFolder(cfg.data, cfg.size)
@@ -190,6 +187,7 @@ class Trainer:
         self.encoder, self.e_optim = self._build_encoder() if cfg.recon > 0 else (None, None)
         self.step = 0
         self.images_seen = 0
+        self.copied: list[str] = []  # generator parameters a grown run took from the smaller model
         self.mean_path_length = torch.zeros((), device=self.device)
         self.sample_z = torch.randn(32, cfg.style_dim, generator=torch.Generator().manual_seed(1234)).to(self.device)
         self.resume()
@@ -252,6 +250,7 @@ class Trainer:
         self.d_optim.load_state_dict(state["d_optim"])
         self.step, self.images_seen = state["step"], state["images_seen"]
         self.mean_path_length.fill_(float(state.get("mean_path_length", 0.0)))
+        self.copied = list(state.get("copied", []))
         if self.encoder is not None and "encoder" in state:
             self.encoder.load_state_dict(state["encoder"])
             self.e_optim.load_state_dict(state["e_optim"])
@@ -273,9 +272,7 @@ class Trainer:
         d_state = read_safetensors(d_file, self.device)[0]
         small_size = int(json.loads(g_meta.get("config", "{}")).get("size", self.cfg.size))
         if small_size != self.cfg.size:
-            steps = grow.growth_steps(small_size, self.cfg.size)
-            grow.grow_generator(self.generator, g_state)
-            grow.grow_discriminator(self.discriminator, d_state, steps)
+            self.copied = grow.grow_models(self.generator, self.discriminator, g_state, d_state, small_size)
             self.g_ema.load_state_dict(self.generator.state_dict())
             if self.rank == 0:
                 print(f"grown from {folder} ({small_size} px, {int(g_meta.get('images_seen', 0)) / 1000:.1f} kimg) "
@@ -294,7 +291,7 @@ class Trainer:
         state = {
             "g": self.generator.state_dict(), "d": self.discriminator.state_dict(), "g_ema": self.g_ema.state_dict(),
             "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(), "step": self.step,
-            "images_seen": self.images_seen, "mean_path_length": float(self.mean_path_length),
+            "images_seen": self.images_seen, "mean_path_length": float(self.mean_path_length), "copied": self.copied,
             "config": json.dumps(asdict(self.cfg)),
         }
         if self.encoder is not None:
@@ -340,6 +337,8 @@ class Trainer:
     def g_step(self, real: torch.Tensor) -> dict[str, float]:
         cfg, batch = self.cfg, real.shape[0]
         self.generator.requires_grad_(True)
+        if self.images_seen < cfg.freeze_grown * 1000:
+            grow.hold(self.generator, self.copied)
         self.discriminator.requires_grad_(False)
         with self.autocast():
             fake, _ = self.g_ddp(mixing_noise(batch, cfg.style_dim, cfg.mixing, self.device))
@@ -358,8 +357,9 @@ class Trainer:
             self.e_optim.step()
         if cfg.path_reg > 0 and self.step % cfg.path_every == 0:
             path_batch = max(1, batch // cfg.path_batch_shrink)
-            fake, latents = self.g_ddp(mixing_noise(path_batch, cfg.style_dim, cfg.mixing, self.device),
-                                       return_latents=True)
+            styles, is_w = grow.path_styles(self.generator, mixing_noise(path_batch, cfg.style_dim, cfg.mixing,
+                                                                         self.device))
+            fake, latents = self.g_ddp(styles, input_is_latent=is_w, return_latents=True)
             path_loss, self.mean_path_length = g_path_penalty(fake, latents, self.mean_path_length)
             self.g_optim.zero_grad(set_to_none=True)
             (cfg.path_reg * cfg.path_every * path_loss + 0 * fake[0, 0, 0, 0]).backward()
@@ -456,6 +456,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", help="start a new run from a bundle/run folder's generator + discriminator (a smaller "
                                   "model is grown to --size, e.g. checkpoints/faces64 with --preset grow128)")
+    p.add_argument("--freeze-grown", type=float, default=0.0, metavar="KIMG",
+                   help="with a grown --init: keep the generator layers copied from the smaller model fixed for "
+                        "the first KIMG thousand images ('inf': the whole run), so only the new layers learn")
     p.add_argument("--recon", type=float, default=0.0,
                    help="weight of the mode-regularising reconstruction of encoded real images (0: off)")
     p.add_argument("--recon-adv", type=float, default=1.0, help="adversarial weight on those reconstructions")
@@ -479,15 +482,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     preset = {k: v for k, v in PRESETS[preset_name].items() if k != "size"}
     if "size" in PRESETS[preset_name] and PRESETS[preset_name]["size"] != a.size:
         p.error(f"preset {preset_name} is for {PRESETS[preset_name]['size']} px, not {a.size}")
-    return TrainConfig(
-        log_every=a.log_every,
-        out=a.out, size=a.size, domain=None if a.data else a.domain, data=a.data, preset=preset_name,
-        batch=a.batch, kimg=a.kimg, lr=a.lr, r1=a.r1, path_reg=a.path_reg, mixing=a.mixing, ema_kimg=a.ema_kimg,
-        ckpt_every=a.ckpt_every, sample_every=a.sample_every, workers=a.workers, amp=a.amp, threads=a.threads,
-        seed=a.seed, init=a.init, recon=a.recon, recon_adv=a.recon_adv, recon_batch=a.recon_batch,
-        recon_size=a.recon_size, encoder=a.encoder, extremes=a.extremes, minutes=a.minutes,
-        ckpt_minutes=a.ckpt_minutes, **preset,
-    )
+    given = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)}}
+    return TrainConfig(**{**given, "domain": None if a.data else a.domain, "preset": preset_name, **preset})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ so a new ToRGB that starts near zero makes the grown generator draw the small mo
 and training fades the new layer in by itself). The new synthesis convs keep their random init and are
 reached through that small ToRGB from the first step. The discriminator's new from-RGB layer and its
 blocks above the old resolution start at init; its old blocks move down the ``convs`` list.
+``train.gan --freeze-grown`` can hold the copied generator layers fixed (``hold``).
 
 The co-trained encoder of ``train.gan --recon`` carries over too (``grow_encoder``): it reads its
 inputs resized to its own size, and its W+ gets the new layers' entries, started as copies of the finest
@@ -91,6 +92,39 @@ def grow_discriminator(discriminator: Discriminator, small: Mapping[str, torch.T
             rename[key] = ".".join(["convs", str(int(parts[1]) + steps), *parts[2:]])
         kept[key] = value
     return _copy_matching(discriminator, kept, rename, "discriminator")
+
+
+def grow_models(generator: Generator, discriminator: Discriminator, g_state: Mapping[str, torch.Tensor],
+                d_state: Mapping[str, torch.Tensor], small_size: int) -> list[str]:
+    """Grow a smaller model's G and D into ``generator`` and ``discriminator``; returns the G names copied."""
+    grow_discriminator(discriminator, d_state, growth_steps(small_size, generator.size))
+    return grow_generator(generator, g_state)
+
+
+def hold(generator: Generator, names: list[str]) -> None:
+    """Take the named (copied) parameters out of training, so only the new layers learn.
+
+    A grown run's new discriminator layers start at chance, and while they do, the gradients they send
+    drift the copied layers away from what the small model had learned; holding those layers keeps the
+    small model's faces (and its W space: its encoder and editing vectors still apply) while the new
+    layers learn the finer detail.
+    """
+    held = set(names)
+    for name, param in generator.named_parameters():
+        if name in held:
+            param.requires_grad_(False)
+
+
+def path_styles(generator: Generator, z: list[torch.Tensor]) -> tuple[list[torch.Tensor], bool]:
+    """The path-length regulariser's inputs: ``z`` as is, or, while the mapping is held, its w (with grad).
+
+    The regulariser differentiates the image by the latents; a held mapping network gives latents no
+    gradient, so they are mapped here and handed to the synthesis as leaves (``input_is_latent``).
+    """
+    if any(p.requires_grad for p in generator.style.parameters()):
+        return z, False
+    with torch.no_grad():
+        return [generator.style(s).requires_grad_() for s in z], True
 
 
 def grow_encoder(encoder: Encoder, n_latent: int) -> Encoder:

@@ -175,7 +175,7 @@ def pack_gan_checkpoint(state: Mapping) -> tuple[dict[str, torch.Tensor], dict[s
     groups = {name: state[name]["param_groups"] for name in OPTIMISERS if name in state}
     metadata = {"kind": GAN_KIND, "step": str(int(state["step"])), "images_seen": str(int(state["images_seen"])),
                 "mean_path_length": repr(float(state.get("mean_path_length", 0.0))), "config": state["config"],
-                "optimisers": json.dumps(groups)}
+                "optimisers": json.dumps(groups), "copied": json.dumps(list(state.get("copied", [])))}
     return tensors, metadata
 
 
@@ -191,7 +191,8 @@ def unpack_gan_checkpoint(tensors: Mapping[str, torch.Tensor], metadata: Mapping
         models.setdefault(model, {})[key] = tensor.float() if tensor.is_floating_point() else tensor
     state = {"g": {k: v.clone() for k, v in models["g_ema"].items()}, **models,
              "step": int(metadata["step"]), "images_seen": int(metadata["images_seen"]),
-             "mean_path_length": float(metadata["mean_path_length"]), "config": metadata["config"]}
+             "mean_path_length": float(metadata["mean_path_length"]), "config": metadata["config"],
+             "copied": json.loads(metadata.get("copied", "[]"))}
     for name, groups in json.loads(metadata["optimisers"]).items():
         state[name] = {"state": {}, "param_groups": groups}
     return state
@@ -222,7 +223,8 @@ def train_config(state: Mapping, out: str | Path):
 FLAGS = {"size": "--size", "preset": "--preset", "batch": "--batch", "lr": "--lr", "r1": "--r1",
          "path_reg": "--path-reg", "mixing": "--mixing", "ema_kimg": "--ema-kimg", "recon": "--recon",
          "recon_adv": "--recon-adv", "recon_batch": "--recon-batch", "recon_size": "--recon-size",
-         "encoder": "--encoder", "extremes": "--extremes", "seed": "--seed", "workers": "--workers"}
+         "encoder": "--encoder", "extremes": "--extremes", "seed": "--seed", "workers": "--workers",
+         "freeze_grown": "--freeze-grown"}
 
 
 def continue_args(cfg) -> list[str]:
