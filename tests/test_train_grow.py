@@ -12,6 +12,8 @@ from editgan_core.models.encoder import Encoder
 from editgan_core.models.serialization import CheckpointError
 from editgan_core.models.stylegan2 import DEFAULT_BLUR, Discriminator, Generator, Upsample
 from editgan_core.train import gan, grow, shards
+from editgan_core.vectors.fileformat import load_vector, save_vector
+from editgan_core.vectors.vector import EditVector
 
 
 def preset_kwargs(name: str) -> dict:
@@ -174,3 +176,27 @@ def test_recon_size_compares_the_reconstruction_at_the_encoders_resolution():
     small, _ = trainer.recon_loss(real)
     assert full.item() == pytest.approx(0.25)
     assert small.item() < 1e-3
+
+
+def test_vectors_carry_over_only_to_a_generator_grown_with_its_layers_held(tmp_path):
+    small, large = tiny_pair()
+    grow.grow_generator(large, small.state_dict())
+    (tmp_path / "small").mkdir()
+    delta = torch.randn(small.n_latent, small.style_dim) * 0.1
+    save_vector(EditVector(delta=delta, name="smile", bundle_id="tiny32", class_ids=[3], default_scale=1.25,
+                           source="preset"), tmp_path / "small" / "smile.safetensors")
+    (written,) = grow.carry_vectors(small, tmp_path / "small", "tiny32", large, tmp_path / "large", "tiny64")
+    carried = load_vector(written, expect_bundle_id="tiny64", expect_shape=(large.n_latent, large.style_dim))
+    torch.testing.assert_close(carried.delta[: small.n_latent], delta)
+    assert not carried.delta[small.n_latent:].any()
+    assert (carried.default_scale, carried.class_ids, carried.extra["carried_from"]) == (1.25, [3], "tiny32")
+    w = small.style(torch.randn(2, small.style_dim))
+    with torch.no_grad():  # the same edit: the grown image is still the small one's, upsampled
+        edited_small, _ = small([carried.delta[: small.n_latent] + small.w_to_wplus(w)], input_is_latent=True,
+                                randomize_noise=False)
+        edited_large, _ = large([carried.delta + large.w_to_wplus(w)], input_is_latent=True, randomize_noise=False)
+    assert (edited_large - Upsample(DEFAULT_BLUR)(edited_small)).abs().max() < 0.05 * edited_small.abs().max()
+    with torch.no_grad():
+        large.convs[0].conv.weight.add_(0.01)  # a copied layer that trained on
+    with pytest.raises(CheckpointError, match=r"convs\.0\.conv\.weight"):
+        grow.carry_vectors(small, tmp_path / "small", "tiny32", large, tmp_path / "other", "tiny64")

@@ -6,7 +6,8 @@
 Each stage is the project's own training command, run in order against the bundle being built;
 the encoder run is resumed when it exists (warm start after more GAN training). A GAN run trained
 with ``--recon`` already holds an encoder trained alongside its generator: ``--encoder-from-run``
-ships that one instead of training another.
+ships that one instead of training another. A run grown with its copied layers held (``train.gan
+--freeze-grown inf``) keeps the small model's W space: ``--presets-from`` carries that bundle's vectors over.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from editgan_core import bundle as bundle_mod
 from editgan_core.bundle_build import preview_grid
 from editgan_core.cli_common import command_parser, parse_command
 from editgan_core.domains import get_domain
-from editgan_core.train import presets
+from editgan_core.train import grow, presets
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--preset-steps", type=int, default=presets.DEFAULT_STEPS,
                    help="steps of the shared optimisation per preset")
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
+    p.add_argument("--presets-from", type=Path, metavar="BUNDLE",
+                   help="the bundle this run was grown from with its layers held (train.gan --freeze-grown inf): "
+                        "carry its vectors over instead of learning new presets")
     args = parse_command(p, argv)
     co_trained = args.run / "encoder.safetensors"
     if args.encoder_from_run and not co_trained.is_file():
@@ -81,9 +85,16 @@ def main(argv: list[str] | None = None) -> None:
     segmenter_train.main(["--bundle", str(args.out), "--steps", str(args.segmenter_steps), "--eval", str(args.eval),
                           "--class-balance", str(args.segmenter_class_balance), *threads])
 
-    print("[4/5] preset editing vectors")
-    presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), "--steps", str(args.preset_steps),
-                  *threads])
+    if args.presets_from:
+        small = bundle_mod.Bundle.load(args.presets_from)
+        built = bundle_mod.Bundle.load(args.out)
+        carried = grow.carry_vectors(small.load_generator(), small.vectors_dir, small.id, built.load_generator(),
+                                     built.vectors_dir, built.id)
+        print(f"[4/5] {len(carried)} vectors carried over from {small.id} (same W space: its layers were held)")
+    else:
+        print("[4/5] preset editing vectors")
+        presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), "--steps",
+                      str(args.preset_steps), *threads])
 
     print("[5/5] preview grid and model card")
     print(f"wrote {preview_grid(args.out)} and {bundle_mod.Bundle.load(args.out).write_model_card()}")

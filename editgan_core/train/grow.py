@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.serialization import CheckpointError
 from editgan_core.models.stylegan2 import Discriminator, Generator
+from editgan_core.vectors.fileformat import load_vector, save_vector
+from editgan_core.vectors.vector import EditVector
 
 NEW_RGB_GAIN = 1e-2  # the new ToRGB weights' scale: near zero, yet gradients reach the new convs at once
 
@@ -148,3 +151,33 @@ def grow_encoder(encoder: Encoder, n_latent: int) -> Encoder:
                 extra = (own[key].shape[0] - rows) // encoder.style_dim
                 own[key][rows:].copy_(last.repeat(extra, *([1] * (value.ndim - 1))))
     return grown.train(encoder.training)
+
+
+def held_layers_unchanged(small: Generator, large: Generator) -> list[str]:
+    """The small generator's tensors that the grown one no longer holds exactly (empty: its layers were held)."""
+    own = large.state_dict()
+    return [k for k, v in small.state_dict().items() if k not in own or not torch.equal(own[k], v)]
+
+
+def carry_vectors(small: Generator, small_vectors: Path, small_id: str, large: Generator, out: Path,
+                  bundle_id: str) -> list[Path]:
+    """Give a grown generator the small one's editing vectors, with zero rows for the new layers' styles.
+
+    Only sound when the growth held every copied layer (``train.gan --freeze-grown inf``): W and the
+    first rows of W+ then drive exactly what they drove before, so a vector still makes its edit and the
+    new layers redraw its finer detail. Anything else is refused, naming the tensors that moved.
+    """
+    moved = held_layers_unchanged(small, large)
+    if moved:
+        raise CheckpointError(f"the grown generator changed {len(moved)} of the small one's tensors (e.g. "
+                              f"{', '.join(moved[:3])}): its W space is not the small model's, learn new vectors")
+    written = []
+    for path in sorted(small_vectors.glob("*.safetensors")):
+        vector = load_vector(path, expect_bundle_id=small_id, expect_shape=(small.n_latent, small.style_dim))
+        delta = torch.zeros(large.n_latent, large.style_dim)
+        delta[: small.n_latent] = vector.delta
+        carried = EditVector(delta=delta, name=vector.name, description=vector.description, bundle_id=bundle_id,
+                             class_ids=vector.class_ids, default_scale=vector.default_scale, source=vector.source,
+                             extra={**vector.extra, "carried_from": small_id})
+        written.append(save_vector(carried, out / path.name))
+    return written
