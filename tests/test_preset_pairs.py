@@ -72,6 +72,12 @@ def test_a_preset_is_learnt_from_pairs_on_a_bundle_without_a_domain(no_domain_bu
     assert thumb.ndim == 3 and thumb.shape[2] == 3
     assert presets.main(args) == 0  # learning again replaces the earlier vector learnt from pairs
     assert [v.name for v in library.list()].count("square") == 1
+    auto = [*args[: args.index("--default-scale")], "--keep-side-effects", "--device", "cpu"]
+    assert presets.main(auto) == 0  # no scale given: the one that best redraws the paintings, then corrected
+    vec = library.get("square")
+    assert f"{vec.default_scale:g}" in vec.extra["strength_iou"]
+    assert vec.extra["strength_iou"][f"{vec.default_scale:g}"] == max(vec.extra["strength_iou"].values())
+    assert vec.extra["side_effects"]["faces"] == 3
 
 
 def test_refusals_name_the_problem(no_domain_bundle, other_tiny_bundle) -> None:

@@ -35,10 +35,16 @@ def test_edits_added_to_a_preset_are_learnt_into_a_gallery_vector(box, studio):
     assert message.startswith("Added the edit learnt last to preset **brows**: 4 pair(s)")
     assert studio.preset_names(session) == [("brows (4 pairs)", "brows")]
 
-    items = list(studio.learn_preset(session, "brows", 3))
+    items = list(studio.learn_preset(session, "brows", 3, keep_parts=False))
     result = items[-1]
     assert isinstance(result, PresetResult) and sum(isinstance(i, Progress) for i in items) == 3
-    assert result.used == 4 and result.vector.source == "preset-pairs"
+    assert result.used == 4 and result.vector.source == "preset-pairs" and "side_effects" not in result.vector.extra
+    assert result.vector.extra["strength_iou"][f"{result.vector.default_scale:g}"] == max(
+        result.vector.extra["strength_iou"].values())  # the strength that best redraws the paintings
+    items = list(studio.learn_preset(session, "brows", 3))  # the page's default: the other parts kept
+    steps = [i for i in items if isinstance(i, Progress)]
+    assert len(steps) == 3 + 2 * 4 and steps[-1].step == steps[-1].steps == 11  # two rounds over the four pairs
+    assert items[-1].vector.extra["side_effects"]["faces"] == 4
     pictures, names = studio.gallery(session)
     assert "brows" in names and pictures[names.index("brows")][0].ndim == 3
     with pytest.raises(InputError, match="no pairs yet"):
@@ -73,7 +79,7 @@ def test_presets_and_samples_through_the_page_api(tiny_bundle, tmp_path):
             value = {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
             status, _ = client.predict("raised brows", value, api_name="/add_to_preset")
         assert "3 pair(s), ready to learn" in status
-        streamed = client.submit("raised brows", 5, api_name="/learn_preset")
+        streamed = client.submit("raised brows", 5, False, api_name="/learn_preset")
         streamed.result()
         assert "Learnt **raised brows** from 3 pairs" in streamed.outputs()[-1][0]
         job = client.submit(4, api_name="/make_dataset")

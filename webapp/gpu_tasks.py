@@ -41,6 +41,7 @@ from editgan_core.dataset import CALIBRATION_ITEMS, DatasetReport, DatasetSettin
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditGANPipeline, EditResult, EmbedResult, Render
 from editgan_core.pti import TuningResult
+from editgan_core.side_effects import SideEffectSettings
 from editgan_core.train.preset_pairs import PresetResult, learn_preset_from_pairs
 from editgan_core.utils import tensor_to_uint8
 from editgan_core.vectors import EditVector
@@ -54,6 +55,8 @@ STOP_FLAGS: weakref.WeakValueDictionary[str, threading.Event] = weakref.WeakValu
 SECONDS_PER_STEP_256 = 0.15  # budgeted GPU time of one optimisation step at 256 px (generous: a timeout loses work)
 OVERHEAD_S = 15.0  # model to GPU, renders, first-call warm-up
 MAX_DURATION_S = 300.0
+# side_effects' Gauss-Newton rounds on one pair: a Jacobian of ~50 rows (one backward pass each), twice
+CORRECTION_STEPS_PER_PAIR = 2 * 50
 SECONDS_PER_RENDER_256 = 0.05  # budgeted GPU time of one render (+ segmentation) at 256 px
 QUICK_OVERHEAD_S = 5.0  # a quick render's ask: short, so it queues ahead of the long jobs
 # what a pivotal-tuning step costs, in optimisation steps of an embedding and in encoder-only embeddings (encoder
@@ -242,20 +245,26 @@ def _delta_job(pipe: EditGANPipeline, base: torch.Tensor, job: str, preview_ever
     yield result
 
 
-def preset_seconds(models: str, bundle_id: str, steps: int, pairs: int, *_: object) -> float:
-    """A preset's shared optimisation renders every pair at every step."""
-    return task_seconds(models, bundle_id, max(1, int(steps)) * max(1, int(pairs)))
+def preset_seconds(models: str, bundle_id: str, steps: int, pairs: int, name: str, job: str,
+                   preview_every_s: float, keep_parts: bool = True) -> float:
+    """A preset's shared optimisation renders every pair at every step; keeping the other parts costs about
+    ``CORRECTION_STEPS_PER_PAIR`` more per pair."""
+    per_pair = max(1, int(steps)) + (CORRECTION_STEPS_PER_PAIR if keep_parts else 0)
+    return task_seconds(models, bundle_id, per_pair * max(1, int(pairs)))
 
 
 @gpu(duration=preset_seconds)
 def preset_task(models: str, bundle_id: str, steps: int, pairs: int, name: str, job: str,
-                preview_every_s: float) -> Generator[Progress | PresetResult, None, None]:
+                preview_every_s: float, keep_parts: bool = True) -> Generator[Progress | PresetResult, None, None]:
     """Learn preset ``name`` from its ``pairs`` stored pairs (previews: the vector on the average face);
-    ends with the ``PresetResult`` (not saved yet)."""
+    ends with the ``PresetResult`` (not saved yet). ``keep_parts``: correct it so the parts it should not
+    touch keep their colour and size (``side_effects``)."""
     pipe = _pipeline(models, bundle_id)
     stop = _stop_flag(job)
+    settings = SideEffectSettings() if keep_parts else None
     result = yield from stream_job(
-        lambda callback: learn_preset_from_pairs(pipe, name, steps, callback=callback, should_stop=stop.is_set),
+        lambda callback: learn_preset_from_pairs(pipe, name, steps, callback=callback, should_stop=stop.is_set,
+                                                 side_effects=settings),
         _preview(pipe, pipe.mean_latent()), stop, preview_every_s)
     yield result
 

@@ -12,7 +12,8 @@ from webapp.outcomes import ModelInfo
 
 PRESET_HELP = (f"Paint the same kind of change on several pictures and add each one to a preset (the painting on the "
                f"canvas, or the edit just learnt). From {MIN_PAIRS} pairs on (8 or more generalise best), learn one "
-               "vector that makes the change on any picture; it joins the gallery below.")
+               "vector that makes the change on any picture; it joins the gallery below at the strength that best "
+               "redraws your paintings.")
 DATASET_HELP = ("**Labelled samples** (DatasetGAN's use of a segmenter): random pictures of the model with their "
                 "predicted label maps (grey class ids and colour previews); draws the segmentation ensemble disagrees "
                 "on are replaced. For more samples use `editgan dataset` (README).")
@@ -30,6 +31,8 @@ def build_presets(p, pipe: EditGANPipeline, info: ModelInfo) -> None:
             p.preset_learn_btn = gr.Button("Learn preset from its pairs", scale=1, variant="primary",
                                            interactive=info.can_segment, elem_id="preset-learn")
             p.preset_cancel = gr.Button("Cancel", variant="stop", scale=1)
+        p.preset_keep_parts = gr.Checkbox(True, label="Keep the other parts' colour and size (slower: about 100 "
+                                                      "more steps per pair)", elem_id="preset-keep-parts")
         p.preset_status = gr.Markdown(elem_id="preset-status")
 
 

@@ -16,12 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from editgan_core.editing import infer_edit_classes
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.preset_pairs import PairError, PresetPair, list_presets, load_pairs, pairs_root, preset_folder
+from editgan_core.side_effects import SideEffectSettings, keep_side_effects
+from editgan_core.vector_strength import calibrate_strength
 from editgan_core.vectors import EditVector, VectorError, VectorNotFoundError, open_library, utc_now
 
 SOURCE = "preset-pairs"  # EditVector.source of vectors learnt here: the ones a new learning may replace
@@ -52,10 +55,17 @@ def usable_pairs(pipeline: EditGANPipeline, pairs: Sequence[PresetPair]
 
 
 def learn_preset_from_pairs(pipeline: EditGANPipeline, name: str, steps: int | None = None,
-                            min_pairs: int = MIN_PAIRS, default_scale: float = 1.0, description: str = "",
+                            min_pairs: int = MIN_PAIRS, default_scale: float | None = None, description: str = "",
                             callback: Callable[[StepInfo], None] | None = None,
-                            should_stop: Callable[[], bool] | None = None) -> PresetResult:
-    """One shared vector from preset ``name``'s pairs (not saved: see ``save_preset_vector``)."""
+                            should_stop: Callable[[], bool] | None = None,
+                            side_effects: SideEffectSettings | None = None) -> PresetResult:
+    """One shared vector from preset ``name``'s pairs (not saved: see ``save_preset_vector``).
+
+    ``default_scale`` None: the strength that best redraws the paintings on their own pictures
+    (``vector_strength``). With ``side_effects`` the vector is then corrected at that strength so the parts
+    it should not touch keep their colour and size (``side_effects``); the callback sees those steps after
+    the optimisation's.
+    """
     if not pipeline.can_segment:
         raise PairError(f"model '{pipeline.bundle.id}' has no segmentation branch; presets learn from painted "
                         "label maps, so train or import a segmenter first")
@@ -71,12 +81,25 @@ def learn_preset_from_pairs(pipeline: EditGANPipeline, name: str, steps: int | N
                         "needed for a shared vector (8 or more make it generalise)")
     result = pipeline.learn_shared_edit([p.latent for p in used], [p.labels for p in used], classes, steps=steps,
                                         callback=callback, should_stop=should_stop)
-    vector = EditVector(delta=result.delta, name=folder.name,
+    latents = torch.cat([pipeline.check_latent(p.latent) for p in used]).cpu()
+    delta, extra = result.delta, {"pairs": [p.name for p in used], "steps": result.steps_done,
+                                  "stopped": result.stopped, **result.metrics}
+    if default_scale is None:
+        default_scale, extra["strength_iou"] = calibrate_strength(pipeline, latents, [p.labels for p in used],
+                                                                  result.class_ids, delta)
+    if side_effects is not None and not (should_stop and should_stop()):
+        def progress(done: int, total: int) -> None:
+            if callback:
+                callback(StepInfo(result.steps_done + done, result.steps_done + total, result.metrics["loss_best"],
+                                  {}, result.metrics["loss_best"], delta))
+        corrected, kept = keep_side_effects(pipeline, latents, delta * default_scale, result.class_ids,
+                                            side_effects, progress)
+        delta = corrected / default_scale
+        extra.update(kept)
+    vector = EditVector(delta=delta, name=folder.name,
                         description=description or f"learnt from {len(used)} painted edits",
                         bundle_id=pipeline.bundle.id, class_ids=result.class_ids, default_scale=default_scale,
-                        created=utc_now(), source=SOURCE,
-                        extra={"pairs": [p.name for p in used], "steps": result.steps_done,
-                               "stopped": result.stopped, **result.metrics})
+                        created=utc_now(), source=SOURCE, extra=extra)
     return PresetResult(vector, len(used), skipped)
 
 
@@ -101,7 +124,8 @@ def save_preset_vector(pipeline: EditGANPipeline, vector: EditVector) -> EditVec
 
 
 def learn_from_pairs_cli(pipeline: EditGANPipeline, names: Sequence[str] | None, steps: int | None,
-                         min_pairs: int, default_scale: float) -> int:
+                         min_pairs: int, default_scale: float | None,
+                         side_effects: SideEffectSettings | None = None) -> int:
     """``train.presets --from-pairs``: learn and save every named preset (default: all with pairs); exit status."""
     available = list_presets(pipeline.bundle)
     names = list(names or available)
@@ -113,7 +137,8 @@ def learn_from_pairs_cli(pipeline: EditGANPipeline, names: Sequence[str] | None,
     for name in tqdm(names, desc="presets", unit="preset"):
         start = time.perf_counter()
         try:
-            result = learn_preset_from_pairs(pipeline, name, steps, min_pairs, default_scale)
+            result = learn_preset_from_pairs(pipeline, name, steps, min_pairs, default_scale,
+                                             side_effects=side_effects)
             saved = save_preset_vector(pipeline, result.vector)
         except PairError as exc:
             tqdm.write(f"error: {exc}")

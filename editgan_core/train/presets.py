@@ -40,6 +40,7 @@ from editgan_core.pipeline import EditGANPipeline
 from editgan_core.side_effects import SideEffectSettings, keep_side_effects
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
 from editgan_core.train.true_targets import fit_delta, mean_delta, true_target_latents
+from editgan_core.vector_strength import calibrate_strength
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
 PRESET_SEEDS = LEARNED_FROM["preset painting (train.presets)"]  # the seed table lives in eval.seeds
@@ -61,7 +62,7 @@ class PresetSpec:
     attribute: str
     value: float
     accept: Callable[[dict], bool]  # faces on which the change is clearly visible
-    default_scale: float = 1.0
+    default_scale: float | None = 1.0  # None: chosen on the training faces' paintings (vector_strength)
     keep_side_effects: bool = False  # corrected by side_effects.keep_side_effects (at default_scale)
 
 
@@ -124,15 +125,16 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
     else:
         delta, class_ids, extra, latents = learn_from_paint(pipeline, domain, spec, faces, steps, embed_steps, seeds,
                                                             method == "transfer")
+    scale = extra.pop("calibrated_scale", spec.default_scale or 1.0)
     if side_effects is not None:
-        scaled, kept = keep_side_effects(pipeline, latents, delta * spec.default_scale, class_ids, side_effects)
-        delta = scaled / spec.default_scale
+        scaled, kept = keep_side_effects(pipeline, latents, delta * scale, class_ids, side_effects)
+        delta = scaled / scale
         extra.update(kept)
     extra = {"method": method, "embed_steps": embed_steps, "attribute": spec.attribute, "target": spec.value,
              **extra}
     return EditVector(delta=delta, name=spec.name, description=spec.description,
                       bundle_id=pipeline.bundle.id, class_ids=class_ids,
-                      default_scale=spec.default_scale, created=utc_now(), source="preset", extra=extra)
+                      default_scale=scale, created=utc_now(), source="preset", extra=extra)
 
 
 def learn_from_pairs(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
@@ -178,6 +180,9 @@ def learn_from_paint(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces:
     extra = {"seeds": used, "steps": steps, **result.metrics}
     if result.layers is not None:
         extra["layers"] = list(result.layers)
+    if spec.default_scale is None:  # as the studio does for a vector learned from paintings
+        extra["calibrated_scale"], extra["strength_iou"] = calibrate_strength(
+            pipeline, torch.cat(latents), painted, result.class_ids, result.delta)
     return result.delta, result.class_ids, extra, torch.cat(latents)
 
 
@@ -196,7 +201,8 @@ def custom_spec(name: str, attribute: str, value: float, domain) -> PresetSpec:
     """A vector for any editable attribute and target (faces are picked by the room rule alone)."""
     if attribute not in domain.ATTRIBUTE_RANGES:
         raise ValueError(f"unknown attribute {attribute!r}; choose from {sorted(domain.ATTRIBUTE_RANGES)}")
-    return PresetSpec(name, f"{attribute} to {value:g}", attribute, float(value), lambda _a: True)
+    return PresetSpec(name, f"{attribute} to {value:g}", attribute, float(value), lambda _a: True,
+                      default_scale=None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-pairs", action="store_true", help="learn from the edits added to presets in the studio")
     p.add_argument("--preset", action="append", help="with --from-pairs: this preset only (repeatable; default all)")
     p.add_argument("--min-pairs", type=int, default=MIN_PAIRS, help="with --from-pairs: refuse presets with fewer")
-    p.add_argument("--default-scale", type=float, default=1.0, help="with --from-pairs: the vectors' default scale")
+    p.add_argument("--default-scale", type=float, help="with --from-pairs: the vectors' default scale (default: the "
+                                                       "strength that best redraws the paintings, vector_strength)")
     p.add_argument("--method", choices=METHODS, default="pairs", help="how to learn (see above)")
     p.add_argument("--cache", type=Path, help="pairs methods: keep the embedded training pairs in this folder")
     p.add_argument("--keep-side-effects", type=float, metavar="RIDGE", nargs="?", const=SideEffectSettings.ridge,
@@ -225,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = EmbeddingCache(args.cache / f"{pipeline.bundle.id}_embed{args.embed_steps}_presets.pt"
                            if args.cache else None)
     if args.from_pairs:
-        return learn_from_pairs_cli(pipeline, args.preset, args.steps, args.min_pairs, args.default_scale)
+        return learn_from_pairs_cli(pipeline, args.preset, args.steps, args.min_pairs, args.default_scale, forced)
     domain = require_domain(p, pipeline.bundle, "presets are scripted on a procedural domain")
     if args.custom:
         specs = [custom_spec(args.custom[0], args.custom[1], float(args.custom[2]), domain)]

@@ -66,9 +66,10 @@ class PresetActions(PaintActions):
                 else "ready to learn (8 or more pairs generalise best)")
         return f"Added {what} to preset **{path.parent.name}**: {count} pair(s), {more}."
 
-    def learn_preset(self, session: Session, name: str, steps: int | None = None
+    def learn_preset(self, session: Session, name: str, steps: int | None = None, keep_parts: bool = True
                      ) -> Iterator[Progress | Notice | PresetResult]:
-        """Learn preset ``name``'s shared vector from its pairs and save it into this model's vectors."""
+        """Learn preset ``name``'s shared vector from its pairs and save it into this model's vectors
+        (``keep_parts``: corrected so the parts it should not touch keep their colour and size)."""
         pipe = self.require_segmenter(session)
         if not (name or "").strip():
             raise InputError("choose the preset to learn")
@@ -81,7 +82,8 @@ class PresetActions(PaintActions):
         job = gpu_tasks.track(session.new_job())
         try:
             result = yield from self._gpu_result(gpu_tasks.preset_task(
-                self.gpu_models, session.bundle_id, steps, pairs, folder.name, job, self.preview_every_s))
+                self.gpu_models, session.bundle_id, steps, pairs, folder.name, job, self.preview_every_s,
+                bool(keep_parts)))
             if result.vector.extra.get("stopped"):
                 yield Notice(f"learning stopped after {result.vector.extra['steps']} of {steps} steps; the best "
                              "vector so far is saved")

@@ -30,10 +30,11 @@ def wire_presets(w: Wiring) -> None:
                            api_name="add_to_preset", **LIGHT)
 
     @user_errors
-    def on_learn(box: SessionBox, name: str, steps: float,
+    def on_learn(box: SessionBox, name: str, steps: float, keep_parts: bool = True,
                  progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
         def preview(item: Progress) -> Updates:
-            return {p.preset_status: f"Learning on the pairs: step {item.step}/{item.steps}, loss {item.loss:.4f}"}
+            return {p.preset_status: f"Learning on the pairs: step {item.step}/{item.steps}, loss {item.loss:.4f}"
+                                     + (" (keeping the other parts)" if item.step > int(steps) else "")}
 
         def outcome(result) -> Updates:
             m = result.vector.extra
@@ -43,10 +44,10 @@ def wire_presets(w: Wiring) -> None:
                     f"{result.vector.default_scale:g}.")
             return {p.preset_status: text, **w.gallery_updates(box)}
 
-        yield from stream_updates(studio.learn_preset(w.session(box), name, int(steps)), progress,
+        yield from stream_updates(studio.learn_preset(w.session(box), name, int(steps), bool(keep_parts)), progress,
                                   "Learning the preset", preview, outcome)
 
-    learn = p.preset_learn_btn.click(on_learn, [p.box, p.preset_name, p.edit_steps],
+    learn = p.preset_learn_btn.click(on_learn, [p.box, p.preset_name, p.edit_steps, p.preset_keep_parts],
                                      [p.preset_status, p.gallery, p.vector_choice], api_name="learn_preset",
                                      show_progress_on=[p.preset_status], **HEAVY)
 
