@@ -33,6 +33,7 @@ DETAILS = {
     "embed_psnr": "annotations embedded at {:.1f} dB PSNR", "eval_miou": "held-out mIoU {:.3f}",
     "check_psnr": "encoder-only {:.1f} dB PSNR on generator samples", "mean_latent_psnr": "average latent {:.1f} dB",
     "source_file": "from {}", "note": "{}", "w_avg": "average w (truncation centre): {}",
+    "grown_from": "grown from {} with its layers held (train.gan --freeze-grown)",
 }
 SCALED_DETAILS = {"images_seen": (1000, "{:.0f} k images seen in training"), "parameters": (1e6, "{:.2f} M parameters")}
 SKIPPED_KEYS = {"file"}
@@ -145,6 +146,10 @@ def _presets(vectors: list[EditVector], unreadable: list[str], names: dict[int, 
             if extra.get("method") in TRUE_TARGET_METHODS:
                 method += " (from the renderer's true targets, not painted maps)"
             made.append(f"learned on {len(extra['seeds'])} images together{steps}{method}")
+        if extra.get("carried_from"):
+            made.append(f"carried over from {extra['carried_from']} (the same W space; zero on the new layers' styles)")
+        if isinstance(extra.get("strength_iou"), dict):
+            made.append("default scale: the one that best redraws its paintings")
         if isinstance(extra.get("side_effects"), dict):
             made.append("corrected so other parts keep colour and size (train.presets --keep-side-effects)")
         if extra.get("original_file"):

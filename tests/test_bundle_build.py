@@ -319,3 +319,12 @@ def test_train_encoder_into_a_bundle(created, tmp_path):
     assert grown.manifest["encoder"]["trained"] == "by train.encoder"
     with pytest.raises(SystemExit):  # a second run would replace it: refused before training
         train_encoder.parse_args(args)
+
+
+def test_the_card_says_where_a_vector_came_from_and_how_its_strength_was_chosen(created):
+    extra = {"carried_from": "small-demo", "strength_iou": {"1": 0.2, "1.25": 0.3}}
+    save_vector(EditVector(delta=torch.zeros(10, 64), name="brows", bundle_id="mine", default_scale=1.25,
+                           extra=extra), created.vectors_dir / "brows.safetensors")
+    card = created.write_model_card().read_text()
+    row = next(line for line in card.splitlines() if line.startswith("| brows |"))
+    assert "carried over from small-demo" in row and "best redraws its paintings" in row and "| 1.25 |" in row

@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     bundle_mod.build_from_run(args.run, args.out, args.id, args.title, args.domain, classes, groups)
     manifest = dict(bundle_mod.Bundle.load(args.out).manifest)
     manifest["embedding"] = {"lr": args.embed_lr}
+    if args.presets_from:
+        manifest["generator"] = {**manifest["generator"], "grown_from": bundle_mod.Bundle.load(args.presets_from).id}
     if hasattr(domain, "framing_entry"):  # how photos are aligned to the renders' framing (``photos.framing``)
         manifest.update(framing=domain.framing_entry(), background=list(domain.BACKGROUND))
     bundle_mod.write_manifest(args.out, manifest)
