@@ -39,6 +39,9 @@ T = TypeVar("T")
 DEFAULT_EMBED_LR = 0.1
 
 
+DEFAULT_ORDER = 100  # listing_order of a bundle whose manifest does not set one
+
+
 class BundleError(ValueError):
     """A bundle folder that cannot be used; the message says what is wrong."""
 
@@ -222,12 +225,24 @@ def resolve_bundle_path(path: str | Path, *, hub: bool = True) -> Path:
                       f"written owner/name[@revision] or hf://owner/name)")
 
 
+def listing_order(folder: Path) -> int:
+    """A bundle's place in listings (the studio starts on the first): its manifest's ``order``, lower first.
+
+    The shipped demo bundles set it so the default does not depend on folder names (``faces128`` sorts
+    before ``faces64``); a manifest without it, or one that cannot be read, comes after them.
+    """
+    try:
+        return int(json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("order", DEFAULT_ORDER))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return DEFAULT_ORDER
+
+
 def list_bundles(root: Path | None = None) -> list[Path]:
-    """Bundle folders under ``root`` (default: every checkpoint folder); hidden ones are skipped (``bundle
-    create`` builds in a hidden folder)."""
+    """Bundle folders under ``root`` (default: every checkpoint folder) by ``listing_order``, then name;
+    hidden ones are skipped (``bundle create`` builds in a hidden folder)."""
     roots = [root] if root is not None else checkpoint_dirs()
     found = [p.parent for r in roots for p in sorted(r.glob(f"*/{MANIFEST}")) if not p.parent.name.startswith(".")]
-    return list(dict.fromkeys(found))
+    return sorted(dict.fromkeys(found), key=listing_order)
 
 
 def write_manifest(root: Path, manifest: dict) -> Path:

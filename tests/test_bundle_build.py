@@ -328,3 +328,15 @@ def test_the_card_says_where_a_vector_came_from_and_how_its_strength_was_chosen(
     card = created.write_model_card().read_text()
     row = next(line for line in card.splitlines() if line.startswith("| brows |"))
     assert "carried over from small-demo" in row and "best redraws its paintings" in row and "| 1.25 |" in row
+
+
+def test_bundles_are_listed_by_their_manifest_order_then_name(tmp_path):
+    for name, order in (("a", None), ("b", 5), ("c", 0), ("d", "first")):
+        (tmp_path / name).mkdir()
+        manifest = {"id": name} if order is None else {"id": name, "order": order}
+        (tmp_path / name / MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / MANIFEST).write_text("{ not json")
+    assert [p.name for p in list_bundles(tmp_path)] == ["c", "b", "a", "d", "e"]
+    shipped = [p.name for p in list_bundles(Path(__file__).resolve().parents[1] / "checkpoints")]
+    assert shipped[0] == "faces64"  # the default demo until another one is made the default
