@@ -132,33 +132,39 @@ def _components(manifest: dict) -> list[str]:
 TRUE_TARGET_METHODS = ("pairs", "pairs_fit")  # train.presets methods that learn from rendered true edits
 
 
+def _vector_provenance(v: EditVector) -> list[str]:
+    """How a vector was made, as the card's last column says it."""
+    extra = v.extra or {}
+    made = [v.description] if v.description else []
+    if isinstance(extra.get("seeds"), list):
+        steps = f", {extra['steps']} steps" if "steps" in extra else ""
+        method = f", train.presets --method {extra['method']}" if "method" in extra else ""
+        if extra.get("method") in TRUE_TARGET_METHODS:
+            method += " (from the renderer's true targets, not painted maps)"
+        made.append(f"learned on {len(extra['seeds'])} images together{steps}{method}")
+    if extra.get("carried_from"):
+        made.append(f"carried over from {extra['carried_from']} (the same W space; zero on the new layers' styles)")
+    if isinstance(extra.get("strength_iou"), dict):
+        made.append("default scale: the one that best redraws its paintings")
+    if isinstance(extra.get("side_effects"), dict):
+        made.append("corrected so other parts keep colour and size (train.presets --keep-side-effects)")
+    if extra.get("original_file"):
+        made.append(f"imported from {extra['original_file']}")
+    for key, label in (("region_iou", "region IoU"), ("change_outside", "change outside")):
+        if isinstance(extra.get(key), int | float):
+            made.append(f"{label} {extra[key]:.3f}")
+    return made
+
+
 def _presets(vectors: list[EditVector], unreadable: list[str], names: dict[int, str]) -> list[str]:
     if not vectors and not unreadable:
         return []
     lines = ["## Preset vectors", "", "| name | classes | default scale | how it was made, figures |",
              "| --- | --- | --- | --- |"]
     for v in vectors:
-        extra = v.extra or {}
-        made = [v.description] if v.description else []
-        if isinstance(extra.get("seeds"), list):
-            steps = f", {extra['steps']} steps" if "steps" in extra else ""
-            method = f", train.presets --method {extra['method']}" if "method" in extra else ""
-            if extra.get("method") in TRUE_TARGET_METHODS:
-                method += " (from the renderer's true targets, not painted maps)"
-            made.append(f"learned on {len(extra['seeds'])} images together{steps}{method}")
-        if extra.get("carried_from"):
-            made.append(f"carried over from {extra['carried_from']} (the same W space; zero on the new layers' styles)")
-        if isinstance(extra.get("strength_iou"), dict):
-            made.append("default scale: the one that best redraws its paintings")
-        if isinstance(extra.get("side_effects"), dict):
-            made.append("corrected so other parts keep colour and size (train.presets --keep-side-effects)")
-        if extra.get("original_file"):
-            made.append(f"imported from {extra['original_file']}")
-        for key, label in (("region_iou", "region IoU"), ("change_outside", "change outside")):
-            if isinstance(extra.get(key), int | float):
-                made.append(f"{label} {extra[key]:.3f}")
         classes = ", ".join(names.get(c, str(c)) for c in v.class_ids) or "any"
-        lines.append(f"| {_cell(v.name)} | {_cell(classes)} | {v.default_scale:g} | {_cell('; '.join(made))} |")
+        made = "; ".join(_vector_provenance(v))
+        lines.append(f"| {_cell(v.name)} | {_cell(classes)} | {v.default_scale:g} | {_cell(made)} |")
     lines += [f"| {_cell(name)} | | | unreadable: not offered |" for name in unreadable]
     return [*lines, ""]
 

@@ -12,6 +12,7 @@ ships that one instead of training another. A run grown with its copied layers h
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,21 @@ from editgan_core.domains import get_domain
 from editgan_core.train import grow, presets
 
 
-def main(argv: list[str] | None = None) -> None:
+def preset_vectors(args, threads: list[str]) -> None:
+    """Stage 4: the small model's vectors carried over (``--presets-from``), else the presets learned anew."""
+    if args.presets_from:
+        small = bundle_mod.Bundle.load(args.presets_from)
+        built = bundle_mod.Bundle.load(args.out)
+        carried = grow.carry_vectors(small.load_generator(), small.vectors_dir, small.id, built.load_generator(),
+                                     built.vectors_dir, built.id)
+        print(f"[4/5] {len(carried)} vectors carried over from {small.id} (same W space: its layers were held)")
+        return
+    print("[4/5] preset editing vectors")
+    presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), "--steps", str(args.preset_steps),
+                  *threads])
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = command_parser(__doc__)
     p.add_argument("--run", type=Path, required=True, help="GAN training run folder")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to (re)build")
@@ -48,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--presets-from", type=Path, metavar="BUNDLE",
                    help="the bundle this run was grown from with its layers held (train.gan --freeze-grown inf): "
                         "carry its vectors over instead of learning new presets")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = build_parser()
     args = parse_command(p, argv)
     co_trained = args.run / "encoder.safetensors"
     if args.encoder_from_run and not co_trained.is_file():
@@ -87,16 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     segmenter_train.main(["--bundle", str(args.out), "--steps", str(args.segmenter_steps), "--eval", str(args.eval),
                           "--class-balance", str(args.segmenter_class_balance), *threads])
 
-    if args.presets_from:
-        small = bundle_mod.Bundle.load(args.presets_from)
-        built = bundle_mod.Bundle.load(args.out)
-        carried = grow.carry_vectors(small.load_generator(), small.vectors_dir, small.id, built.load_generator(),
-                                     built.vectors_dir, built.id)
-        print(f"[4/5] {len(carried)} vectors carried over from {small.id} (same W space: its layers were held)")
-    else:
-        print("[4/5] preset editing vectors")
-        presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), "--steps",
-                      str(args.preset_steps), *threads])
+    preset_vectors(args, threads)
 
     print("[5/5] preview grid and model card")
     print(f"wrote {preview_grid(args.out)} and {bundle_mod.Bundle.load(args.out).write_model_card()}")
