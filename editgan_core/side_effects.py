@@ -119,3 +119,12 @@ def keep_side_effects(pipeline, latents: torch.Tensor, delta: torch.Tensor, clas
         "ridge": settings.ridge, "iters": settings.iters, "area_weight": settings.area_weight,
         "faces": len(faces), "correction_norm": round(float((corrected - delta).norm()), 4),
         "colour_change_before": round(drift_before, 4), "colour_change_after": round(drift_after, 4)}}
+
+
+def keep_side_effects_at(pipeline, latents: torch.Tensor, delta: torch.Tensor, strength: float,
+                         class_ids: Sequence[int], settings: SideEffectSettings | None = None,
+                         progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict]:
+    """``keep_side_effects`` for a vector used at ``strength`` (its default scale): the side effects are those
+    of ``strength · δ``, and the corrected δ comes back at strength 1, as vectors store it."""
+    corrected, kept = keep_side_effects(pipeline, latents, delta * strength, class_ids, settings, progress)
+    return corrected / strength, kept

@@ -55,8 +55,8 @@ STOP_FLAGS: weakref.WeakValueDictionary[str, threading.Event] = weakref.WeakValu
 SECONDS_PER_STEP_256 = 0.15  # budgeted GPU time of one optimisation step at 256 px (generous: a timeout loses work)
 OVERHEAD_S = 15.0  # model to GPU, renders, first-call warm-up
 MAX_DURATION_S = 300.0
-# side_effects' Gauss-Newton rounds on one pair: a Jacobian of ~50 rows (one backward pass each), twice
-CORRECTION_STEPS_PER_PAIR = 2 * 50
+# side_effects' Gauss-Newton rounds on one pair: each a Jacobian of ~50 rows (one backward pass each)
+CORRECTION_STEPS_PER_PAIR = SideEffectSettings.iters * 50
 SECONDS_PER_RENDER_256 = 0.05  # budgeted GPU time of one render (+ segmentation) at 256 px
 QUICK_OVERHEAD_S = 5.0  # a quick render's ask: short, so it queues ahead of the long jobs
 # what a pivotal-tuning step costs, in optimisation steps of an embedding and in encoder-only embeddings (encoder

@@ -153,7 +153,7 @@ def grow_encoder(encoder: Encoder, n_latent: int) -> Encoder:
     return grown.train(encoder.training)
 
 
-def held_layers_unchanged(small: Generator, large: Generator) -> list[str]:
+def moved_tensors(small: Generator, large: Generator) -> list[str]:
     """The small generator's tensors that the grown one no longer holds exactly (empty: its layers were held)."""
     own = large.state_dict()
     return [k for k, v in small.state_dict().items() if k not in own or not torch.equal(own[k], v)]
@@ -167,7 +167,7 @@ def carry_vectors(small: Generator, small_vectors: Path, small_id: str, large: G
     first rows of W+ then drive exactly what they drove before, so a vector still makes its edit and the
     new layers redraw its finer detail. Anything else is refused, naming the tensors that moved.
     """
-    moved = held_layers_unchanged(small, large)
+    moved = moved_tensors(small, large)
     if moved:
         raise CheckpointError(f"the grown generator changed {len(moved)} of the small one's tensors (e.g. "
                               f"{', '.join(moved[:3])}): its W space is not the small model's, learn new vectors")

@@ -23,7 +23,7 @@ from editgan_core.editing import infer_edit_classes
 from editgan_core.optim import StepInfo
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.preset_pairs import PairError, PresetPair, list_presets, load_pairs, pairs_root, preset_folder
-from editgan_core.side_effects import SideEffectSettings, keep_side_effects
+from editgan_core.side_effects import SideEffectSettings, keep_side_effects_at
 from editgan_core.vector_strength import calibrate_strength
 from editgan_core.vectors import EditVector, VectorError, VectorNotFoundError, open_library, utc_now
 
@@ -92,9 +92,8 @@ def learn_preset_from_pairs(pipeline: EditGANPipeline, name: str, steps: int | N
             if callback:
                 callback(StepInfo(result.steps_done + done, result.steps_done + total, result.metrics["loss_best"],
                                   {}, result.metrics["loss_best"], delta))
-        corrected, kept = keep_side_effects(pipeline, latents, delta * default_scale, result.class_ids,
-                                            side_effects, progress)
-        delta = corrected / default_scale
+        delta, kept = keep_side_effects_at(pipeline, latents, delta, default_scale, result.class_ids, side_effects,
+                                           progress)
         extra.update(kept)
     vector = EditVector(delta=delta, name=folder.name,
                         description=description or f"learnt from {len(used)} painted edits",

@@ -37,7 +37,7 @@ from editgan_core.editing import EditWeights
 from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval.seeds import LEARNED_FROM
 from editgan_core.pipeline import EditGANPipeline
-from editgan_core.side_effects import SideEffectSettings, keep_side_effects
+from editgan_core.side_effects import SideEffectSettings, keep_side_effects_at
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
 from editgan_core.train.true_targets import fit_delta, mean_delta, true_target_latents
 from editgan_core.vector_strength import calibrate_strength
@@ -129,8 +129,7 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
                                                             method == "transfer")
     scale = extra.pop("calibrated_scale", spec.default_scale or 1.0)
     if side_effects is not None:
-        scaled, kept = keep_side_effects(pipeline, latents, delta * scale, class_ids, side_effects)
-        delta = scaled / scale
+        delta, kept = keep_side_effects_at(pipeline, latents, delta, scale, class_ids, side_effects)
         extra.update(kept)
     extra = {"method": method, "embed_steps": embed_steps, "attribute": spec.attribute, "target": spec.value,
              **extra}
