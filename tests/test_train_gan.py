@@ -33,6 +33,16 @@ def test_trains_exports_and_resumes(tmp_path):
     assert any(not torch.equal(first[k], v) for k, v in load_file(out / "generator_ema.safetensors").items())
 
 
+def test_a_resume_trains_at_the_learning_rate_it_is_given(tmp_path):
+    out = tmp_path / "run"
+    run(out, 0.008)
+    run(out, 0.016, "--lr", "0.0005")
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    g_ratio, d_ratio = 4 / 5, 16 / 17  # the tiny preset's path_every 4 and r1_every 16, lazily regularised
+    assert state["g_optim"]["param_groups"][0]["lr"] == pytest.approx(0.0005 * g_ratio)
+    assert state["d_optim"]["param_groups"][0]["lr"] == pytest.approx(0.0005 * d_ratio)
+
+
 def test_rejects_mismatched_preset(tmp_path):
     with pytest.raises(SystemExit):
         gan.main(["--size", "64", "--preset", "tiny32", "--out", str(tmp_path)])
