@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from types import SimpleNamespace
+
+import pytest
 
 from editgan_core.eval import edit as eval_edit
 from editgan_core.pipeline import EditGANPipeline
+from editgan_core.vectors.fileformat import load_vector, save_vector
 
 
 def test_edit_step_ratio_counts_whole_steps(tiny_bundle, monkeypatch):
@@ -60,3 +65,25 @@ def test_attribute_spread_reads_samples_and_renders(tiny_bundle):
                   for s in range(6)]
     assert abs(render_spread - np.std(np.array(brightness) / 127.5)) < 1e-3  # images read in [-1, 1]
     assert spread > 0 and np.isfinite(spread)
+
+
+def test_the_benchmark_applies_a_vector_at_its_own_default_strength(tiny_bundle_copy, monkeypatch):
+    path = tiny_bundle_copy / "vectors" / "smile.safetensors"
+    save_vector(dataclasses.replace(load_vector(path), default_scale=1.25), path)
+    used = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(pipeline, judge, domain, spec, vector, scale, *rest):
+        used.append(scale)
+        raise Stop
+
+    monkeypatch.setattr(eval_edit, "EditBenchmark", capture)
+    judge = SimpleNamespace(eval=lambda: None)
+    monkeypatch.setattr(eval_edit, "AttributeNet", SimpleNamespace(load=lambda path: judge))
+    for extra in ([], ["--scale", "2"]):
+        with pytest.raises(Stop):
+            eval_edit.main(["--bundle", str(tiny_bundle_copy), "--device", "cpu", "--vector", "smile", "--n", "1",
+                            *extra])
+    assert used == [1.25, 2.0]

@@ -3,7 +3,8 @@
     python -m editgan_core.eval.edit --bundle checkpoints/faces64 --vector smile --n 100 --refine 0 30
 
 For each face (seeds 0..n-1, disjoint from the preset, annotation and GAN-training seeds): render
-it, embed it, apply the vector at ``--scale`` and refine for each requested number of steps, then
+it, embed it, apply the vector at ``--scale`` (default: the vector's own default strength, as the studio
+applies it) and refine for each requested number of steps, then
 report
 - attribute success: the attribute net (the domain's judge) sees the attribute move by at least
   ``--success-delta`` of its range towards the preset's target, or already within that of it;
@@ -182,7 +183,7 @@ class EditBenchmark:
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, bundle=True, device=True)
     p.add_argument("--vector", default="smile", choices=[s.name for s in PRESETS])
-    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--scale", type=float, default=None, help="strength (default: the vector's default_scale)")
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--refine", type=int, nargs="+", default=[0, 30])
     p.add_argument("--embed-steps", type=int, default=100)
@@ -196,13 +197,14 @@ def main(argv: list[str] | None = None) -> None:
     library = VectorLibrary(Path("/nonexistent"), pipeline.bundle.id, pipeline.latent_shape,
                             read_only_roots=[pipeline.bundle.vectors_dir])
     vector = library.get(args.vector)
+    scale = vector.default_scale if args.scale is None else args.scale
     if args.timing:
         for name, value in timing_report(pipeline, vector).items():
             print(f"{name:>24}: {value:9.2f} x" if "over" in name else f"{name:>24}: {value * 1e3:9.1f} ms")
         return
     domain = require_domain(p, pipeline.bundle, "the benchmark renders faces of a procedural domain")
     spec = next(s for s in PRESETS if s.name == args.vector)
-    bench = EditBenchmark(pipeline, AttributeNet.load(args.judge).eval(), domain, spec, vector, args.scale,
+    bench = EditBenchmark(pipeline, AttributeNet.load(args.judge).eval(), domain, spec, vector, scale,
                           args.embed_steps, args.success_delta)
     rows = {k: {"success": [], "outside": [], "iou": [], "seconds": []} for k in args.refine}
     target_success = []
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         for steps, outcome in outcomes.items():
             for key, value in outcome.items():
                 rows[steps][key].append(value)
-    print(f"bundle={pipeline.bundle.id} vector={args.vector} scale={args.scale} faces={args.n} "
+    print(f"bundle={pipeline.bundle.id} vector={args.vector} scale={scale:g} faces={args.n} "
           f"embed_steps={args.embed_steps} device={pipeline.device} threads={torch.get_num_threads()}")
     print(f"{'refine':>6} {'success %':>9} {'outside Δ':>9} {'region IoU':>10} {'time s':>8}")
     for steps, r in rows.items():
