@@ -6,7 +6,8 @@
 Every image in IN_DIR is embedded, and every latent file (``*.safetensors`` in the format of
 ``editgan_core.latents``, e.g. an earlier run's outputs or the studio's export) is read as it is; each is
 edited with the given vectors (bundle presets, vectors saved in the studio or in ``--library``, or paths
-to vector files) and optionally refined. OUT_DIR receives NAME.png and NAME.latent.safetensors, which
+to vector files) and optionally corrected for each face's side effects (``--keep-parts``: the other parts keep
+their colour and size) and refined. OUT_DIR receives NAME.png and NAME.latent.safetensors, which
 records the embedding it started from and the edits made, so OUT_DIR can be the next run's IN_DIR (an
 image beside a latent file of its name is taken for its render and left out). Each latent file also records the
 run's settings (bundle, vectors with scales and content digests, steps, the input's digest): outputs made with the
@@ -114,14 +115,16 @@ def start_latent(pipeline: EditGANPipeline, path: Path, embed_steps: int,
 
 
 def edit_latent(pipeline: EditGANPipeline, start: LatentFile, vectors: list[tuple[EditVector, float | None]],
-                refine_steps: int, run: dict[str, Any] | None = None) -> LatentFile:
-    """``start`` with the vectors applied (and refined), recording the edit after any earlier ones, and ``run``."""
-    if refine_steps > 0 and pipeline.can_segment:
-        result = pipeline.refine(start.latent, vectors, steps=refine_steps)
+                refine_steps: int, run: dict[str, Any] | None = None, keep_parts: bool = False) -> LatentFile:
+    """``start`` with the vectors applied (kept from side effects, refined), recording the edit after any earlier
+    ones, and ``run``."""
+    if (refine_steps > 0 or keep_parts) and pipeline.can_segment:
+        result = pipeline.refine(start.latent, vectors, steps=refine_steps, keep_parts=keep_parts)
         edited, steps_done = result.latent, result.steps_done
     else:
         edited, steps_done = pipeline.apply(start.latent, vectors), 0
-    record = EditRecord(tuple((v.name, v.default_scale if s is None else float(s)) for v, s in vectors), steps_done)
+    record = EditRecord(tuple((v.name, v.default_scale if s is None else float(s)) for v, s in vectors), steps_done,
+                        keep_parts and pipeline.can_segment)
     original = start.original if start.original is not None else start.latent
     return LatentFile(latent=edited, bundle_id=start.bundle_id, original=original, edits=[*start.edits, record],
                       source=start.source, run=run or {})
@@ -139,10 +142,11 @@ def file_digest(path: Path) -> str:
 
 
 def run_settings(pipeline: EditGANPipeline, vectors: list[tuple[EditVector, float | None]], embed_steps: int,
-                 refine_steps: int) -> dict[str, Any]:
+                 refine_steps: int, keep_parts: bool = False) -> dict[str, Any]:
     """What decides every output of a run: the bundle (its manifest changes with any component), each vector's
-    name, scale and content, and the step counts. Recorded in each latent file."""
-    return {
+    name, scale and content, the step counts and the side-effect correction (recorded only when on, so runs made
+    before it existed still resume). Recorded in each latent file."""
+    return {**({"keep_parts": True} if keep_parts else {}),
         "bundle_id": pipeline.bundle.id,
         "bundle_manifest_sha256": file_digest(pipeline.bundle.root / MANIFEST),
         "vectors": [[v.name, v.default_scale if s is None else float(s),
@@ -184,7 +188,8 @@ def plan_outputs(inputs: list[tuple[str, Path]], out_dir: Path, common: dict[str
 
 
 def apply_folder(pipeline: EditGANPipeline, vectors, todo: list[tuple[str, Path, dict[str, Any]]], out_dir: Path,
-                 embed_steps: int, refine_steps: int, photos: PhotoOptions | None = None) -> tuple[int, list[str]]:
+                 embed_steps: int, refine_steps: int, photos: PhotoOptions | None = None,
+                 keep_parts: bool = False) -> tuple[int, list[str]]:
     """Edit and write every planned input; returns (written, failures)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = photos or PhotoOptions()
@@ -194,7 +199,7 @@ def apply_folder(pipeline: EditGANPipeline, vectors, todo: list[tuple[str, Path,
         try:
             aligned = photos.aligned(pipeline, path)
             start = start_latent(pipeline, path, embed_steps, aligned)
-            edited = edit_latent(pipeline, start, vectors, refine_steps, run)
+            edited = edit_latent(pipeline, start, vectors, refine_steps, run, keep_parts)
             image = pipeline.render(edited.latent, with_labels=False).image
             out_png.unlink(missing_ok=True)  # the PNG is written last: a crash before it leaves the input to redo
             if photos.paste_back:
@@ -221,6 +226,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder of saved vectors (default: the one the studio saves into)")
     apply.add_argument("--embed-steps", type=int, default=100)
     apply.add_argument("--refine", type=int, default=0, help="self-supervised refinement steps (0 = instant)")
+    apply.add_argument("--keep-parts", action="store_true",
+                       help="correct each face's edit so the other parts keep their colour and size (a few seconds "
+                            "per face at 64 px on a CPU; needs the bundle's segmenter)")
     apply.add_argument("--shard", type=parse_shard,
                        help="K/N: process every N-th input starting at the K-th (0-based; default: RANK/WORLD_SIZE "
                             "under torchrun, SLURM_ARRAY_TASK_ID/COUNT in a Slurm array, else all)")
@@ -257,13 +265,16 @@ def main(argv: list[str] | None = None) -> int:
         photos = PhotoOptions.from_args(args)
     except InputError as exc:
         parser.error(str(exc))
-    common = {**run_settings(pipeline, vectors, args.embed_steps, args.refine), **photos.settings()}
+    if args.keep_parts and not pipeline.can_segment:
+        parser.error(f"--keep-parts needs a segmenter, and bundle '{pipeline.bundle.id}' has none")
+    common = {**run_settings(pipeline, vectors, args.embed_steps, args.refine, args.keep_parts), **photos.settings()}
     todo, done, stale = plan_outputs(mine, args.out_dir, {**common, "shard": str(shard) if shard else None})
     if stale and not args.overwrite:
         print(f"error: {len(stale)} output(s) in {args.out_dir} were made with other settings, e.g. {stale[0]}; "
               f"pass --overwrite to redo them, or choose another OUT_DIR", file=sys.stderr)
         return 2
-    written, failures = apply_folder(pipeline, vectors, todo, args.out_dir, args.embed_steps, args.refine, photos)
+    written, failures = apply_folder(pipeline, vectors, todo, args.out_dir, args.embed_steps, args.refine, photos,
+                                     args.keep_parts)
     return report(written, len(stale), done, failures, reported_clashes,
                   f" (shard {shard}: {len(mine)} of {len(inputs)} inputs)" if shard else "")
 

@@ -8,7 +8,8 @@ and the latent shape and the reader checks both, as it does for editing vectors.
 - tensor ``original`` (optional): the latent the recorded ``edits`` started from, e.g. a photo's embedding;
 - metadata ``format`` = ``editgan-latent/1``, ``bundle_id``, ``latent_shape`` (JSON ``[n_latent, style_dim]``);
 - metadata ``edits`` (optional): JSON list, one entry per edit run in order,
-  ``{"vectors": [[name, scale], ...], "refine_steps": n}``;
+  ``{"vectors": [[name, scale], ...], "refine_steps": n}``, plus ``"keep_parts": true`` when the edit was
+  first corrected for the face's side effects (``EditGANPipeline.refine(keep_parts=True)``);
 - metadata ``source`` (optional): JSON object saying where the latent came from, e.g.
   ``{"image": "a.png", "embed_steps": 100, "psnr": 31.2}``;
 - metadata ``run`` (optional): JSON object with the settings of the batch run that wrote the file (bundle
@@ -45,13 +46,16 @@ class LatentError(ValueError):
 
 @dataclass(frozen=True)
 class EditRecord:
-    """One edit run on a latent: the vectors added (name, scale), then the refinement steps (0 = instant)."""
+    """One edit run on a latent: the vectors added (name, scale), then the refinement steps (0 = instant),
+    after the per-face side-effect correction when ``keep_parts``."""
 
     vectors: tuple[tuple[str, float], ...]
     refine_steps: int = 0
+    keep_parts: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"vectors": [[name, scale] for name, scale in self.vectors], "refine_steps": self.refine_steps}
+        out = {"vectors": [[name, scale] for name, scale in self.vectors], "refine_steps": self.refine_steps}
+        return {**out, "keep_parts": True} if self.keep_parts else out
 
 
 @dataclass(kw_only=True)
@@ -157,7 +161,7 @@ def _json_entry(meta: dict[str, str], key: str, label: str, kind: type, default:
 def _edit_record(entry: Any, label: str) -> EditRecord:
     try:
         vectors = tuple((str(name), float(scale)) for name, scale in entry["vectors"])
-        record = EditRecord(vectors, int(entry.get("refine_steps", 0)))
+        record = EditRecord(vectors, int(entry.get("refine_steps", 0)), entry.get("keep_parts", False) is True)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise LatentError(f"{label} has an unreadable edit record: {entry!r:.80}") from exc
     if not all(math.isfinite(scale) for _, scale in record.vectors) or record.refine_steps < 0:

@@ -51,6 +51,7 @@ from editgan_core.pipeline_results import (
     edit_metrics,
 )
 from editgan_core.pti import PivotalTuner, TuningResult, TuningSettings, synthesis_state, tuned_copy
+from editgan_core.side_effects import keep_side_effects
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, VectorError, compose
 
@@ -426,10 +427,15 @@ class EditGANPipeline:
     def refine(self, latent: torch.Tensor, vectors: Sequence[tuple[EditVector | torch.Tensor, float | None]],
                steps: int | None = None, lr: float | None = None, weights: EditWeights | None = None,
                callback: Callable[[StepInfo], None] | None = None,
-               should_stop: Callable[[], bool] | None = None, keep_step: bool = True) -> EditResult:
+               should_stop: Callable[[], bool] | None = None, keep_step: bool = True,
+               keep_parts: bool = False) -> EditResult:
         """Apply vectors, then self-supervised refinement: keep the applied segmentation inside r, the
         original appearance outside it and (default weights) the persisting parts' colours; with
-        ``keep_step`` the refinement cannot shorten the applied step (plain refinement undid edits)."""
+        ``keep_step`` the refinement cannot shorten the applied step (plain refinement undid edits).
+
+        ``keep_parts`` first corrects the applied step for this face alone (``side_effects`` on one face: the
+        other parts keep their colour, every part its size), in one shot; ``steps`` may then be 0. A shared
+        vector's own correction can only average over its training faces."""
         self._require_segmenter()
         weights = weights or EditWeights(part_colour=REFINE_PART_COLOUR)
         latent = self.check_latent(latent)
@@ -438,13 +444,22 @@ class EditGANPipeline:
         class_ids = sorted({int(c) for v, _ in vectors for c in getattr(v, "class_ids", [])})
         if not class_ids:
             class_ids = infer_edit_classes(before.labels, after.labels, self.bundle.edit_groups)
+        kept = {}
+        if keep_parts and bool((applied - latent).any()):
+            delta, report = keep_side_effects(self, latent, (applied - latent)[0], class_ids)
+            applied, kept = latent + delta.to(self.device), report["side_effects"]
+            after = self.render(applied)
         region = edit_region(before.labels, after.labels, class_ids)
         target = EditTarget(torch.from_numpy(after.labels.astype(np.int64)).to(self.device),
                             torch.from_numpy(region).to(self.device), self._image_tensor(before.image),
                             self._labels_for_colour(weights, [before.labels]), free_classes=class_ids)
         steps = self.defaults.refine_steps if steps is None else steps
-        return self._run_edit(latent, target, applied - latent, steps, lr, weights, class_ids, before, callback,
-                              should_stop, keep_step)
+        result = self._run_edit(latent, target, applied - latent, steps, lr, weights, class_ids, before, callback,
+                                should_stop, keep_step)
+        if kept:
+            result.metrics.update(colour_change_before=kept["colour_change_before"],
+                                  colour_change_after=kept["colour_change_after"])
+        return result
 
     def _labels_for_colour(self, weights: EditWeights | None, labels: Sequence[np.ndarray]) -> torch.Tensor | None:
         """The label maps before the edit, when the persisting-part colour term is on (else ``None``)."""

@@ -28,7 +28,8 @@ def meta(bundle="b", shape=SHAPE, **extra):
 
 def test_round_trip_keeps_latent_original_edits_and_source(tmp_path):
     latent, original = torch.randn(1, *SHAPE), torch.randn(*SHAPE)
-    edits = [EditRecord((("smile", 1.0), ("look_left", -0.5)), 30), EditRecord((("smile", 0.25),))]
+    edits = [EditRecord((("smile", 1.0), ("look_left", -0.5)), 30), EditRecord((("smile", 0.25),)),
+             EditRecord((("open_mouth", 1.0),), 0, keep_parts=True)]
     item = LatentFile(latent=latent, bundle_id="b", original=original, edits=edits,
                       source={"image": "a.png", "embed_steps": 100, "psnr": 31.5})
     back = load_latent(save_latent(item, tmp_path / "a.latent.safetensors"), expect_bundle_id="b",
@@ -122,3 +123,18 @@ def test_batch_cli_writes_latent_files_and_edits_them_again(tmp_path, tiny_bundl
 
     with pytest.raises(SystemExit):
         cli_main(["apply", str(first), str(first), *common, "--vector", "smile"])
+
+
+def test_batch_cli_keeps_the_other_parts_on_request_and_resumes_runs_made_without(tmp_path, tiny_bundle, capsys):
+    photos, plain, kept = tmp_path / "photos", tmp_path / "plain", tmp_path / "kept"
+    photos.mkdir()
+    Image.new("RGB", (40, 40), (200, 150, 100)).save(photos / "a.png")
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--embed-steps", "2", "--vector", "smile=2"]
+    assert cli_main(["apply", str(photos), str(plain), *common]) == 0
+    assert "keep_parts" not in load_latent(plain / "a.latent.safetensors").run  # earlier runs' records still match
+    assert cli_main(["apply", str(photos), str(plain), *common]) == 0 and "1 already done" in capsys.readouterr().out
+    assert cli_main(["apply", str(photos), str(kept), *common, "--keep-parts"]) == 0
+    once, corrected = load_latent(plain / "a.latent.safetensors"), load_latent(kept / "a.latent.safetensors")
+    assert corrected.edits == [EditRecord((("smile", 2.0),), 0, keep_parts=True)] and corrected.run["keep_parts"]
+    assert not torch.allclose(corrected.latent, once.latent)
+    assert cli_main(["apply", str(photos), str(kept), *common]) == 2  # made with the correction: refused, not mixed

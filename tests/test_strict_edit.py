@@ -324,6 +324,43 @@ def test_pipeline_refinement_keeps_the_applied_step_by_default(tiny_bundle):
     assert (plain.delta * step).sum() / step.norm() != pytest.approx(step.norm().item(), rel=1e-4)
 
 
+def test_refinement_can_first_keep_this_faces_other_parts(tiny_bundle):
+    from editgan_core.pipeline import EditGANPipeline
+
+    torch.manual_seed(0)
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    latent = pipe.sample_latent(3).cpu()
+    vector = EditVector(delta=0.5 * torch.randn(*pipe.latent_shape), name="v", bundle_id=pipe.bundle.id,
+                        class_ids=[8, 9])
+    kept = pipe.refine(latent, [(vector, 1.0)], steps=0, keep_parts=True)
+    figures = kept.metrics
+    assert kept.steps_done == 0 and figures["colour_change_after"] < 0.5 * figures["colour_change_before"]
+    step = vector.delta
+    assert (kept.delta * step).sum() / step.norm() == pytest.approx(step.norm().item(), rel=1e-4)  # the edit's length
+    assert not torch.allclose(kept.delta, step)
+    plain = pipe.refine(latent, [(vector, 1.0)], steps=0)
+    assert torch.allclose(plain.delta, step) and "colour_change_after" not in plain.metrics
+
+
+def test_strict_benchmark_judges_per_face_kept_parts_on_request(tiny_bundle, monkeypatch):
+    from editgan_core.eval import strict
+
+    judged = []
+
+    def evaluate(pipeline, judge, domain, task, cases, editors, *rest):
+        judged.append(sorted(editors))
+        raise StopIteration
+
+    monkeypatch.setattr(strict, "faces_for", lambda *a, **k: [])
+    monkeypatch.setattr(strict, "evaluate", evaluate)
+    monkeypatch.setattr(strict.AttributeNet, "load", staticmethod(lambda _path: torch.nn.Identity()))
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--vectors", "smile"]
+    for extra in ([], ["--keep-parts"]):
+        with pytest.raises(StopIteration):
+            strict.main([*common, *extra])
+    assert judged == [["vector"], ["keep", "vector"]]
+
+
 def test_strict_benchmark_judges_tuning_faces_on_request(tiny_bundle, monkeypatch):
     from editgan_core.eval import strict
 

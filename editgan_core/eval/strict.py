@@ -253,6 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--refine-n", type=int, default=30, help="faces the (slow) refinement is judged on")
     p.add_argument("--refine-variants", action="store_true",
                    help="also judge refinement without the default's parts (REFINE_VARIANTS)")
+    p.add_argument("--keep-parts", action="store_true",
+                   help="also judge each vector corrected on each face for its side effects (refine(keep_parts=True)), "
+                        "alone and before each --refine")
     p.add_argument("--judge", type=Path, default=DEFAULT_ATTRIBUTE_NET)
     p.add_argument("--cache", type=Path, default=Path("runs/strict_cache"), help="embedding cache folder")
     p.add_argument("--json", type=Path, help="write every summary here")
@@ -276,11 +279,15 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{vector.name}: no known target attribute, skipped")
             continue
         cases = faces_for(task, domain, args.n, args.fraction, pipeline.resolution, seeds)
-        result = evaluate(pipeline, judge, domain, task, cases, {"vector": vector_editor(vector)}, cache,
-                          args.embed_steps, args.fraction)
+        editors = {"vector": vector_editor(vector)}
+        if args.keep_parts:
+            editors["keep"] = refine_editor(pipeline, vector, 0, keep_parts=True)
+        result = evaluate(pipeline, judge, domain, task, cases, editors, cache, args.embed_steps, args.fraction)
         for steps in args.refine:
             sub = cases[:args.refine_n]
             editors = {"vector": vector_editor(vector), f"refine{steps}": refine_editor(pipeline, vector, steps)}
+            if args.keep_parts:
+                editors[f"refine{steps}+keep"] = refine_editor(pipeline, vector, steps, keep_parts=True)
             if args.refine_variants:
                 editors.update({f"refine{steps}{suffix}": refine_editor(pipeline, vector, steps, **kwargs)
                                 for suffix, kwargs in REFINE_VARIANTS.items()})
