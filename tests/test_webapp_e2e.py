@@ -102,11 +102,15 @@ def test_full_editing_session(served, client, tmp_path):
     applied_image = picture(view[IMAGE])
     assert not np.array_equal(applied_image, edited_image)
 
-    job = client.submit(10, 0.5, api_name="/refine")
+    job = client.submit(10, 0.5, False, api_name="/refine")
     outputs = run(job)
     assert "Refined in 10 steps" in outputs[-1][0]
     view = outputs[-1][1:]
     assert "refine 10 steps (smile×1.5)" in view[HISTORY_TEXT]
+    status, *view = client.predict(0, 0.5, True, api_name="/refine")  # only this face's other parts kept
+    assert "Refined in 0 steps" in status and "Other parts' colour change" in status
+    assert "refine 0 steps, other parts kept (smile×1.5)" in view[HISTORY_TEXT]
+    client.predict(0.5, api_name="/undo")
 
     view = client.predict(0.5, api_name="/undo")
     assert "apply smile×1.5" in view[HISTORY_TEXT] and np.array_equal(picture(view[IMAGE]), applied_image)

@@ -257,6 +257,20 @@ def test_edit_save_apply_refine_export(box, studio, tmp_path):
     assert studio.import_vector(session, official).name == "official_smile"
 
 
+def test_refine_can_only_keep_the_other_parts(box, studio):
+    session = studio.session(box)
+    studio.sample(session, 0)
+    applied = studio.apply_vectors(session, [("smile", 2.0)])
+    assert [type(i) for i in studio.refine(session, 0)] == [Notice]  # nothing asked: the vectors stay as applied
+    assert session.current is applied
+    outcome = list(studio.refine(session, 0, keep_parts=True))[-1]
+    assert isinstance(outcome, EditOutcome) and outcome.figures["steps"] == 0
+    assert outcome.figures["colour_change_after"] < outcome.figures["colour_change_before"]
+    assert session.current.kind == "refine" and "other parts kept" in session.current.label
+    assert not torch.equal(session.current.latent, applied.latent)
+    assert studio.active(session) == [("smile", 2.0)]  # the slider stays: Refine again starts from the vector
+
+
 def test_saved_vectors_outlast_the_session_and_a_restart(box, studio, editgan_home):
     session = studio.session(box)
     painted = lab.upscale(lab.colorize(_paint_eyebrows(session), studio.pipeline(session).bundle.palette), 8)

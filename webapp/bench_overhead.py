@@ -118,7 +118,7 @@ class Bench:
         if action == "embed":
             return paired_s(lambda: self.api(handle_file(str(self.photo)), PRECISE, steps, 0.5, api_name="/embed"),
                             lambda: pipe.embed(self.pixels, steps=steps), repeats)
-        return paired_s(lambda: self.api(steps, 0.5, api_name="/refine"),
+        return paired_s(lambda: self.api(steps, 0.5, False, api_name="/refine"),  # the plain refinement on both sides
                         lambda: pipe.refine(self.latent, [(self.vector, 1.0)], steps=steps), repeats,
                         before=lambda: self.api(self.vector.name, "1.0", 0.5, api_name="/apply_vectors"), after=undo)
 

@@ -223,15 +223,21 @@ def edit_task(models: str, bundle_id: str, steps: int, base: torch.Tensor, label
         base, labels, steps=steps, callback=callback, should_stop=should_stop))
 
 
-@gpu(duration=task_seconds)
+def refine_seconds(models: str, bundle_id: str, steps: int, base: torch.Tensor, vectors: object, job: str,
+                   preview_every_s: float, tuned: object = None, keep_parts: bool = False) -> float:
+    """Refinement's steps, plus about ``CORRECTION_STEPS_PER_PAIR`` for keeping this face's other parts."""
+    return task_seconds(models, bundle_id, max(0, int(steps)) + (CORRECTION_STEPS_PER_PAIR if keep_parts else 0))
+
+
+@gpu(duration=refine_seconds)
 def refine_task(models: str, bundle_id: str, steps: int, base: torch.Tensor,
                 vectors: Sequence[tuple[EditVector, float]], job: str, preview_every_s: float,
-                tuned: dict[str, torch.Tensor] | None = None) -> EditStream:
-    """Refine the composed vectors on ``base`` (with the session's tuned weights, if any); ends with the
-    ``EditResult``."""
+                tuned: dict[str, torch.Tensor] | None = None, keep_parts: bool = False) -> EditStream:
+    """Refine the composed vectors on ``base`` (with the session's tuned weights, if any), after correcting them
+    for this face's side effects with ``keep_parts``; ends with the ``EditResult``."""
     pipe = _pipeline(models, bundle_id, tuned)
     yield from _delta_job(pipe, base, job, preview_every_s, lambda callback, should_stop: pipe.refine(
-        base, vectors, steps=steps, callback=callback, should_stop=should_stop))
+        base, vectors, steps=steps, callback=callback, should_stop=should_stop, keep_parts=keep_parts))
 
 
 def _delta_job(pipe: EditGANPipeline, base: torch.Tensor, job: str, preview_every_s: float,

@@ -143,8 +143,10 @@ class VectorActions(StudioBase):
             return self._require_current(session)
         return self.apply_vectors(session, items[:slot] + items[slot + 1:])
 
-    def refine(self, session: Session, steps: int | None = None) -> Iterator[Progress | Notice | EditOutcome]:
-        """Self-supervised refinement of the active vectors on this picture (EditGAN's 'w/ opt').
+    def refine(self, session: Session, steps: int | None = None,
+               keep_parts: bool = False) -> Iterator[Progress | Notice | EditOutcome]:
+        """Self-supervised refinement of the active vectors on this picture (EditGAN's 'w/ opt'), after, with
+        ``keep_parts``, a one-shot correction so this face's other parts keep their colour and size.
 
         The refined step keeps the vectors and the picture they were added to, so Refine again (say with more
         steps) starts from them anew rather than failing. ``steps`` defaults to the model's
@@ -157,7 +159,7 @@ class VectorActions(StudioBase):
             raise InputError("add at least one vector from the gallery first; refinement adapts active vectors")
         steps = whole_number_in(pipe.defaults.refine_steps if steps is None else steps,
                                 "the number of refinement steps", 0, MAX_STEPS)
-        if steps <= 0:
+        if steps <= 0 and not keep_parts:
             yield Notice("0 refinement steps: the vectors stay applied as they are")
             return
         vectors = [(self._library_vector(session, n), s) for n, s in items]
@@ -165,13 +167,14 @@ class VectorActions(StudioBase):
         job = gpu_tasks.track(session.new_job())
         result = yield from self._gpu_result(gpu_tasks.refine_task(
             self.gpu_models, session.bundle_id, steps, base, vectors, job, self.preview_every_s,
-            self.tuned_weights(session)))
+            self.tuned_weights(session), bool(keep_parts)))
         if result.stopped:
             yield Notice(f"refinement stopped after {result.steps_done} of {steps} steps; kept the best so far")
         names = " + ".join(f"{n}×{s:g}" for n, s in items)
+        how = f"refine {result.steps_done} steps" + (", other parts kept" if keep_parts else "")
         refined = EditVector(delta=result.delta, name=f"{names} refined", bundle_id=session.bundle_id,
                              class_ids=result.class_ids, source="refined")
-        step = session.history.push(Step("refine", f"refine {result.steps_done} steps ({names})",
+        step = session.history.push(Step("refine", f"{how} ({names})",
                                          result.latent.detach().cpu(), result.render.image, result.render.labels,
                                          base=base, active=tuple(items), vector=refined))
         before = self.render(session, [base], with_labels=False)[0].image

@@ -108,7 +108,7 @@ def wire_refine(w: Wiring) -> None:
     p, studio = w.page, w.studio
 
     @user_errors
-    def on_refine(box: SessionBox, steps: float, opacity: float,
+    def on_refine(box: SessionBox, steps: float, opacity: float, keep_parts: bool = False,
                   progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
         def preview(item: Progress) -> Updates:  # the preview goes where results go
             return {p.refine_status: f"Refining: step {item.step}/{item.steps}, loss {item.loss:.4f}",
@@ -116,12 +116,16 @@ def wire_refine(w: Wiring) -> None:
 
         def outcome(item: EditOutcome) -> Updates:
             f = item.figures
+            kept = (f" Other parts' colour change {100 * f['colour_change_before']:.1f}% → "
+                    f"{100 * f['colour_change_after']:.1f}%." if "colour_change_after" in f else "")
             return {p.refine_status: f"Refined in {f['steps']} steps: region IoU {f['region_iou']:.2f}, change "
-                                     f"outside {100 * f['change_outside']:.1f}%.", **w.show(box, opacity)}
+                                     f"outside {100 * f['change_outside']:.1f}%.{kept}", **w.show(box, opacity)}
 
-        yield from stream_updates(studio.refine(w.session(box), steps), progress, "Refining", preview, outcome)
+        yield from stream_updates(studio.refine(w.session(box), steps, bool(keep_parts)), progress, "Refining",
+                                  preview, outcome)
 
-    refine = p.refine_btn.click(on_refine, [p.box, p.refine_steps, p.opacity], [p.refine_status, *w.view_outputs],
+    refine = p.refine_btn.click(on_refine, [p.box, p.refine_steps, p.opacity, p.refine_keep_parts],
+                                [p.refine_status, *w.view_outputs],
                                 api_name="refine", show_progress_on=[p.refine_status], **HEAVY)
     w.jobs.append(refine)
     w.then_editor(refine)
