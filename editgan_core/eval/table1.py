@@ -1,4 +1,5 @@
-"""The EditGAN paper's Table 1 on the demo domain: vector, vector + refinement, per-image optimisation, InterFaceGAN.
+"""The EditGAN paper's Table 1 on the demo domain: vector (alone, per-face side effects kept, refined), per-image
+optimisation, InterFaceGAN.
 
     python -m editgan_core.eval.table1 --bundle checkpoints/faces64 [--preset smile] [--n 30]
 
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     learned_from = vector_annotations(vector)
     rows = {
         "EditGAN (vector)": (vector_editor(vector), learned_from),
+        "EditGAN + other parts kept (per face)": (refine_editor(pipeline, vector, 0, keep_parts=True), learned_from),
         f"EditGAN + {args.refine_steps} refinement steps": (refine_editor(pipeline, vector, args.refine_steps),
                                                             learned_from),
         f"EditGAN optimisation per image ({edit_steps} steps)": (
