@@ -292,8 +292,9 @@ def build_vectors(p: Page, pipe: EditGANPipeline, init: View, gallery_items: lis
             with gr.Row(equal_height=True):
                 p.refine_steps = gr.Radio(**refine_choices(pipe.defaults.refine_steps), label="Refinement steps",
                                           scale=2)
-                p.refine_keep_parts = gr.Checkbox(True, label="Keep the other parts' colour and size", scale=2,
-                                                  elem_id="refine-keep-parts")
+                # off by default: after the correction, refinement steps lowered success on the tuning faces
+                p.refine_keep_parts = gr.Checkbox(False, label="Keep the other parts' colour and size (0 steps: "
+                                                  "only that)", scale=2, elem_id="refine-keep-parts")
                 p.refine_btn = gr.Button("Refine", scale=1, interactive=info.can_segment)
                 p.refine_cancel = gr.Button("Cancel", variant="stop", scale=1)
             p.refine_status = gr.Markdown()
