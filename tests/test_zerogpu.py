@@ -318,10 +318,16 @@ def test_durations_grow_with_steps_and_are_callable_with_the_arguments(box, stud
     longer = list(args)
     longer[2] = 2000
     assert gpu_tasks.OVERHEAD_S <= seconds < duration(*longer, **kwargs) <= gpu_tasks.MAX_DURATION_S
-    for name in TASKS - {"webapp.gpu_tasks.tune_task"}:
+    own = {"webapp.gpu_tasks.tune_task": gpu_tasks.tune_seconds,
+           "webapp.gpu_tasks.refine_task": gpu_tasks.refine_seconds}
+    for name in TASKS - set(own):
         assert gpu_module.GPU_FUNCTIONS[name][1] is gpu_tasks.task_seconds
-    assert gpu_module.GPU_FUNCTIONS["webapp.gpu_tasks.tune_task"][1] is gpu_tasks.tune_seconds
+    for name, duration in own.items():
+        assert gpu_module.GPU_FUNCTIONS[name][1] is duration
     assert gpu_tasks.tune_seconds(*args[:3]) > gpu_tasks.task_seconds(*args[:3])
+    refine_args = (*args[:3], None, [], "job", 0.5)
+    assert gpu_tasks.refine_seconds(*refine_args) == gpu_tasks.task_seconds(*args[:3])
+    assert gpu_tasks.refine_seconds(*refine_args, None, True) > gpu_tasks.task_seconds(*args[:3])  # + the correction
 
 
 def test_tuned_weights_travel_as_a_state_dict_and_edits_use_them(box, studio, trips):
