@@ -342,6 +342,15 @@ def test_refinement_can_first_keep_this_faces_other_parts(tiny_bundle):
     assert torch.allclose(plain.delta, step) and "colour_change_after" not in plain.metrics
 
 
+def run_strict_until_stopped(strict, bundle, monkeypatch, *extras: list[str]) -> None:
+    """``eval.strict`` on the smile preset once per ``extras``, with a stand-in judge, each run stopped by the
+    test's own patched step raising StopIteration."""
+    monkeypatch.setattr(strict.AttributeNet, "load", staticmethod(lambda _path: torch.nn.Identity()))
+    for extra in extras:
+        with pytest.raises(StopIteration):
+            strict.main(["--bundle", str(bundle), "--device", "cpu", "--vectors", "smile", *extra])
+
+
 def test_strict_benchmark_judges_per_face_kept_parts_on_request(tiny_bundle, monkeypatch):
     from editgan_core.eval import strict
 
@@ -353,11 +362,7 @@ def test_strict_benchmark_judges_per_face_kept_parts_on_request(tiny_bundle, mon
 
     monkeypatch.setattr(strict, "faces_for", lambda *a, **k: [])
     monkeypatch.setattr(strict, "evaluate", evaluate)
-    monkeypatch.setattr(strict.AttributeNet, "load", staticmethod(lambda _path: torch.nn.Identity()))
-    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--vectors", "smile"]
-    for extra in ([], ["--keep-parts"]):
-        with pytest.raises(StopIteration):
-            strict.main([*common, *extra])
+    run_strict_until_stopped(strict, tiny_bundle, monkeypatch, [], ["--keep-parts"])
     assert judged == [["vector"], ["keep", "vector"]]
 
 
@@ -371,9 +376,5 @@ def test_strict_benchmark_judges_tuning_faces_on_request(tiny_bundle, monkeypatc
         raise StopIteration  # the seed range is all this test needs
 
     monkeypatch.setattr(strict, "faces_for", faces_for)
-    monkeypatch.setattr(strict.AttributeNet, "load", staticmethod(lambda _path: torch.nn.Identity()))
-    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--vectors", "smile"]
-    for extra in ([], ["--tuning"]):
-        with pytest.raises(StopIteration):
-            strict.main([*common, *extra])
+    run_strict_until_stopped(strict, tiny_bundle, monkeypatch, [], ["--tuning"])
     assert asked == [seeds.STRICT_HELDOUT, seeds.TUNING]

@@ -179,8 +179,7 @@ class Trainer:
         self.out = Path(cfg.out)
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
         self.generator, self.discriminator, self.g_ema = build_models(cfg, self.device)
-        # StyleGAN2's lazy-regularisation correction of Adam's lr and beta2
-        self.g_ratio = g_ratio = cfg.path_every / (cfg.path_every + 1) if cfg.path_reg > 0 else 1.0
+        self.g_ratio = g_ratio = cfg.path_every / (cfg.path_every + 1) if cfg.path_reg > 0 else 1.0  # lazy reg.
         self.d_ratio = d_ratio = cfg.r1_every / (cfg.r1_every + 1)
         self.g_optim = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
         self.d_optim = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr * d_ratio,
@@ -255,18 +254,11 @@ class Trainer:
         if self.encoder is not None and "encoder" in state:
             self.encoder.load_state_dict(state["encoder"])
             self.e_optim.load_state_dict(state["e_optim"])
-        self._keep_configured_lr()
+        for optim, ratio in ((self.g_optim, self.g_ratio), (self.d_optim, self.d_ratio), (self.e_optim, 0.5)):
+            for group in optim.param_groups if optim is not None else []:  # the optimiser's state held the old lr:
+                group["lr"] = self.cfg.lr * ratio  # a resume trains at the --lr it is given
         if self.rank == 0:
             print(f"resumed from {self.ckpt_path} at step {self.step} ({self.images_seen / 1000:.1f} kimg)")
-
-    def _keep_configured_lr(self) -> None:
-        """Loading an optimiser's state also restores its old learning rate; a resume with ``--lr`` means the new."""
-        optims = [(self.g_optim, self.cfg.lr * self.g_ratio), (self.d_optim, self.cfg.lr * self.d_ratio)]
-        if self.e_optim is not None:
-            optims.append((self.e_optim, self.cfg.lr * 0.5))
-        for optim, lr in optims:
-            for group in optim.param_groups:
-                group["lr"] = lr
 
     def init_from(self, folder: Path) -> None:
         """Start from a bundle's or run's exported G (EMA) and D, e.g. to continue the shipped demo model.
