@@ -72,6 +72,20 @@ def _face(pipeline, latent: torch.Tensor, delta: torch.Tensor, class_ids: Sequen
     return _Face(latent, masks, torch.cat([colours.flatten(), areas]), scale)
 
 
+def _jacobian_and_value(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                        used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``fn``'s Jacobian at ``x`` (rows × x's elements) and value, from one forward pass and one backward pass
+    per ``used`` row: the rows of absent and edited parts have weight 0, so their rows stay zero for free."""
+    x = x.detach().requires_grad_(True)
+    value = fn(x)
+    jacobian = torch.zeros(value.numel(), x.numel(), device=x.device)
+    rows = used.nonzero().flatten().tolist()
+    for n, i in enumerate(rows):
+        (grad,) = torch.autograd.grad(value[i], x, retain_graph=n + 1 < len(rows))
+        jacobian[i] = grad.flatten()
+    return jacobian, value.detach()
+
+
 def worst_colour_change(pipeline, faces: Sequence[_Face], delta: torch.Tensor) -> float:
     """Mean over faces of the largest per-channel move of a persisting part's mean colour (0..1 units)."""
     out = []
@@ -103,9 +117,9 @@ def keep_side_effects(pipeline, latents: torch.Tensor, delta: torch.Tensor, clas
         for i, face in enumerate(faces):
             def weighted(x: torch.Tensor, face: _Face = face) -> torch.Tensor:
                 return (_rows(pipeline, face, face.latent + x[None]) - face.reference) * face.scale
-            jacobians.append(torch.autograd.functional.jacobian(weighted, corrected).flatten(1))
-            with torch.no_grad():
-                residuals.append(weighted(corrected))
+            jacobian, residual = _jacobian_and_value(weighted, corrected, face.scale != 0)
+            jacobians.append(jacobian)
+            residuals.append(residual)
             if progress:
                 progress(it * len(faces) + i + 1, settings.iters * len(faces))
         J, r = torch.cat(jacobians), torch.cat(residuals)

@@ -80,3 +80,19 @@ def test_table1_names_what_each_vector_was_learned_from():
 
     assert vector_annotations(vector("pairs")) == "0 painted; 48 renderer pairs (true targets), once"
     assert vector_annotations(vector("paper")) == "48 painted maps, once"
+
+
+def test_the_correction_jacobian_skips_only_rows_that_are_zero_anyway():
+    from editgan_core.side_effects import _jacobian_and_value
+
+    torch.manual_seed(0)
+    weights = torch.tensor([1.0, 0.0, 2.0, 0.0])
+    a = torch.randn(4, 3, 2)
+
+    def fn(x):
+        return torch.tanh((a * x).sum((1, 2))) * weights
+
+    x = torch.randn(3, 2)
+    jacobian, value = _jacobian_and_value(fn, x, weights != 0)
+    assert torch.allclose(jacobian, torch.autograd.functional.jacobian(fn, x).flatten(1))
+    assert torch.allclose(value, fn(x)) and not jacobian[[0, 2]].eq(0).all()
