@@ -171,17 +171,32 @@ def history_label(page) -> str:
     return page.inner_text("#history-text")
 
 
+def open_palette(page, n_colours: int, tries: int = 3) -> list:
+    """The brush palette's swatches, once all ``n_colours`` are shown: on a loaded box the editor can re-render
+    and close the palette just after it opened (seen in CI), so it is opened again."""
+    swatch = "#painter menu.swatch button.color[title]"
+    for _ in range(tries):
+        page.click("#painter button[aria-label='Color']")
+        try:
+            page.wait_for_function("([sel, n]) => document.querySelectorAll(sel).length === n", arg=[swatch, n_colours],
+                                   timeout=10_000)
+        except sync_api.TimeoutError:
+            continue
+        swatches = page.query_selector_all(swatch)
+        if len(swatches) == n_colours:
+            return swatches
+    raise AssertionError(f"the brush palette did not show its {n_colours} colours")
+
+
 def test_painter_palette_brush_and_restore(page):
     """Palette swatches carry the class names and an outline; Clear is gone, Restore is there; one dab of the
     default brush changes one or two model pixels; Restore takes the painting back."""
     page.query_selector("#painter").scroll_into_view_if_needed()
     assert not page.is_visible("#painter button[aria-label='Clear canvas']")
     page.click("#painter button[aria-label='Brush']")
-    page.click("#painter button[aria-label='Color']")
-    page.wait_for_selector("#painter menu.swatch button.color[title]", timeout=10_000)
-    swatches = page.query_selector_all("#painter menu.swatch button.color")
     legend = [s.strip() for s in page.eval_on_selector_all("#paint-legend .legend > span",
                                                            "items => items.map(e => e.textContent)")]
+    swatches = open_palette(page, len(legend))
     assert [s.get_attribute("title") for s in swatches] == legend  # every colour named, in the legend's order
     white = [s for s in swatches if s.evaluate("b => b.style.backgroundColor") == "rgb(255, 255, 255)"]
     assert white and white[0].evaluate("b => getComputedStyle(b).boxShadow") != "none"  # outlined: it shows
