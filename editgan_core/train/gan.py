@@ -179,8 +179,8 @@ class Trainer:
         self.out = Path(cfg.out)
         (self.out / "samples").mkdir(parents=True, exist_ok=True)
         self.generator, self.discriminator, self.g_ema = build_models(cfg, self.device)
-        self.g_ratio = g_ratio = cfg.path_every / (cfg.path_every + 1) if cfg.path_reg > 0 else 1.0  # lazy reg.
-        self.d_ratio = d_ratio = cfg.r1_every / (cfg.r1_every + 1)
+        g_ratio = cfg.path_every / (cfg.path_every + 1) if cfg.path_reg > 0 else 1.0
+        d_ratio = cfg.r1_every / (cfg.r1_every + 1)
         self.g_optim = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
         self.d_optim = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr * d_ratio,
                                         betas=(0.0, 0.99**d_ratio))
@@ -243,6 +243,7 @@ class Trainer:
                 self.init_from(Path(self.cfg.init))
             return
         state = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
+        configured = {o: [g["lr"] for g in o.param_groups] for o in (self.g_optim, self.d_optim, self.e_optim) if o}
         self.generator.load_state_dict(state["g"])
         self.discriminator.load_state_dict(state["d"])
         self.g_ema.load_state_dict(state["g_ema"])
@@ -254,9 +255,9 @@ class Trainer:
         if self.encoder is not None and "encoder" in state:
             self.encoder.load_state_dict(state["encoder"])
             self.e_optim.load_state_dict(state["e_optim"])
-        for optim, ratio in ((self.g_optim, self.g_ratio), (self.d_optim, self.d_ratio), (self.e_optim, 0.5)):
-            for group in optim.param_groups if optim is not None else []:  # the optimiser's state held the old lr:
-                group["lr"] = self.cfg.lr * ratio  # a resume trains at the --lr it is given
+        for optim, rates in configured.items():  # the optimisers' states held the old learning rates:
+            for group, lr in zip(optim.param_groups, rates, strict=True):  # a resume trains at the --lr it is given
+                group["lr"] = lr
         if self.rank == 0:
             print(f"resumed from {self.ckpt_path} at step {self.step} ({self.images_seen / 1000:.1f} kimg)")
 
