@@ -384,3 +384,14 @@ def test_train_ensemble_validates_labels(generator, features):
         train_ensemble([one], [], 3, generator.feature_channels(), members=1, steps=1)
     with pytest.raises(ValueError, match="as many feature sets as label maps, got 1 and 2"):
         train_ensemble(iter([one]), [torch.zeros(32, 32)] * 2, 3, generator.feature_channels(), members=1, steps=1)
+
+
+@pytest.mark.parametrize("module", ["editgan_core.train.segmenter", "editgan_core.annotation.bench"])
+def test_a_count_beyond_the_rendered_annotations_is_refused_before_loading(module, capsys):
+    import importlib
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit):
+        main(["--bundle", "no/such/bundle", "--count", "32"])
+    err = capsys.readouterr().err
+    assert "--count" in err and "1 to 16" in err and "--annotations" in err

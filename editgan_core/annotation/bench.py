@@ -33,7 +33,7 @@ from editgan_core.bundle import Bundle, write_manifest
 from editgan_core.cli_common import command_parser, parse_command, require_domain
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.scoring import confusion, iou_per_class
-from editgan_core.train.segmenter import ANNOTATION_SEEDS, EVAL_SEED_START
+from editgan_core.train.segmenter import ANNOTATION_SEEDS, EVAL_SEED_START, annotation_count
 
 
 def as_new_model(source: Bundle, folder: Path) -> Path:
@@ -88,7 +88,7 @@ def compare_on_held_out(pipe: EditGANPipeline, baseline, domain, seeds: range, s
 
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, bundle=True, device=True)
-    p.add_argument("--count", type=int, default=16, help="annotated renders")
+    p.add_argument("--count", type=annotation_count, default=len(ANNOTATION_SEEDS), help="annotated renders")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--regions", type=int, default=DEFAULT_REGIONS)
     p.add_argument("--eval", type=int, default=40, help="held-out renders for the mIoU")

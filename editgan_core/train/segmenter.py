@@ -16,6 +16,7 @@ held-out rendered faces.
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import time
@@ -35,6 +36,17 @@ from editgan_core.train.pixel_ensemble import TrainProgress, train_ensemble
 
 ANNOTATION_SEEDS = range(100, 116)  # held out from GAN training (seeds < 1e6) and from evaluation (0..99)
 EVAL_SEED_START = 0
+
+
+def annotation_count(text: str) -> int:
+    """argparse type for ``--count``: the rendered annotations are a fixed, held-out seed range, so a larger
+    count is refused rather than silently cut to it."""
+    count = int(text)
+    if not 1 <= count <= len(ANNOTATION_SEEDS):
+        raise argparse.ArgumentTypeError(
+            f"{count}: the rendered annotations are seeds {ANNOTATION_SEEDS.start}..{ANNOTATION_SEEDS.stop - 1}, "
+            f"so give 1 to {len(ANNOTATION_SEEDS)} (to train on more labelled images: train.segmenter --annotations DIR)")
+    return count
 
 
 def domain_annotations(domain_name: str, size: int, count: int) -> list[Annotation]:
@@ -66,7 +78,8 @@ def embed_annotations(pipeline: EditGANPipeline, annotations: list[Annotation],
 def main(argv: list[str] | None = None) -> None:
     p = command_parser(__doc__, bundle=True, device=True)
     p.add_argument("--annotations", type=Path, help="folder of NAME.png + NAME.labels.png (default: rendered faces)")
-    p.add_argument("--count", type=int, default=16, help="number of rendered annotations (domain bundles)")
+    p.add_argument("--count", type=annotation_count, default=len(ANNOTATION_SEEDS),
+                   help="number of rendered annotations (domain bundles)")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--members", type=int, default=10)
     p.add_argument("--steps", type=int, default=1500, help="Adam steps per ensemble member")
