@@ -45,7 +45,8 @@ def annotation_count(text: str) -> int:
     if not 1 <= count <= len(ANNOTATION_SEEDS):
         raise argparse.ArgumentTypeError(
             f"{count}: the rendered annotations are seeds {ANNOTATION_SEEDS.start}..{ANNOTATION_SEEDS.stop - 1}, "
-            f"so give 1 to {len(ANNOTATION_SEEDS)} (to train on more labelled images: train.segmenter --annotations DIR)")
+            f"so give 1 to {len(ANNOTATION_SEEDS)} "
+            "(to train on more labelled images: train.segmenter --annotations DIR)")
     return count
 
 
