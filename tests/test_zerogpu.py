@@ -322,8 +322,8 @@ def test_durations_grow_with_steps_and_are_callable_with_the_arguments(box, stud
            "webapp.gpu_tasks.refine_task": gpu_tasks.refine_seconds}
     for name in TASKS - set(own):
         assert gpu_module.GPU_FUNCTIONS[name][1] is gpu_tasks.task_seconds
-    for name, duration in own.items():
-        assert gpu_module.GPU_FUNCTIONS[name][1] is duration
+    for name, seconds_of in own.items():
+        assert gpu_module.GPU_FUNCTIONS[name][1] is seconds_of
     assert gpu_tasks.tune_seconds(*args[:3]) > gpu_tasks.task_seconds(*args[:3])
     refine_args = (*args[:3], None, [], "job", 0.5)
     assert gpu_tasks.refine_seconds(*refine_args) == gpu_tasks.task_seconds(*args[:3])
