@@ -199,7 +199,11 @@ def test_strict_evaluation_and_auto_layers_run_end_to_end_on_the_tiny_bundle(tin
     cache = EmbeddingCache(tmp_path / "cache.pt")
     images: dict = {}
     result = evaluate(pipe, judge, domain, task, cases, {"vector": vector_editor(vector)}, cache, 1, 0.25, images)
-    assert set(result) == {"vector", "ceiling"} and images["vector"].shape == (3, pipe.resolution, pipe.resolution, 3)
+    assert set(result) == {"vector", "ceiling", "renders"}
+    assert images["vector"].shape == (3, pipe.resolution, pipe.resolution, 3) and "renders" not in images
+    renders = result["renders"]  # the renderer's own true edit: nothing changes outside its region
+    assert renders["n"] == 3 and renders["outside"] == (0.0, 0.0)
+    assert max(abs(m) for m, _ in renders["colour"].values()) < 0.01
     summary = result["vector"]
     assert summary["n"] == 3 and 0 <= summary["success"] <= 1 and "smile" not in summary["entanglement"]
     assert summary["colour"] and all(h >= 0 for _, h in summary["colour"].values())

@@ -13,7 +13,10 @@ target value (the true edit), both are embedded the same way, and the vector is 
   edit (renderer labels), the largest per-channel move of its mean colour (fraction of 0..255); the edited
   parts' own drift is kept apart (``colour_edited``: an opened mouth shows teeth, its colour may change);
 - outside: mean pixel change outside the true edit region;
-- ceiling: every figure again for the embedded true target instead of the edit.
+- ceiling: every figure again for the embedded true target instead of the edit;
+- renders: every figure for the renderer's own true edit, judged on the renders themselves (no generator):
+  what the judge reads when only the attribute moved, e.g. a bigger nose when a mouth opens. Entanglement
+  or drift at this level is the judge's, not the edit's.
 
 The judge is the attribute net (``eval.kid.DEFAULT_ATTRIBUTE_NET``): trained on renders only, never on
 generator output or edits, and no edit method optimises against it. Part pixels and the region come from
@@ -178,8 +181,9 @@ class Measures:
 def evaluate(pipeline: EditGANPipeline, judge: AttributeNet, domain: ModuleType, task: EditTask,
              cases: list[FaceCase], editors: dict[str, EditorFn], cache: EmbeddingCache, embed_steps: int,
              fraction: float, images_out: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
-    """Summaries per editor, plus ``"ceiling"``: the embedded true target judged the same way.
-    ``images_out`` receives every editor's output images (for KID)."""
+    """Summaries per editor, plus ``"ceiling"``: the embedded true target judged the same way, and
+    ``"renders"``: the true edit judged on the renders. ``images_out`` receives every editor's output images
+    (for KID)."""
     latents, targets = cache.embed_pairs(pipeline, [c.seed for c in cases], task.attribute, task.target,
                                          [c.image for c in cases], [c.target_image for c in cases], embed_steps)
     before_imgs = render_images(pipeline, latents)
@@ -196,7 +200,19 @@ def evaluate(pipeline: EditGANPipeline, judge: AttributeNet, domain: ModuleType,
         for i, after_j in enumerate(judge_images(judge, images)):
             measures.add(task, ranges, cases[i], before_imgs[i], images[i], before_j[i], after_j, fraction)
         result[name] = measures.summary()
+    result["renders"] = judge_renders(judge, domain, task, cases, fraction)
     return result
+
+
+def judge_renders(judge: AttributeNet, domain: ModuleType, task: EditTask, cases: list[FaceCase],
+                  fraction: float) -> dict:
+    """The strict figures of the renderer's true edit itself: the judge's own floor."""
+    before = np.stack([c.image for c in cases])
+    after = np.stack([c.target_image for c in cases])
+    measures = Measures()
+    for i, (b_j, a_j) in enumerate(zip(judge_images(judge, before), judge_images(judge, after), strict=True)):
+        measures.add(task, domain.ATTRIBUTE_RANGES, cases[i], before[i], after[i], b_j, a_j, fraction)
+    return measures.summary()
 
 
 def worst(entries: dict, keep=lambda _k: True) -> tuple[object, float, float]:
