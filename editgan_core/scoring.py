@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
+from editgan_core.losses import image_psnr
 from editgan_core.pipeline import EditGANPipeline
 
 
@@ -42,12 +44,20 @@ def shifted_miou(label_maps: list[np.ndarray], num_classes: int) -> tuple[float,
     return float(np.nanmean(ious)), ious
 
 
+def psnr_at(a: np.ndarray, b: np.ndarray, size: int) -> float:
+    """PSNR of two uint8 pictures after area-resizing both to ``size``: bundles of different resolutions
+    compared on the same amount of detail."""
+    a, b = (cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in (a, b))
+    return image_psnr(a, b)
+
+
 def evaluate_embedding(pipeline: EditGANPipeline, domain, seeds: range, step_counts: list[int],
-                       progress: bool = True) -> dict[int, dict]:
-    """Per step count: mean PSNR, mean seconds per image, mIoU and per-class IoU."""
+                       progress: bool = True, compare_size: int | None = None) -> dict[int, dict]:
+    """Per step count: mean PSNR, mean seconds per image, mIoU and per-class IoU; with ``compare_size``
+    also ``psnr_at``, the PSNR with reconstruction and render both resized to that size."""
     num_classes = len(pipeline.bundle.classes)
     names = [c.name for c in pipeline.bundle.classes]
-    rows = {n: {"psnr": [], "seconds": [], "conf": np.zeros((num_classes, num_classes), np.int64)}
+    rows = {n: {"psnr": [], "psnr_at": [], "seconds": [], "conf": np.zeros((num_classes, num_classes), np.int64)}
             for n in step_counts}
     for seed in tqdm(seeds, desc="embed", unit="face", disable=not progress):
         face = domain.render_face(seed, pipeline.resolution)
@@ -56,6 +66,8 @@ def evaluate_embedding(pipeline: EditGANPipeline, domain, seeds: range, step_cou
             result = pipeline.embed(face.image, steps=steps)
             rows[steps]["seconds"].append(time.perf_counter() - start)
             rows[steps]["psnr"].append(result.psnr)
+            if compare_size:
+                rows[steps]["psnr_at"].append(psnr_at(result.render.image, face.image, compare_size))
             if result.render.labels is not None:
                 rows[steps]["conf"] += confusion(result.render.labels, face.labels, num_classes)
     report = {}
@@ -64,4 +76,6 @@ def evaluate_embedding(pipeline: EditGANPipeline, domain, seeds: range, step_cou
         report[steps] = {"psnr": float(np.mean(r["psnr"])), "seconds": float(np.mean(r["seconds"])),
                          "miou": float(np.nanmean(ious)) if r["conf"].any() else float("nan"),
                          "per_class": dict(zip(names, ious.tolist(), strict=True))}
+        if compare_size:
+            report[steps]["psnr_at"] = float(np.mean(r["psnr_at"]))
     return report

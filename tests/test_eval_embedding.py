@@ -49,3 +49,25 @@ def test_one_pixel_shift_yardstick():
     assert ious[1] == pytest.approx(2 / 6) and 0 < miou < 1
     face = faces.render_face(0, 64).labels
     assert 0.3 < shifted_miou([face], len(faces.CLASSES))[0] < 0.8
+
+
+def test_psnr_at_a_common_size_compares_the_same_detail():
+    """A one-pixel checkerboard error vanishes when both pictures are area-resized to half size."""
+    from editgan_core.scoring import psnr_at
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(40, 200, (64, 64, 3)).astype(np.uint8)
+    checker = (np.indices((64, 64)).sum(0) % 2 * 2 - 1)[..., None] * 20
+    noisy = (image.astype(int) + checker).astype(np.uint8)
+    assert psnr_at(noisy, image, 64) < 23 and psnr_at(noisy, image, 32) > 45
+    smooth = (image.astype(int) + 20).astype(np.uint8)  # a shift in tone stays at every size
+    assert abs(psnr_at(smooth, image, 32) - psnr_at(smooth, image, 64)) < 0.1
+
+
+def test_cli_reports_the_psnr_at_a_common_size(tiny_bundle, capsys):
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    report = evaluate_embedding(pipe, faces, range(1), [0], progress=False, compare_size=pipe.resolution)
+    assert report[0]["psnr_at"] == pytest.approx(report[0]["psnr"])  # at its own size: the plain PSNR
+    main(["--bundle", str(tiny_bundle), "--n", "1", "--steps", "0", "--compare-size", "16"])
+    out = capsys.readouterr().out
+    assert "PSNR@16px" in out and len(out.splitlines()[2].split()) == 5

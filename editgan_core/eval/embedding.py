@@ -8,6 +8,9 @@ embedding and the mIoU of the segmentation branch on the embedding against the t
 reported per step count, then the per-class IoU of the last one, and, as a yardstick, the mIoU of
 the true maps against themselves moved by one pixel.
 
+``--compare-size S`` also reports the PSNR with reconstruction and render both area-resized to S px, so
+a 128-px bundle can be compared with a 64-px one on the same detail (``--compare-size 64``).
+
 ``--range-check K`` also embeds K of the generator's own samples, faces it can certainly draw. If
 those come back near-perfectly while the renders do not, the optimiser is not what limits the
 renders' embeddings: the generator cannot draw them exactly.
@@ -24,6 +27,8 @@ from tqdm import tqdm
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command, require_domain
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.scoring import confusion, evaluate_embedding, iou_per_class, shifted_miou
+
+COMPARE_SIZES = (16, 32, 64, 128, 256, 512, 1024)  # --compare-size: the resolutions bundles come in
 
 
 def evaluate_range(pipeline: EditGANPipeline, seeds: range, steps: int, progress: bool = True) -> dict[str, float]:
@@ -46,16 +51,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[0, 50, 100], help="optimisation steps after the encoder")
     p.add_argument("--range-check", type=int, default=0, metavar="K",
                    help="also embed K generator samples (seeds 1000000..), faces the generator can draw")
+    p.add_argument("--compare-size", type=int, choices=COMPARE_SIZES, metavar="S",
+                   help="also report the PSNR at S px, both pictures area-resized (S: one of %(choices)s)")
     p.add_argument("--json", action="store_true", help="also print the full report as JSON")
     args = parse_command(p, argv)
     pipeline = open_pipeline(args)
     domain = require_domain(p, pipeline.bundle, "this benchmark renders faces of a procedural domain")
-    report = evaluate_embedding(pipeline, domain, range(args.n), args.steps)
+    report = evaluate_embedding(pipeline, domain, range(args.n), args.steps, compare_size=args.compare_size)
     print(f"bundle={pipeline.bundle.id} faces={args.n} device={pipeline.device} threads={torch.get_num_threads()} "
           f"lpips={'yes' if pipeline.lpips is not None else 'no (L2 only)'}")
-    print(f"{'steps':>6} {'PSNR dB':>8} {'s/image':>8} {'mIoU':>6}")
+    at = f"@{args.compare_size}px" if args.compare_size else ""
+    print(f"{'steps':>6} {'PSNR dB':>8} {'s/image':>8} {'mIoU':>6}" + (f" {'PSNR' + at:>12}" if at else ""))
     for steps, r in report.items():
-        print(f"{steps:>6} {r['psnr']:8.2f} {r['seconds']:8.3f} {r['miou']:6.3f}")
+        print(f"{steps:>6} {r['psnr']:8.2f} {r['seconds']:8.3f} {r['miou']:6.3f}"
+              + (f" {r['psnr_at']:12.2f}" if at else ""))
     last = report[args.steps[-1]]["per_class"]
     print(f"per-class IoU at {args.steps[-1]} steps: " + ", ".join(f"{k} {v:.2f}" for k, v in last.items()))
     truth = [domain.render_face(seed, pipeline.resolution).labels for seed in range(args.n)]
