@@ -15,7 +15,7 @@ target value (the true edit), both are embedded the same way, and the vector is 
 - outside: mean pixel change outside the true edit region;
 - ceiling: every figure again for the embedded true target instead of the edit;
 - renders: every figure for the renderer's own true edit, judged on the renders themselves (no generator):
-  what the judge reads when only the attribute moved, e.g. a bigger nose when a mouth opens. Entanglement
+  what the judge reads when only the attribute moved, e.g. lower brows under a new fringe. Entanglement
   or drift at this level is the judge's, not the edit's.
 
 The judge is the attribute net (``eval.kid.DEFAULT_ATTRIBUTE_NET``): trained on renders only, never on
