@@ -193,25 +193,20 @@ def evaluate(pipeline: EditGANPipeline, judge: AttributeNet, domain: ModuleType,
         outputs[name] = render_images(pipeline, editor(latents, cases).detach().cpu())
     if images_out is not None:
         images_out.update(outputs)
-    ranges = domain.ATTRIBUTE_RANGES
-    result = {}
-    for name, images in outputs.items():
-        measures = Measures()
-        for i, after_j in enumerate(judge_images(judge, images)):
-            measures.add(task, ranges, cases[i], before_imgs[i], images[i], before_j[i], after_j, fraction)
-        result[name] = measures.summary()
-    result["renders"] = judge_renders(judge, domain, task, cases, fraction)
+    result = {name: summarise(judge, domain, task, cases, before_imgs, before_j, images, fraction)
+              for name, images in outputs.items()}
+    renders = np.stack([c.image for c in cases])  # the renderer's own true edit: the judge's floor
+    result["renders"] = summarise(judge, domain, task, cases, renders, judge_images(judge, renders),
+                                  np.stack([c.target_image for c in cases]), fraction)
     return result
 
 
-def judge_renders(judge: AttributeNet, domain: ModuleType, task: EditTask, cases: list[FaceCase],
-                  fraction: float) -> dict:
-    """The strict figures of the renderer's true edit itself: the judge's own floor."""
-    before = np.stack([c.image for c in cases])
-    after = np.stack([c.target_image for c in cases])
+def summarise(judge: AttributeNet, domain: ModuleType, task: EditTask, cases: list[FaceCase], before: np.ndarray,
+              before_j: list[dict[str, float]], after: np.ndarray, fraction: float) -> dict:
+    """The strict figures of ``after`` against ``before`` (images, and the judge's readings of ``before``)."""
     measures = Measures()
-    for i, (b_j, a_j) in enumerate(zip(judge_images(judge, before), judge_images(judge, after), strict=True)):
-        measures.add(task, domain.ATTRIBUTE_RANGES, cases[i], before[i], after[i], b_j, a_j, fraction)
+    for i, after_j in enumerate(judge_images(judge, after)):
+        measures.add(task, domain.ATTRIBUTE_RANGES, cases[i], before[i], after[i], before_j[i], after_j, fraction)
     return measures.summary()
 
 
