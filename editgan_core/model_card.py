@@ -129,7 +129,8 @@ def _components(manifest: dict) -> list[str]:
     return [*lines, ""]
 
 
-TRUE_TARGET_METHODS = ("pairs", "pairs_fit")  # train.presets methods that learn from rendered true edits
+# train.presets methods that learn from rendered true edits
+TRUE_TARGET_METHODS = ("pairs", "pairs_median", "pairs_fit")
 
 
 def _vector_provenance(v: EditVector) -> list[str]:

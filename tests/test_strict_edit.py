@@ -224,6 +224,22 @@ def test_coherent_mean_keeps_the_rows_every_example_moves_alike():
     assert torch.equal(coherent_mean(deltas, 0.0)[0], deltas.mean(0))
 
 
+def test_median_of_pairs_ignores_a_pair_whose_embedding_went_astray():
+    from editgan_core.train.true_targets import mean_delta, median_delta
+
+    torch.manual_seed(0)
+    originals = torch.randn(9, 3, 8)
+    targets = originals + 1.0 + 0.1 * torch.randn(9, 3, 8)  # every pair moves every coordinate by about 1
+    targets[0] += 40.0  # one embedding failed
+    mean, _ = mean_delta(originals, targets, 0.0)
+    median, extra = median_delta(originals, targets, 0.0)
+    assert (mean - 1.0).abs().min() > 3.0  # the mean is dragged by the one pair
+    assert (median - 1.0).abs().max() < 0.3 and extra["estimator"] == "median"
+    targets[:, 2] = originals[:, 2] + torch.randn(9, 8)  # row 2 carries only noise: a coherence cut drops it
+    median, extra = median_delta(originals, targets, 0.6)
+    assert 2 not in extra["rows"] and median[2].abs().max() == 0 and median[0].abs().min() > 0.5
+
+
 def test_pairs_method_stores_the_mean_true_target_difference(tiny_bundle, tmp_path):
     from editgan_core.domains import get_domain
     from editgan_core.embedding_cache import EmbeddingCache
@@ -287,7 +303,11 @@ def test_pairs_fit_tunes_the_mean_and_records_its_settings(tiny_bundle, tmp_path
               "--cache", str(tmp_path / "cache")]
     assert presets.main([*common, "--method", "pairs", "--out", str(tmp_path / "mean")]) == 0
     assert presets.main([*common, "--method", "pairs_fit", "--steps", "3", "--out", str(tmp_path / "fit")]) == 0
+    assert presets.main([*common, "--method", "pairs_median", "--out", str(tmp_path / "median")]) == 0
     mean = load_vector(tmp_path / "mean" / "smile.safetensors")
+    median = load_vector(tmp_path / "median" / "smile.safetensors")
+    assert median.extra["method"] == "pairs_median" and median.extra["seeds"] == mean.extra["seeds"]
+    assert torch.allclose(median.delta, mean.delta, atol=1e-5)  # two pairs: the median is their mean
     fit = load_vector(tmp_path / "fit" / "smile.safetensors")
     extra = fit.extra
     assert extra["method"] == "pairs_fit" and extra["steps"] == 3 and extra["inside_rgb"] > 0

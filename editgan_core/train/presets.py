@@ -11,6 +11,9 @@ looking left, ...), the true target. Methods (``--method``, judged by ``eval.str
 - ``pairs`` (default): both renders are embedded into W+ and the vector is the mean latent difference over
   the training faces (``train.true_targets``). It uses the renderer's true targets, which a studio user
   does not have: it is for presets of a procedural domain.
+- ``pairs_median``: the coordinate-wise median of the same differences: robust to the few pairs whose
+  embedding went astray, it moves the other attributes and the persisting parts' colours less at the same
+  success (docs/results.md); it wants more pairs than the mean (``--faces 144``).
 - ``pairs_fit``: that mean, tuned by the shared objective plus the true target's pixels inside the region
   and the persisting parts' colours (``--steps``).
 - ``paper``: EditGAN's way, as a studio user learns a vector: the face is embedded, its predicted
@@ -39,7 +42,7 @@ from editgan_core.eval.seeds import LEARNED_FROM
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.side_effects import SideEffectSettings, keep_side_effects_at
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
-from editgan_core.train.true_targets import fit_delta, mean_delta, true_target_latents
+from editgan_core.train.true_targets import fit_delta, mean_delta, median_delta, true_target_latents
 from editgan_core.vector_strength import calibrate_strength
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
@@ -48,7 +51,7 @@ DEFAULT_FACES = 32  # faces a preset is learned on together
 DEFAULT_STEPS = 200  # steps of the shared optimisation
 ROOM_FRACTION = 0.5  # "transfer" learns only on faces at least this share of the range short of the target
 PART_COLOUR_WEIGHT = 100.0  # EditWeights.part_colour of the "transfer" method
-METHODS = ("transfer", "paper", "pairs", "pairs_fit")
+METHODS = ("transfer", "paper", "pairs", "pairs_median", "pairs_fit")
 # "pairs": rows whose coherence (edit_layers.row_coherence) is below this stay zero. 0 keeps every row: on the
 # demo every row of the three measured presets was coherent (0.29-0.70 on 48 faces) and cutting rows cost success.
 MIN_COHERENCE = 0.0
@@ -123,7 +126,7 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
     ``side_effects``, corrected on those faces by ``side_effects.keep_side_effects`` at its default scale."""
     if method.startswith("pairs"):
         delta, class_ids, extra, latents = learn_from_pairs(pipeline, domain, spec, faces, steps, embed_steps, seeds,
-                                                            cache, fit=method == "pairs_fit")
+                                                            cache, method)
     else:
         delta, class_ids, extra, latents = learn_from_paint(pipeline, domain, spec, faces, steps, embed_steps, seeds,
                                                             method == "transfer")
@@ -139,18 +142,20 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
 
 
 def learn_from_pairs(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
-                     seeds, cache: EmbeddingCache | None, fit: bool
+                     seeds, cache: EmbeddingCache | None, method: str
                      ) -> tuple[torch.Tensor, list[int], dict, torch.Tensor]:
     """``pairs``: the mean true-target difference of the training faces (``true_targets.mean_delta``);
-    ``pairs_fit``: that mean tuned by ``true_targets.fit_delta``."""
+    ``pairs_median``: their median (``true_targets.median_delta``); ``pairs_fit``: the mean tuned by
+    ``true_targets.fit_delta``."""
     chosen = pick_faces(domain, spec, faces, seeds, room=False)
     if not chosen:
         raise RuntimeError(f"no face in the seed range suits preset {spec.name}")
     originals, targets = true_target_latents(pipeline, domain, spec.attribute, spec.value, chosen, embed_steps,
                                              cache)
-    delta, extra = mean_delta(originals, targets, MIN_COHERENCE)
+    estimate = median_delta if method == "pairs_median" else mean_delta
+    delta, extra = estimate(originals, targets, MIN_COHERENCE)
     classes = list(domain.EDIT_CLASSES[spec.attribute])
-    if fit:
+    if method == "pairs_fit":
         delta, fitted = fit_delta(pipeline, originals, targets, classes, delta, steps, FIT_WEIGHTS)
         extra.update(fitted)
     return delta, classes, {"seeds": chosen, **extra}, originals

@@ -3,7 +3,8 @@
 The procedural domain can draw any face with one attribute changed, so a preset can learn from what the
 edit should look like, not only from a painted label map: ``mean_delta`` averages the latent differences
 of the pairs (each pair's difference carries that face's embedding noise; the mean keeps what all share),
-and ``fit_delta`` tunes that mean with the paper's shared objective plus the true target's pixels inside
+``median_delta`` takes their coordinate-wise median instead (a pair whose embedding went astray cannot pull
+it), and ``fit_delta`` tunes that mean with the paper's shared objective plus the true target's pixels inside
 the region and the persisting parts' colours. A studio user's vector has painted maps only, so these
 methods are for the shipped presets of a procedural domain.
 """
@@ -36,6 +37,13 @@ def mean_delta(originals: torch.Tensor, targets: torch.Tensor, min_coherence: fl
     rows = [i for i, c in enumerate(coherence.tolist()) if c >= min_coherence]
     return delta, {"rows": rows, "min_coherence": min_coherence,
                    "row_coherence": [round(c, 3) for c in coherence.tolist()]}
+
+
+def median_delta(originals: torch.Tensor, targets: torch.Tensor, min_coherence: float) -> tuple[torch.Tensor, dict]:
+    """The pairs' coordinate-wise median latent difference, on the rows ``mean_delta`` would keep."""
+    delta, extra = mean_delta(originals, targets, min_coherence)
+    keep = (delta.abs().sum(-1, keepdim=True) > 0).to(delta.dtype)
+    return (targets - originals).median(0).values * keep, {**extra, "estimator": "median"}
 
 
 def fit_delta(pipeline: EditGANPipeline, originals: torch.Tensor, targets: torch.Tensor, class_ids: list[int],
