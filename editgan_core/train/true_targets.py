@@ -41,9 +41,11 @@ def mean_delta(originals: torch.Tensor, targets: torch.Tensor, min_coherence: fl
 
 def median_delta(originals: torch.Tensor, targets: torch.Tensor, min_coherence: float) -> tuple[torch.Tensor, dict]:
     """The pairs' coordinate-wise median latent difference, on the rows ``mean_delta`` would keep."""
-    delta, extra = mean_delta(originals, targets, min_coherence)
-    keep = (delta.abs().sum(-1, keepdim=True) > 0).to(delta.dtype)
-    return (targets - originals).median(0).values * keep, {**extra, "estimator": "median"}
+    deltas = targets - originals
+    _mean, extra = mean_delta(originals, targets, min_coherence)
+    keep = torch.zeros(deltas.shape[1], 1, dtype=deltas.dtype)
+    keep[extra["rows"]] = 1
+    return deltas.median(0).values * keep, {**extra, "estimator": "median"}
 
 
 def fit_delta(pipeline: EditGANPipeline, originals: torch.Tensor, targets: torch.Tensor, class_ids: list[int],
