@@ -25,6 +25,7 @@ from editgan_core.defaults import RuntimeDefaults
 from editgan_core.model_card import CARD_FILE, render_card, write_card
 from editgan_core.models.checkpoint import load_generator, read_torch_file
 from editgan_core.models.encoder import Encoder
+from editgan_core.models.image_segmenter import ImageSegmenter, model_size
 from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.serialization import CheckpointError, read_metadata
 from editgan_core.models.stylegan2 import Discriminator, Generator
@@ -202,6 +203,16 @@ class Bundle:
 
     def load_encoder(self) -> Encoder:
         return self._load("encoder", Encoder.load)
+
+    def load_image_segmenter(self) -> ImageSegmenter:
+        """The pixel segmenter distilled from the segmentation branch (``train.image_segmenter``), checked to
+        read this bundle's classes at its resolution."""
+        model = self._load("image_segmenter", ImageSegmenter.load)
+        if (model.num_classes, model.size) != (len(self.classes), model_size(self.resolution)):
+            raise BundleError(f"bundle '{self.id}': its image segmenter reads {model.num_classes} classes at "
+                              f"{model.size} px, not {len(self.classes)} at {model_size(self.resolution)} px: "
+                              "train it again (python -m editgan_core.train.image_segmenter --replace)")
+        return model
 
 
 def resolve_bundle_path(path: str | Path, *, hub: bool = True) -> Path:

@@ -43,6 +43,7 @@ from editgan_core.models.checkpoint import (
     save_generator,
 )
 from editgan_core.models.encoder import Encoder
+from editgan_core.models.image_segmenter import ImageSegmenter, model_size
 from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.serialization import CONFIG_KEY, CheckpointError, read_metadata, read_safetensors
 from editgan_core.models.stylegan2 import MEAN_LATENT_SAMPLES, Discriminator, Generator
@@ -279,6 +280,19 @@ def add_encoder(bundle: str | Path | Bundle, file: str | Path, *, force: bool = 
     encoder.save(bundle.root / "encoder.safetensors", metadata=metadata)
     entry = {"file": "encoder.safetensors", **(provenance or {}), "source_file": path.name, **figures}
     return _commit(bundle, "encoder", entry, f"encoder {verb} from {path.name}")
+
+
+def install_image_segmenter(bundle: str | Path | Bundle, model: ImageSegmenter, figures: dict) -> Bundle:
+    """Write a distilled pixel segmenter (``train.image_segmenter``) into the bundle with its figures."""
+    bundle = _open(bundle)
+    if (model.num_classes, model.size) != (len(bundle.classes), model_size(bundle.resolution)):
+        raise BundleError(f"the image segmenter reads {model.num_classes} classes at {model.size} px; bundle "
+                          f"'{bundle.id}' needs {len(bundle.classes)} at {model_size(bundle.resolution)} px")
+    verb = _verb(bundle, "image_segmenter")
+    model.save(bundle.root / "image_segmenter.safetensors")
+    entry = {"file": "image_segmenter.safetensors", "distilled_from": "segmenter", **figures}
+    return _commit(bundle, "image_segmenter", entry, f"image segmenter {verb} (agreement mIoU "
+                                                     f"{figures.get('agreement_miou', float('nan')):.3f})")
 
 
 # -- segmenter ---------------------------------------------------------------------------------

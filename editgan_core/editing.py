@@ -35,6 +35,10 @@ class EditWeights:
     # Pixel L2 inside r towards ``EditTarget.inside_image``: only where the edited picture is known (a preset
     # learned from renderer pairs knows its true target; a painted map gives labels only).
     inside_rgb: float = 0.0
+    # Cross-entropy of the bundle's pixel segmenter (models.image_segmenter) on the painted labels inside r,
+    # when the bundle has one: the segmentation branch alone can be satisfied by features the pixels do not
+    # show (on the demo, lowered eyebrows the branch read and the judge did not: docs/results.md).
+    image_ce: float = 1.0
 
 
 # Refinement's default colour term: refining with it (and without shortening the applied step) kept the
@@ -150,8 +154,9 @@ class EditObjective:
     """Loss of a W+ latent against an ``EditTarget`` (callable for ``optimise``)."""
 
     def __init__(self, generator, segmenter, target: EditTarget, weights: EditWeights, lpips=None, encoder=None,
-                 noise: Sequence[torch.Tensor] | None = None) -> None:
+                 noise: Sequence[torch.Tensor] | None = None, image_segmenter=None) -> None:
         self.generator, self.segmenter, self.target = generator, segmenter, target
+        self.image_segmenter = image_segmenter if weights.image_ce > 0 else None
         self.weights, self.lpips, self.encoder = weights, lpips, encoder
         self.noise = noise if noise is not None else generator.stored_noise()
         self.target_labels = target.labels.flatten()[target.pixels]
@@ -165,6 +170,12 @@ class EditObjective:
         l2 = masked_l2(out.image, t.image, t.outside).mean()
         loss = w.ce * ce + w.l2 * l2
         terms = {"ce": ce.item(), "l2": l2.item()}
+        if self.image_segmenter is not None:
+            read = self.image_segmenter(out.image)
+            image_ce = masked_cross_entropy(read.permute(0, 2, 3, 1).reshape(-1, read.shape[1])[t.pixels],
+                                            self.target_labels)
+            loss = loss + w.image_ce * image_ce
+            terms["image_ce"] = image_ce.item()
         if w.inside_rgb > 0 and t.inside_image is not None:
             inside = masked_l2(out.image, t.inside_image, 1.0 - t.outside).mean()
             loss = loss + w.inside_rgb * inside

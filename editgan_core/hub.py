@@ -23,7 +23,7 @@ from editgan_core.bundle import MANIFEST, Bundle, BundleError
 HUB_PREFIX = "hf://"
 MAX_MANIFEST_BYTES = 1024 * 1024
 CARD_FILES = ("README.md", "samples.png")  # the model card and the preview picture it shows
-COMPONENTS = ("generator", "encoder", "segmenter", "discriminator")
+COMPONENTS = ("generator", "encoder", "segmenter", "image_segmenter", "discriminator")
 TRAINING_ONLY = ("discriminator",)
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REF = re.compile(rf"^(?P<repo>{_NAME}/{_NAME})(?:@(?P<revision>[A-Za-z0-9._/-]{{1,200}}))?$")

@@ -22,7 +22,7 @@ CARD_FILE = "README.md"
 SAMPLES_FILE = "samples.png"
 NOTES_MARKER = "<!-- Notes below this line are kept when the card is regenerated. -->"
 COMPONENTS = (("generator", "generator"), ("encoder", "encoder"), ("segmenter", "segmentation branch"),
-              ("discriminator", "discriminator"))
+              ("discriminator", "discriminator"), ("image_segmenter", "pixel segmenter (edit objective)"))
 MAX_PRESETS_LISTED = 200
 
 # How a component entry's provenance keys read in the card; unknown keys are shown as "key: value".
@@ -34,9 +34,11 @@ DETAILS = {
     "check_psnr": "encoder-only {:.1f} dB PSNR on generator samples", "mean_latent_psnr": "average latent {:.1f} dB",
     "source_file": "from {}", "note": "{}", "w_avg": "average w (truncation centre): {}",
     "grown_from": "grown from {} with its layers held (train.gan --freeze-grown)",
+    "distilled_from": "distilled from the {} on generator samples", "samples": "{} samples", "steps": "{} steps",
+    "held_out": "checked on {} held-out samples", "agreement_miou": "agreement mIoU {:.3f}",
 }
 SCALED_DETAILS = {"images_seen": (1000, "{:.0f} k images seen in training"), "parameters": (1e6, "{:.2f} M parameters")}
-SKIPPED_KEYS = {"file"}
+SKIPPED_KEYS = {"file", "agreement_per_class", "seconds"}
 
 
 def _cell(text: Any) -> str:

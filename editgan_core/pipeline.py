@@ -82,13 +82,15 @@ class EditGANPipeline:
     """One bundle's models on one device, with the user's verbs as methods."""
 
     def __init__(self, bundle: Bundle, generator, segmenter=None, encoder=None, lpips=None,
-                 device: torch.device | None = None, w_avg: torch.Tensor | None = None) -> None:
+                 device: torch.device | None = None, w_avg: torch.Tensor | None = None,
+                 image_segmenter=None) -> None:
         self.bundle = bundle
         self.device = device or default_device()
         self.generator = generator.to(self.device)
         self.segmenter = segmenter.to(self.device) if segmenter is not None else None
         self.encoder = encoder.to(self.device) if encoder is not None else None
         self.lpips = lpips.to(self.device) if lpips is not None else None
+        self.image_segmenter = image_segmenter.to(self.device) if image_segmenter is not None else None
         if self.encoder is None:
             log.warning("model '%s' has no encoder: photos are embedded by optimisation from the average latent, "
                         "which is slower", bundle.id)
@@ -109,13 +111,15 @@ class EditGANPipeline:
         bundle = Bundle.load(path)
         segmenter = bundle.load_segmenter() if bundle.has("segmenter") else None
         encoder = bundle.load_encoder() if bundle.has("encoder") else None
+        image_segmenter = bundle.load_image_segmenter() if bundle.has("image_segmenter") else None
         lp = None
         if lpips:
             from editgan_core.losses import load_lpips
 
             lp = load_lpips(search_dirs=[bundle.root])
         generator, w_avg = bundle.load_generator_and_average()
-        return cls(bundle, generator, segmenter, encoder, lp, torch.device(device) if device else None, w_avg)
+        return cls(bundle, generator, segmenter, encoder, lp, torch.device(device) if device else None, w_avg,
+                   image_segmenter)
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -305,7 +309,7 @@ class EditGANPipeline:
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         tuned = EditGANPipeline(base.bundle, generator, base.segmenter, base.encoder, base.lpips, base.device,
-                                base.w_avg)
+                                base.w_avg, base.image_segmenter)
         tuned.base = base
         return tuned
 
@@ -389,7 +393,7 @@ class EditGANPipeline:
                             torch.cat([self._image_tensor(b.image) for b in befores]),
                             self._labels_for_colour(weights, [b.labels for b in befores]), free_classes=list(class_ids))
         objective = EditObjective(self.generator, self.segmenter, target, weights or EditWeights(), self.lpips,
-                                  self.encoder, self.noise)
+                                  self.encoder, self.noise, self.image_segmenter)
         steps = self.defaults.edit_steps if steps is None else steps
         lr = self.defaults.edit_lr if lr is None else lr
         result = optimise_edit(objective, latent, None, steps, lr, callback, should_stop,
@@ -437,7 +441,7 @@ class EditGANPipeline:
         other parts keep their colour, every part its size), in one shot; ``steps`` may then be 0. A shared
         vector's own correction can only average over its training faces."""
         self._require_segmenter()
-        weights = weights or EditWeights(part_colour=REFINE_PART_COLOUR)
+        weights = weights or EditWeights(part_colour=REFINE_PART_COLOUR, image_ce=0.0)
         latent = self.check_latent(latent)
         applied = self.apply(latent, vectors).to(self.device)
         before, after = self.render(latent), self.render(applied)
@@ -471,7 +475,7 @@ class EditGANPipeline:
                   callback, should_stop, keep_step: bool = False) -> EditResult:
         lr = self.defaults.edit_lr if lr is None else lr
         objective = EditObjective(self.generator, self.segmenter, target, weights or EditWeights(), self.lpips,
-                                  self.encoder, self.noise)
+                                  self.encoder, self.noise, self.image_segmenter)
         result = optimise_edit(objective, latent, init_delta, steps, lr, callback, should_stop,
                                keep_init_step=keep_step)
         delta = result.best.cpu()

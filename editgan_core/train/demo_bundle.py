@@ -1,4 +1,4 @@
-"""Assemble the shipped demo bundle from a GAN run: generator, encoder, segmenter, presets, preview, card.
+"""Assemble the shipped demo bundle from a GAN run: generator, encoder, segmenters, presets, preview, card.
 
     python -m editgan_core.train.demo_bundle --run runs/faces64 --out checkpoints/faces64 \\
         --encoder-run runs/enc64 --encoder-kimg 10 --eval 100
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segmenter-class-balance", type=float, default=0.5,
                    help="class-balanced pixel draws, so the small classes (eyebrows) are seen often enough")
     p.add_argument("--segmenter-steps", type=int, default=1500)
+    p.add_argument("--image-segmenter-steps", type=int, default=900,
+                   help="steps of the pixel segmenter distilled from the branch (train.image_segmenter); 0: none")
     p.add_argument("--embed-lr", type=float, default=0.2,
                    help="the bundle's embedding learning rate (on the demo model 0.2 reconstructs better than the "
                         "projector's 0.1: docs/results.md), used by every later stage")
@@ -106,6 +108,12 @@ def main(argv: list[str] | None = None) -> None:
 
     segmenter_train.main(["--bundle", str(args.out), "--steps", str(args.segmenter_steps), "--eval", str(args.eval),
                           "--class-balance", str(args.segmenter_class_balance), *threads])
+    if args.image_segmenter_steps:
+        from editgan_core.train import image_segmenter
+
+        print("[3/5] pixel segmenter distilled from the branch (the edit objective's second reader)")
+        image_segmenter.main(["--bundle", str(args.out), "--steps", str(args.image_segmenter_steps), "--replace",
+                              *threads])
 
     preset_vectors(args, threads)
 
