@@ -240,11 +240,12 @@ def format_row(name: str, editor: str, s: dict, c: dict, class_names: Sequence[s
             f"{s['outside'][0]:.4f} ({c['outside'][0]:.4f}) | {flags}")
 
 
-# Refinement without parts of the pipeline's default (keep the applied step, keep persisting parts' colours).
+# Refinement without parts of the pipeline's default (keep the applied step, keep persisting parts' colours); like
+# the default, without the pixel segmenter's term.
 REFINE_VARIANTS = {
-    "-paper": {"keep_step": False, "weights": EditWeights()},  # the paper's objective, the earlier default
-    "-keep": {"keep_step": True, "weights": EditWeights()},
-    "-colour": {"keep_step": False, "weights": EditWeights(part_colour=REFINE_PART_COLOUR)},
+    "-paper": {"keep_step": False, "weights": EditWeights(image_ce=0.0)},  # the paper's objective, the earlier default
+    "-keep": {"keep_step": True, "weights": EditWeights(image_ce=0.0)},
+    "-colour": {"keep_step": False, "weights": EditWeights(part_colour=REFINE_PART_COLOUR, image_ce=0.0)},
 }
 
 HEADER = ("vector           editor        n  succ% [95% CI]     ceil% | worst other attribute (ceiling)    | "
