@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,9 +32,11 @@ from editgan_core.models.serialization import CheckpointError, read_metadata
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.paths import checkpoint_dirs
 from editgan_core.photos.framing import Framing, FramingError, parse_framing
-from editgan_core.utils import atomic_write
+from editgan_core.utils import atomic_write, file_sha256
 
 FORMAT = "editgan-bundle/1"
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 T = TypeVar("T")
 # The StyleGAN2 projector's initial learning rate; a bundle may name its own (manifest "embedding").
@@ -208,6 +211,10 @@ class Bundle:
         """The pixel segmenter distilled from the segmentation branch (``train.image_segmenter``), checked to
         read this bundle's classes at its resolution."""
         model = self._load("image_segmenter", ImageSegmenter.load)
+        branch = self.manifest["image_segmenter"].get("branch_sha256")
+        if branch and self.has("segmenter") and file_sha256(self._file("segmenter")) != branch:
+            log.warning("bundle '%s': its image segmenter was distilled from an earlier segmentation branch; "
+                        "retrain it (python -m editgan_core.train.image_segmenter --replace)", self.id)
         if (model.num_classes, model.size) != (len(self.classes), model_size(self.resolution)):
             raise BundleError(f"bundle '{self.id}': its image segmenter reads {model.num_classes} classes at "
                               f"{model.size} px, not {len(self.classes)} at {model_size(self.resolution)} px: "

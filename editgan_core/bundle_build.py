@@ -290,7 +290,8 @@ def install_image_segmenter(bundle: str | Path | Bundle, model: ImageSegmenter, 
                           f"'{bundle.id}' needs {len(bundle.classes)} at {model_size(bundle.resolution)} px")
     verb = _verb(bundle, "image_segmenter")
     model.save(bundle.root / "image_segmenter.safetensors")
-    entry = {"file": "image_segmenter.safetensors", "distilled_from": "segmentation branch", **figures}
+    entry = {"file": "image_segmenter.safetensors", "distilled_from": "segmentation branch", **figures,
+             "branch_sha256": file_sha256(bundle._file("segmenter"))}  # a retrained branch makes it stale
     return _commit(bundle, "image_segmenter", entry, f"image segmenter {verb} (agreement mIoU "
                                                      f"{figures.get('agreement_miou', float('nan')):.3f})")
 

@@ -38,7 +38,7 @@ DETAILS = {
     "held_out": "checked on {} held-out samples", "agreement_miou": "agreement mIoU {:.3f}",
 }
 SCALED_DETAILS = {"images_seen": (1000, "{:.0f} k images seen in training"), "parameters": (1e6, "{:.2f} M parameters")}
-SKIPPED_KEYS = {"file", "agreement_per_class", "seconds"}
+SKIPPED_KEYS = {"file", "agreement_per_class", "seconds", "branch_sha256"}
 
 
 def _cell(text: Any) -> str:

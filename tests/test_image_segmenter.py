@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -65,7 +66,8 @@ def test_objective_asks_the_pixel_segmenter_for_the_painted_parts():
     assert "image_ce" not in _objective(EditWeights(encoder=0.0), None)(latent)[1]
 
 
-def test_distilled_segmenter_is_installed_used_by_edits_and_checked_on_load(tiny_bundle_copy, monkeypatch, capsys):
+def test_distilled_segmenter_is_installed_used_by_edits_and_checked_on_load(tiny_bundle_copy, monkeypatch, capsys,
+                                                                           caplog):
     from editgan_core import pipeline as pipeline_module
     from editgan_core.pipeline import EditGANPipeline
     from editgan_core.train import image_segmenter as train
@@ -96,6 +98,11 @@ def test_distilled_segmenter_is_installed_used_by_edits_and_checked_on_load(tiny
     assert seen[-1].image_segmenter is None  # refinement's default weights leave it out
 
     manifest = json.loads((tiny_bundle_copy / "manifest.json").read_text())
+    manifest["image_segmenter"]["branch_sha256"] = "0" * 64  # as if the branch had been retrained since
+    (tiny_bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="editgan_core.bundle"):
+        Bundle.load(tiny_bundle_copy).load_image_segmenter()
+    assert "earlier segmentation branch" in caplog.text
     ImageSegmenter(len(bundle.classes) + 1, bundle.resolution, channels=(8, 16)).save(
         tiny_bundle_copy / "image_segmenter.safetensors")
     (tiny_bundle_copy / "manifest.json").write_text(json.dumps(manifest))
