@@ -24,6 +24,7 @@ from editgan_core.bundle_build import install_image_segmenter
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command
 from editgan_core.models.image_segmenter import ImageSegmenter, model_size
 from editgan_core.pipeline import EditGANPipeline
+from editgan_core.scoring import confusion, iou_per_class
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,7 @@ def agreement(model: ImageSegmenter, images: torch.Tensor, labels: torch.Tensor,
     with torch.no_grad():
         pred = torch.cat([model(images[i:i + chunk].float().to(device)).argmax(1).cpu()
                           for i in range(0, len(images), chunk)])
-    truth = labels.long()
-    out = []
-    for c in range(model.num_classes):
-        union = ((pred == c) | (truth == c)).sum().item()
-        out.append(((pred == c) & (truth == c)).sum().item() / union if union else float("nan"))
-    return out
+    return iou_per_class(confusion(pred.numpy(), labels.numpy(), model.num_classes)).tolist()
 
 
 def distil(pipeline: EditGANPipeline, settings: DistilSettings) -> tuple[ImageSegmenter, dict]:
