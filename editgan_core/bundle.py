@@ -26,7 +26,7 @@ from editgan_core.defaults import RuntimeDefaults
 from editgan_core.model_card import CARD_FILE, render_card, write_card
 from editgan_core.models.checkpoint import load_generator, read_torch_file
 from editgan_core.models.encoder import Encoder
-from editgan_core.models.image_segmenter import ImageSegmenter, model_size
+from editgan_core.models.image_segmenter import ImageSegmenter, mismatch
 from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.serialization import CheckpointError, read_metadata
 from editgan_core.models.stylegan2 import Discriminator, Generator
@@ -215,10 +215,10 @@ class Bundle:
         if branch and self.has("segmenter") and file_sha256(self._file("segmenter")) != branch:
             log.warning("bundle '%s': its image segmenter was distilled from an earlier segmentation branch; "
                         "retrain it (python -m editgan_core.train.image_segmenter --replace)", self.id)
-        if (model.num_classes, model.size) != (len(self.classes), model_size(self.resolution)):
-            raise BundleError(f"bundle '{self.id}': its image segmenter reads {model.num_classes} classes at "
-                              f"{model.size} px, not {len(self.classes)} at {model_size(self.resolution)} px: "
-                              "train it again (python -m editgan_core.train.image_segmenter --replace)")
+        why = mismatch(model, len(self.classes), self.resolution)
+        if why:
+            raise BundleError(f"bundle '{self.id}': {why}: train it again "
+                              "(python -m editgan_core.train.image_segmenter --replace)")
         return model
 
 

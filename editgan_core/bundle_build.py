@@ -43,7 +43,7 @@ from editgan_core.models.checkpoint import (
     save_generator,
 )
 from editgan_core.models.encoder import Encoder
-from editgan_core.models.image_segmenter import ImageSegmenter, model_size
+from editgan_core.models.image_segmenter import ImageSegmenter, mismatch
 from editgan_core.models.segmenter import PixelEnsemble
 from editgan_core.models.serialization import CONFIG_KEY, CheckpointError, read_metadata, read_safetensors
 from editgan_core.models.stylegan2 import MEAN_LATENT_SAMPLES, Discriminator, Generator
@@ -285,9 +285,9 @@ def add_encoder(bundle: str | Path | Bundle, file: str | Path, *, force: bool = 
 def install_image_segmenter(bundle: str | Path | Bundle, model: ImageSegmenter, figures: dict) -> Bundle:
     """Write a distilled pixel segmenter (``train.image_segmenter``) into the bundle with its figures."""
     bundle = _open(bundle)
-    if (model.num_classes, model.size) != (len(bundle.classes), model_size(bundle.resolution)):
-        raise BundleError(f"the image segmenter reads {model.num_classes} classes at {model.size} px; bundle "
-                          f"'{bundle.id}' needs {len(bundle.classes)} at {model_size(bundle.resolution)} px")
+    why = mismatch(model, len(bundle.classes), bundle.resolution)
+    if why:
+        raise BundleError(f"bundle '{bundle.id}': {why}")
     verb = _verb(bundle, "image_segmenter")
     model.save(bundle.root / "image_segmenter.safetensors")
     entry = {"file": "image_segmenter.safetensors", "distilled_from": "segmentation branch", **figures,

@@ -173,8 +173,9 @@ class EditGANPipeline:
         return self.latent_from_z(torch.randn(1, self.generator.style_dim, generator=rng), truncation)
 
     @torch.no_grad()
-    def latent_from_z(self, z: torch.Tensor, truncation: float = 0.7) -> torch.Tensor:
-        """W+ latents (B, n_latent, style_dim) of z (B, style_dim), truncated towards ``w_avg`` (1: none)."""
+    def latent_from_z(self, z: torch.Tensor, truncation: float | torch.Tensor = 0.7) -> torch.Tensor:
+        """W+ latents (B, n_latent, style_dim) of z (B, style_dim), truncated towards ``w_avg`` (1: none; a (B, 1)
+        tensor: one truncation per latent)."""
         w = self.generator.style(torch.as_tensor(z, dtype=torch.float32).to(self.device))
         w = self.w_avg + truncation * (w - self.w_avg)
         return self.generator.w_to_wplus(w).contiguous().cpu()

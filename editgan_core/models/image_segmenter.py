@@ -25,6 +25,14 @@ def model_size(resolution: int) -> int:
     return min(int(resolution), MAX_SIZE)
 
 
+def mismatch(model: ImageSegmenter, num_classes: int, resolution: int) -> str | None:
+    """Why ``model`` cannot read a bundle of ``num_classes`` classes at ``resolution`` px, or None if it can."""
+    want = (int(num_classes), model_size(resolution))
+    if (model.num_classes, model.size) == want:
+        return None
+    return f"its image segmenter reads {model.num_classes} classes at {model.size} px, not {want[0]} at {want[1]} px"
+
+
 class DoubleConv(nn.Sequential):
     """Two 3x3 conv + GroupNorm + SiLU: the U-Net's unit at every level."""
 

@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from editgan_core.bundle import Bundle, BundleError
 from editgan_core.bundle_build import install_image_segmenter
+from editgan_core.capabilities import segmenter_missing_message
 from editgan_core.cli_common import command_parser, open_pipeline, parse_command
+from editgan_core.model_card import display_path
 from editgan_core.models.image_segmenter import ImageSegmenter, model_size
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.scoring import confusion, iou_per_class
@@ -65,10 +67,8 @@ def sample_pool(pipeline: EditGANPipeline, count: int, size: int) -> tuple[torch
         b = min(chunk, count - start)
         z = torch.randn(b, pipeline.generator.style_dim, generator=rng).to(pipeline.device)
         trunc = torch.tensor(TRUNCATIONS)[torch.randint(len(TRUNCATIONS), (b,), generator=rng)].to(pipeline.device)
-        w = pipeline.generator.style(z)
-        w = pipeline.w_avg + trunc[:, None] * (w - pipeline.w_avg)
-        out = pipeline.generator.synthesis(pipeline.generator.w_to_wplus(w), noise=pipeline.noise,
-                                           return_features=True)
+        latent = pipeline.latent_from_z(z, trunc[:, None]).to(pipeline.device)
+        out = pipeline.generator.synthesis(latent, noise=pipeline.noise, return_features=True)
         image, label = out.image.clamp(-1, 1), pipeline.segmenter.predict(out.features)
         if size != image.shape[-1]:
             image = F.interpolate(image, size=(size, size), mode="area")
@@ -136,13 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replace", action="store_true", help="replace the bundle's image segmenter")
     args = parse_command(p, argv)
     settings = DistilSettings(args.samples, args.steps, args.batch, args.lr)
-    pipeline = open_pipeline(args, lpips=False)
-    try:
-        settings.check(model_size(pipeline.resolution))
-        if pipeline.bundle.has("image_segmenter") and not args.replace:
-            raise BundleError(f"bundle '{pipeline.bundle.id}' already has an image segmenter; pass --replace")
+    try:  # before any model is loaded
+        target = Bundle.load(args.bundle)
+        settings.check(model_size(target.resolution))
+        if not target.has("segmenter"):
+            raise BundleError(segmenter_missing_message(target.id, display_path(target.root)))
+        if target.has("image_segmenter") and not args.replace:
+            raise BundleError(f"bundle '{target.id}' already has an image segmenter; pass --replace")
     except (ValueError, BundleError) as exc:
         p.error(str(exc))
+    pipeline = open_pipeline(args, lpips=False)
     model, figures = distil(pipeline, settings)
     bundle: Bundle = install_image_segmenter(pipeline.bundle, model, figures)
     print(f"image segmenter of '{bundle.id}': agreement with the segmentation branch on {HELD_OUT} held-out samples, "
