@@ -60,10 +60,14 @@ def _rows(pipeline, face: _Face, latent: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _face(pipeline, latent: torch.Tensor, delta: torch.Tensor, class_ids: Sequence[int],
-          settings: SideEffectSettings) -> _Face:
+          settings: SideEffectSettings, masks: torch.Tensor | None = None) -> _Face:
     image, logits = _render(pipeline, latent)
     _, edited_logits = _render(pipeline, latent + delta)
-    masks, colours = persisting_parts(logits.argmax(1), edited_logits.argmax(1), image, free_classes=class_ids)
+    if masks is None:
+        masks, colours = persisting_parts(logits.argmax(1), edited_logits.argmax(1), image, free_classes=class_ids)
+    else:
+        masks = masks.to(image)
+        colours = part_means(image, masks)
     areas = _areas(logits)
     edited = [int(c) for c in class_ids if 0 <= int(c) < len(areas)]
     areas[edited] = _areas(edited_logits)[edited]  # the edited parts keep their new size
@@ -98,17 +102,37 @@ def worst_colour_change(pipeline, faces: Sequence[_Face], delta: torch.Tensor) -
     return sum(out) / max(len(out), 1)
 
 
+def _check_part_masks(part_masks: torch.Tensor, latents: torch.Tensor, resolution: int) -> None:
+    n = len(latents)
+    if part_masks.dim() != 4 or part_masks.shape[0] != n or tuple(part_masks.shape[2:]) != (resolution,) * 2:
+        raise ValueError(f"part masks must be ({n}, classes, {resolution}, {resolution}), one stack per latent; "
+                         f"got {tuple(part_masks.shape)}")
+    if not torch.isfinite(part_masks).all() or part_masks.min() < 0 or part_masks.max() > 1:
+        raise ValueError("part masks must hold weights in [0, 1]")
+
+
 def keep_side_effects(pipeline, latents: torch.Tensor, delta: torch.Tensor, class_ids: Sequence[int],
                       settings: SideEffectSettings | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict]:
+                      progress: Callable[[int, int], None] | None = None,
+                      part_masks: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """δ corrected on ``latents`` (N, n_latent, style_dim) so parts outside ``class_ids`` keep colour and
-    size; returns the corrected δ and what the correction did on those latents."""
+    size; returns the corrected δ and what the correction did on those latents.
+
+    ``part_masks`` (N, K, H, W), where known, says exactly which pixels of each face must keep their colour
+    (a procedural domain's own label maps of the face and of its true edit); otherwise the segmenter's
+    reading of the face and of its edit decides, and it is weakest on the thin parts (eyebrows, pupils)
+    whose tint a shared vector most often changes.
+    """
     if pipeline.segmenter is None:
         raise ValueError("keeping side effects needs the bundle's segmenter")
+    if part_masks is not None:
+        _check_part_masks(part_masks, latents, pipeline.resolution)
     settings = settings or SideEffectSettings()
     device = pipeline.device
     delta = delta.detach().to(device)
-    faces = [_face(pipeline, w[None].to(device), delta, class_ids, settings) for w in latents]
+    faces = [_face(pipeline, w[None].to(device), delta, class_ids, settings,
+                   None if part_masks is None else part_masks[i:i + 1])
+             for i, w in enumerate(latents)]
     along = delta.flatten() / delta.norm().clamp(min=1e-12)
     drift_before = worst_colour_change(pipeline, faces, delta)
     corrected = delta.clone()
@@ -131,14 +155,17 @@ def keep_side_effects(pipeline, latents: torch.Tensor, delta: torch.Tensor, clas
     drift_after = worst_colour_change(pipeline, faces, corrected)
     return corrected.cpu(), {"side_effects": {
         "ridge": settings.ridge, "iters": settings.iters, "area_weight": settings.area_weight,
-        "faces": len(faces), "correction_norm": round(float((corrected - delta).norm()), 4),
+        "faces": len(faces), "part_masks": "given" if part_masks is not None else "segmenter",
+        "correction_norm": round(float((corrected - delta).norm()), 4),
         "colour_change_before": round(drift_before, 4), "colour_change_after": round(drift_after, 4)}}
 
 
 def keep_side_effects_at(pipeline, latents: torch.Tensor, delta: torch.Tensor, strength: float,
                          class_ids: Sequence[int], settings: SideEffectSettings | None = None,
-                         progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict]:
+                         progress: Callable[[int, int], None] | None = None,
+                         part_masks: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """``keep_side_effects`` for a vector used at ``strength`` (its default scale): the side effects are those
     of ``strength · δ``, and the corrected δ comes back at strength 1, as vectors store it."""
-    corrected, kept = keep_side_effects(pipeline, latents, delta * strength, class_ids, settings, progress)
+    corrected, kept = keep_side_effects(pipeline, latents, delta * strength, class_ids, settings, progress,
+                                        part_masks)
     return corrected / strength, kept

@@ -39,6 +39,53 @@ def test_edited_parts_have_no_colour_row_and_keep_their_new_size(pipe):
     assert len(face.reference) == 3 * k + len(pipe.bundle.classes)
 
 
+def test_given_part_masks_decide_where_colour_is_kept(pipe):
+    latents = torch.cat([pipe.sample_latent(s) for s in range(2)])
+    delta = 0.6 * torch.randn(pipe.latent_shape, generator=torch.Generator().manual_seed(1))
+    n_classes, size = len(pipe.bundle.classes), pipe.resolution
+    masks = torch.zeros(2, n_classes, size, size)
+    masks[:, 0, : size // 2] = 1  # one "part": the top half of each picture
+    corrected, info = keep_side_effects(pipe, latents, delta, class_ids=[8, 9], part_masks=masks)
+    kept = info["side_effects"]
+    assert kept["part_masks"] == "given" and kept["colour_change_after"] < kept["colour_change_before"]
+    faces = [_face(pipe, w[None], delta, [8, 9], SideEffectSettings(), masks[i:i + 1]) for i, w in enumerate(latents)]
+    assert faces[0].masks.shape[1] == n_classes and faces[0].scale[3:3 * n_classes].sum() == 0  # one part only
+    assert worst_colour_change(pipe, faces, corrected) == pytest.approx(kept["colour_change_after"], abs=1e-4)
+    plain, _ = keep_side_effects(pipe, latents, delta, class_ids=[8, 9])
+    assert not torch.allclose(plain, corrected)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.zeros(1, 3, 8, 8), "one stack per latent"),
+    (torch.full((2, 3, 0, 0), 0.5), "one stack per latent"),
+    ("nan", "in \\[0, 1\\]"),
+])
+def test_part_masks_are_checked(pipe, bad, message):
+    latents = torch.cat([pipe.sample_latent(s) for s in range(2)])
+    if isinstance(bad, str):
+        bad = torch.full((2, 3, pipe.resolution, pipe.resolution), float("nan"))
+    with pytest.raises(ValueError, match=message):
+        keep_side_effects(pipe, latents, torch.zeros(pipe.latent_shape), [8], part_masks=bad)
+
+
+def test_true_part_masks_are_the_renderers_persisting_parts():
+    import numpy as np
+
+    from editgan_core.domains import faces
+    from editgan_core.eval.strict_metrics import persisting_masks
+    from editgan_core.train.true_targets import true_part_masks
+
+    edited = list(faces.EDIT_CLASSES["smile"])
+    masks = true_part_masks(faces, "smile", 1.0, [3, 4], 32, len(faces.CLASSES), edited)
+    assert masks.shape == (2, len(faces.CLASSES), 32, 32)
+    attrs = faces.sample_attributes(4)
+    expected = persisting_masks(faces.render(attrs, 32).labels, faces.render({**attrs, "smile": 1.0}, 32).labels)
+    for c in range(len(faces.CLASSES)):
+        want = expected.get(c, np.zeros((32, 32), bool)) if c not in edited else np.zeros((32, 32), bool)
+        assert np.array_equal(masks[1, c].numpy().astype(bool), want), c
+    assert masks[:, edited].sum() == 0 and masks.sum() > 0
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="ridge"):
         SideEffectSettings(ridge=0)
@@ -52,6 +99,14 @@ def test_presets_command_refuses_a_bad_ridge_before_loading(capsys):
     with pytest.raises(SystemExit):
         presets.main(["--bundle", "no/such/bundle", "--keep-side-effects", "-1"])
     assert "--keep-side-effects" in capsys.readouterr().err
+
+
+def test_presets_command_refuses_renderer_masks_without_pairs(capsys):
+    from editgan_core.train import presets
+
+    with pytest.raises(SystemExit):
+        presets.main(["--bundle", "no/such/bundle", "--method", "paper", "--part-masks", "renderer"])
+    assert "true target" in capsys.readouterr().err
 
 
 def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
@@ -68,6 +123,12 @@ def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
     assert "side_effects" not in plain.extra
     moved = float(((kept.delta - plain.delta) * kept.default_scale).norm())
     assert moved == pytest.approx(kept.extra["side_effects"]["correction_norm"], abs=1e-3)
+    assert kept.extra["side_effects"]["part_masks"] == "segmenter"
+    assert presets.main([*common, "--out", str(tmp_path / "true"), "--keep-side-effects", "--part-masks",
+                         "renderer"]) == 0
+    true = load_vector(tmp_path / "true" / "smile.safetensors")
+    assert true.extra["side_effects"]["part_masks"] == "renderer"
+    assert not torch.allclose(true.delta, kept.delta)
 
 
 def test_table1_names_what_each_vector_was_learned_from():

@@ -42,7 +42,13 @@ from editgan_core.eval.seeds import LEARNED_FROM
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.side_effects import SideEffectSettings, keep_side_effects_at
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
-from editgan_core.train.true_targets import fit_delta, mean_delta, median_delta, true_target_latents
+from editgan_core.train.true_targets import (
+    fit_delta,
+    mean_delta,
+    median_delta,
+    true_part_masks,
+    true_target_latents,
+)
 from editgan_core.vector_strength import calibrate_strength
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
@@ -52,6 +58,7 @@ DEFAULT_STEPS = 200  # steps of the shared optimisation
 ROOM_FRACTION = 0.5  # "transfer" learns only on faces at least this share of the range short of the target
 PART_COLOUR_WEIGHT = 100.0  # EditWeights.part_colour of the "transfer" method
 METHODS = ("transfer", "paper", "pairs", "pairs_median", "pairs_fit")
+PART_MASKS = ("segmenter", "renderer")
 # "pairs": rows whose coherence (edit_layers.row_coherence) is below this stay zero. 0 keeps every row: on the
 # demo every row of the three measured presets was coherent (0.29-0.70 on 48 faces) and cutting rows cost success.
 MIN_COHERENCE = 0.0
@@ -67,6 +74,9 @@ class PresetSpec:
     accept: Callable[[dict], bool]  # faces on which the change is clearly visible
     default_scale: float | None = 1.0  # None: chosen on the training faces' paintings (vector_strength)
     keep_side_effects: bool = False  # corrected by side_effects.keep_side_effects (at default_scale)
+    # Which pixels keep their colour in that correction: the segmenter's reading, or (pairs methods only) the
+    # renderer's exact maps of the training faces and their true targets (true_targets.true_part_masks).
+    part_masks: str = "segmenter"
 
 
 # default_scale (smile, raise_eyebrows, look_left): the shortest of 1, 1.25, 1.5 at which the pairs vector met issue
@@ -121,9 +131,10 @@ def pick_faces(domain, spec: PresetSpec, faces: int, seeds, room: bool) -> list[
 
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
                  seeds=PRESET_SEEDS, method: str = "pairs", cache: EmbeddingCache | None = None,
-                 side_effects: SideEffectSettings | None = None) -> EditVector:
+                 side_effects: SideEffectSettings | None = None, part_masks: str | None = None) -> EditVector:
     """One preset vector learned with ``method`` (see the module docstring) on ``faces`` training faces; with
-    ``side_effects``, corrected on those faces by ``side_effects.keep_side_effects`` at its default scale."""
+    ``side_effects``, corrected on those faces by ``side_effects.keep_side_effects`` at its default scale,
+    keeping colours on ``part_masks`` ("segmenter" or "renderer"; default: the spec's)."""
     if method.startswith("pairs"):
         delta, class_ids, extra, latents = learn_from_pairs(pipeline, domain, spec, faces, steps, embed_steps, seeds,
                                                             cache, method)
@@ -132,7 +143,16 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
                                                             method == "transfer")
     scale = extra.pop("calibrated_scale", spec.default_scale or 1.0)
     if side_effects is not None:
-        delta, kept = keep_side_effects_at(pipeline, latents, delta, scale, class_ids, side_effects)
+        masks = None
+        if (part_masks or spec.part_masks) == "renderer":
+            if not method.startswith("pairs"):
+                raise ValueError("the renderer's part masks need a pairs method: a painted map has no true target")
+            masks = true_part_masks(domain, spec.attribute, spec.value, extra["seeds"], pipeline.resolution,
+                                    len(pipeline.bundle.classes), class_ids)
+        delta, kept = keep_side_effects_at(pipeline, latents, delta, scale, class_ids, side_effects,
+                                           part_masks=masks)
+        if masks is not None:
+            kept["side_effects"]["part_masks"] = "renderer"
         extra.update(kept)
     extra = {"method": method, "embed_steps": embed_steps, "attribute": spec.attribute, "target": spec.value,
              **extra}
@@ -229,11 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-side-effects", type=float, metavar="RIDGE", nargs="?", const=SideEffectSettings.ridge,
                    help="correct each vector on its training faces so other parts keep colour and size "
                         f"(side_effects; optional ridge, default {SideEffectSettings.ridge})")
+    p.add_argument("--part-masks", choices=PART_MASKS,
+                   help="where that correction keeps colours: the segmenter's reading, or the renderer's exact "
+                        "maps (pairs methods; default: each preset's own choice)")
     args = parse_command(p, argv)
     try:  # checked before any model is loaded
         forced = None if args.keep_side_effects is None else SideEffectSettings(ridge=args.keep_side_effects)
     except ValueError as exc:
         p.error(f"--keep-side-effects: {exc}")
+    if args.part_masks == "renderer" and not args.method.startswith("pairs"):
+        p.error("--part-masks renderer needs a pairs method: a painted map has no true target")
     pipeline = open_pipeline(args)
     cache = EmbeddingCache(args.cache / f"{pipeline.bundle.id}_embed{args.embed_steps}_presets.pt"
                            if args.cache else None)
@@ -249,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         side_effects = forced or (SideEffectSettings() if spec.keep_side_effects else None)
         vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps, method=args.method,
-                              cache=cache, side_effects=side_effects)
+                              cache=cache, side_effects=side_effects, part_masks=args.part_masks)
         path = save_vector(vector, out / f"{spec.name}.safetensors")
         tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, {summary(vector.extra)} -> {path}")
     if out == pipeline.bundle.vectors_dir:

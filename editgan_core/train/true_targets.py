@@ -17,6 +17,7 @@ import torch
 from editgan_core.edit_layers import coherent_mean
 from editgan_core.editing import EditObjective, EditTarget, EditWeights, edit_region, optimise_edit
 from editgan_core.embedding_cache import EmbeddingCache
+from editgan_core.eval.strict_metrics import persisting_masks
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.utils import to_tensor
 
@@ -29,6 +30,21 @@ def true_target_latents(pipeline: EditGANPipeline, domain, attribute: str, value
     faces = [domain.render(a, pipeline.resolution).image for a in attrs]
     targets = [domain.render({**a, attribute: value}, pipeline.resolution).image for a in attrs]
     return cache.embed_pairs(pipeline, seeds, attribute, value, faces, targets, embed_steps)
+
+
+def true_part_masks(domain, attribute: str, value: float, seeds: list[int], resolution: int, n_classes: int,
+                    class_ids: list[int]) -> torch.Tensor:
+    """(N, n_classes, H, W): per face, the pixels each part outside ``class_ids`` covers both as drawn and in its
+    true target, from the renderer's exact label maps: where the side-effect correction keeps colours."""
+    masks = torch.zeros(len(seeds), n_classes, resolution, resolution)
+    for i, seed in enumerate(seeds):
+        attrs = domain.sample_attributes(seed)
+        before = domain.render(attrs, resolution).labels
+        after = domain.render({**attrs, attribute: value}, resolution).labels
+        for c, mask in persisting_masks(before, after).items():
+            if c < n_classes and c not in class_ids:
+                masks[i, c] = torch.from_numpy(mask)
+    return masks
 
 
 def mean_delta(originals: torch.Tensor, targets: torch.Tensor, min_coherence: float) -> tuple[torch.Tensor, dict]:
