@@ -150,7 +150,9 @@ def _vector_provenance(v: EditVector) -> list[str]:
     if isinstance(extra.get("strength_iou"), dict):
         made.append("default scale: the one that best redraws its paintings")
     if isinstance(extra.get("side_effects"), dict):
-        made.append("corrected so other parts keep colour and size (train.presets --keep-side-effects)")
+        where = (", colours kept on the renderer's exact part maps (--part-masks renderer)"
+                 if extra["side_effects"].get("part_masks") == "renderer" else "")
+        made.append(f"corrected so other parts keep colour and size (train.presets --keep-side-effects{where})")
     if extra.get("original_file"):
         made.append(f"imported from {extra['original_file']}")
     for key, label in (("region_iou", "region IoU"), ("change_outside", "change outside")):
