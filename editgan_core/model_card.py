@@ -150,7 +150,7 @@ def _vector_provenance(v: EditVector) -> list[str]:
     if isinstance(extra.get("strength_iou"), dict):
         made.append("default scale: the one that best redraws its paintings")
     if isinstance(extra.get("side_effects"), dict):
-        where = (", colours kept on the renderer's exact part maps (--part-masks renderer)"
+        where = (" --part-masks renderer: colours kept on the renderer's exact part maps"
                  if extra["side_effects"].get("part_masks") == "renderer" else "")
         made.append(f"corrected so other parts keep colour and size (train.presets --keep-side-effects{where})")
     if extra.get("original_file"):
