@@ -90,7 +90,7 @@ PRESETS = (
     PresetSpec("open_mouth", "Open the mouth, teeth visible", "mouth_open", 0.9, lambda a: a["mouth_open"] < 0.05),
     PresetSpec("open_eyes", "Open the eyes wide", "eye_open", 1.0, lambda a: a["eye_open"] < 0.55),
     PresetSpec("look_left", "Look to the image's left", "gaze_x", -1.0, lambda a: abs(a["gaze_x"]) < 0.25,
-               default_scale=1.25),
+               default_scale=1.25, keep_side_effects=True, part_masks="renderer"),
     PresetSpec("look_right", "Look to the image's right", "gaze_x", 1.0, lambda a: abs(a["gaze_x"]) < 0.25),
     PresetSpec("fuller_hair", "Fuller hair around the head", "hair_volume", 1.0, lambda a: a["hair_volume"] < 0.4,
                keep_side_effects=True),
