@@ -113,8 +113,8 @@ def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
     from editgan_core.train import presets
     from editgan_core.vectors import load_vector
 
-    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "open_mouth", "--faces", "2", "--embed-steps", "0",
-              "--method", "pairs", "--cache", str(tmp_path / "cache")]
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "open_mouth", "--faces", "2",
+              "--embed-steps", "0", "--method", "pairs", "--cache", str(tmp_path / "cache")]
     assert presets.main([*common, "--out", str(tmp_path / "plain")]) == 0
     assert presets.main([*common, "--out", str(tmp_path / "kept"), "--keep-side-effects", "0.5"]) == 0
     plain = load_vector(tmp_path / "plain" / "open_mouth.safetensors")
