@@ -109,6 +109,17 @@ def test_presets_command_refuses_renderer_masks_without_pairs(capsys):
     assert "true target" in capsys.readouterr().err
 
 
+def test_learn_preset_refuses_unknown_or_impossible_part_masks(pipe):
+    from editgan_core.train.presets import PRESETS, learn_preset
+
+    domain = pipe.bundle.domain_module()
+    spec = next(s for s in PRESETS if s.name == "open_mouth")
+    for masks, method, message in (("exact", "pairs", "choose from"), ("renderer", "paper", "true target")):
+        with pytest.raises(ValueError, match=message):
+            learn_preset(pipe, domain, spec, faces=1, steps=1, embed_steps=0, method=method,
+                         side_effects=SideEffectSettings(), part_masks=masks)
+
+
 def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
     from editgan_core.train import presets
     from editgan_core.vectors import load_vector

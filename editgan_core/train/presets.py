@@ -145,8 +145,10 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
                                                             method == "transfer")
     scale = extra.pop("calibrated_scale", spec.default_scale or 1.0)
     if side_effects is not None:
-        masks = None
-        if (part_masks or spec.part_masks) == "renderer":
+        masks, choice = None, part_masks or spec.part_masks
+        if choice not in PART_MASKS:
+            raise ValueError(f"part masks {choice!r}: choose from {PART_MASKS}")
+        if choice == "renderer":
             if not method.startswith("pairs"):
                 raise ValueError("the renderer's part masks need a pairs method: a painted map has no true target")
             masks = true_part_masks(domain, spec.attribute, spec.value, extra["seeds"], pipeline.resolution,
