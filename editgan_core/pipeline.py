@@ -106,12 +106,13 @@ class EditGANPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
-                        lpips: bool | str = "auto") -> EditGANPipeline:
-        """Load a bundle folder (or a name under ``checkpoints/``); LPIPS if its weights are local."""
+                        lpips: bool | str = "auto", image_segmenter: bool = True) -> EditGANPipeline:
+        """Load a bundle folder (or a name under ``checkpoints/``); LPIPS if its weights are local. With
+        ``image_segmenter=False`` the bundle's pixel segmenter is left unread (retraining it must not need it)."""
         bundle = Bundle.load(path)
         segmenter = bundle.load_segmenter() if bundle.has("segmenter") else None
         encoder = bundle.load_encoder() if bundle.has("encoder") else None
-        image_segmenter = bundle.load_image_segmenter() if bundle.has("image_segmenter") else None
+        pixel_reader = bundle.load_image_segmenter() if image_segmenter and bundle.has("image_segmenter") else None
         lp = None
         if lpips:
             from editgan_core.losses import load_lpips
@@ -119,7 +120,7 @@ class EditGANPipeline:
             lp = load_lpips(search_dirs=[bundle.root])
         generator, w_avg = bundle.load_generator_and_average()
         return cls(bundle, generator, segmenter, encoder, lp, torch.device(device) if device else None, w_avg,
-                   image_segmenter)
+                   pixel_reader)
 
     # -- properties ------------------------------------------------------------------------------
     @property

@@ -108,3 +108,5 @@ def test_distilled_segmenter_is_installed_used_by_edits_and_checked_on_load(tiny
     (tiny_bundle_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="train it again"):
         Bundle.load(tiny_bundle_copy).load_image_segmenter()
+    assert train.main([*argv, "--replace"]) == 0  # what the message says to do works
+    assert Bundle.load(tiny_bundle_copy).load_image_segmenter().num_classes == len(bundle.classes)

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             raise BundleError(f"bundle '{target.id}' already has an image segmenter; pass --replace")
     except (ValueError, BundleError) as exc:
         p.error(str(exc))
-    pipeline = open_pipeline(args, lpips=False)
+    pipeline = open_pipeline(args, lpips=False, image_segmenter=False)  # the old one may not fit the bundle
     model, figures = distil(pipeline, settings)
     bundle: Bundle = install_image_segmenter(pipeline.bundle, model, figures)
     print(f"image segmenter of '{bundle.id}': agreement with the segmentation branch on {HELD_OUT} held-out samples, "
