@@ -132,7 +132,7 @@ def _components(manifest: dict) -> list[str]:
 
 
 # train.presets methods that learn from rendered true edits
-TRUE_TARGET_METHODS = ("pairs", "pairs_median", "pairs_fit")
+TRUE_TARGET_METHODS = ("pairs", "pairs_median", "pairs_fit", "pairs_distil")
 
 
 def _vector_provenance(v: EditVector) -> list[str]:

@@ -16,6 +16,9 @@ looking left, ...), the true target. Methods (``--method``, judged by ``eval.str
   success (docs/results.md); it wants more pairs than the mean (``--faces 144``).
 - ``pairs_fit``: that mean, tuned by the shared objective plus the true target's pixels inside the region
   and the persisting parts' colours (``--steps``).
+- ``pairs_distil``: that mean, tuned so that each training face's edited render matches the generator's
+  render of its embedded true target over the whole picture (``--steps``, default ``DISTIL_STEPS``): it moves
+  the other attributes less than the mean on new faces (docs/results.md).
 - ``paper``: EditGAN's way, as a studio user learns a vector: the face is embedded, its predicted
   segmentation gets the true target's labels on the changed pixels (what a user would paint), and
   ``learn_shared_edit`` finds one δw+ that makes the painted change on all the faces at once.
@@ -43,6 +46,7 @@ from editgan_core.pipeline import EditGANPipeline
 from editgan_core.side_effects import SideEffectSettings, keep_side_effects_at
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
 from editgan_core.train.true_targets import (
+    distil_delta,
     fit_delta,
     mean_delta,
     median_delta,
@@ -57,7 +61,8 @@ DEFAULT_FACES = 32  # faces a preset is learned on together
 DEFAULT_STEPS = 200  # steps of the shared optimisation
 ROOM_FRACTION = 0.5  # "transfer" learns only on faces at least this share of the range short of the target
 PART_COLOUR_WEIGHT = 100.0  # EditWeights.part_colour of the "transfer" method
-METHODS = ("transfer", "paper", "pairs", "pairs_median", "pairs_fit")
+DISTIL_STEPS = 300  # steps of "pairs_distil" (Adam, lr true_targets.DISTIL_LR, 16 pairs a step)
+METHODS = ("transfer", "paper", "pairs", "pairs_median", "pairs_fit", "pairs_distil")
 PART_MASKS = ("segmenter", "renderer")
 # "pairs": rows whose coherence (edit_layers.row_coherence) is below this stay zero. 0 keeps every row: on the
 # demo every row of the three measured presets was coherent (0.29-0.70 on 48 faces) and cutting rows cost success.
@@ -77,6 +82,7 @@ class PresetSpec:
     # Which pixels keep their colour in that correction: the segmenter's reading, or (pairs methods only) the
     # renderer's exact maps of the training faces and their true targets (true_targets.true_part_masks).
     part_masks: str = "segmenter"
+    method: str = "pairs"  # how it is learned unless train.presets --method says otherwise
 
 
 # default_scale (smile, raise_eyebrows, look_left, look_right): the shortest of 1, 1.25, 1.5 at which the pairs vector
@@ -131,12 +137,18 @@ def pick_faces(domain, spec: PresetSpec, faces: int, seeds, room: bool) -> list[
     return out
 
 
-def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int, embed_steps: int,
-                 seeds=PRESET_SEEDS, method: str = "pairs", cache: EmbeddingCache | None = None,
+def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int | None,
+                 embed_steps: int, seeds=PRESET_SEEDS, method: str | None = None, cache: EmbeddingCache | None = None,
                  side_effects: SideEffectSettings | None = None, part_masks: str | None = None) -> EditVector:
-    """One preset vector learned with ``method`` (see the module docstring) on ``faces`` training faces; with
-    ``side_effects``, corrected on those faces by ``side_effects.keep_side_effects`` at its default scale,
-    keeping colours on ``part_masks`` ("segmenter" or "renderer"; default: the spec's)."""
+    """One preset vector learned with ``method`` (see the module docstring; default: the spec's) on ``faces``
+    training faces, ``steps`` optimisation steps (default: the method's); with ``side_effects``, corrected on
+    those faces by ``side_effects.keep_side_effects`` at its default scale, keeping colours on ``part_masks``
+    ("segmenter" or "renderer"; default: the spec's)."""
+    method = method or spec.method
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: choose from {METHODS}")
+    if steps is None:
+        steps = DISTIL_STEPS if method == "pairs_distil" else DEFAULT_STEPS
     if method.startswith("pairs"):
         delta, class_ids, extra, latents = learn_from_pairs(pipeline, domain, spec, faces, steps, embed_steps, seeds,
                                                             cache, method)
@@ -169,8 +181,8 @@ def learn_from_pairs(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces:
                      seeds, cache: EmbeddingCache | None, method: str
                      ) -> tuple[torch.Tensor, list[int], dict, torch.Tensor]:
     """``pairs``: the mean true-target difference of the training faces (``true_targets.mean_delta``);
-    ``pairs_median``: their median (``true_targets.median_delta``); ``pairs_fit``: the mean tuned by
-    ``true_targets.fit_delta``."""
+    ``pairs_median``: their median (``true_targets.median_delta``); ``pairs_fit`` and ``pairs_distil``: the
+    mean tuned by ``true_targets.fit_delta`` or ``true_targets.distil_delta``."""
     chosen = pick_faces(domain, spec, faces, seeds, room=False)
     if not chosen:
         raise RuntimeError(f"no face in the seed range suits preset {spec.name}")
@@ -181,6 +193,11 @@ def learn_from_pairs(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces:
     classes = list(domain.EDIT_CLASSES[spec.attribute])
     if method == "pairs_fit":
         delta, fitted = fit_delta(pipeline, originals, targets, classes, delta, steps, FIT_WEIGHTS)
+        extra.update(fitted)
+    elif method == "pairs_distil":
+        with tqdm(total=steps, desc=f"{spec.name}: distil", unit="step", leave=False) as bar:
+            delta, fitted = distil_delta(pipeline, originals, targets, delta, steps,
+                                         progress=lambda done, _total: bar.update(done - bar.n))
         extra.update(fitted)
     return delta, classes, {"seeds": chosen, **extra}, originals
 
@@ -241,14 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--custom", nargs=3, metavar=("NAME", "ATTRIBUTE", "VALUE"), help="learn one other vector")
     p.add_argument("--out", type=Path, help="write the vectors here (default: the bundle's presets folder)")
     p.add_argument("--faces", type=int, default=DEFAULT_FACES, help="faces a preset is learned on (together)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="steps of the shared optimisation")
+    p.add_argument("--steps", type=int, help=f"steps of the shared optimisation (default {DEFAULT_STEPS}; "
+                                             f"pairs_distil {DISTIL_STEPS})")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--from-pairs", action="store_true", help="learn from the edits added to presets in the studio")
     p.add_argument("--preset", action="append", help="with --from-pairs: this preset only (repeatable; default all)")
     p.add_argument("--min-pairs", type=int, default=MIN_PAIRS, help="with --from-pairs: refuse presets with fewer")
     p.add_argument("--default-scale", type=float, help="with --from-pairs: the vectors' default scale (default: the "
                                                        "strength that best redraws the paintings, vector_strength)")
-    p.add_argument("--method", choices=METHODS, default="pairs", help="how to learn (see above)")
+    p.add_argument("--method", choices=METHODS, help="how to learn (see above; default: each preset's own, "
+                                                     "pairs for --custom)")
     p.add_argument("--cache", type=Path, help="pairs methods: keep the embedded training pairs in this folder")
     p.add_argument("--keep-side-effects", type=float, metavar="RIDGE", nargs="?", const=SideEffectSettings.ridge,
                    help="correct each vector on its training faces so other parts keep colour and size "
@@ -261,13 +280,15 @@ def main(argv: list[str] | None = None) -> int:
         forced = None if args.keep_side_effects is None else SideEffectSettings(ridge=args.keep_side_effects)
     except ValueError as exc:
         p.error(f"--keep-side-effects: {exc}")
-    if args.part_masks == "renderer" and not args.method.startswith("pairs"):
+    if args.steps is not None and args.steps < 0:
+        p.error("--steps must be 0 or more")
+    if args.part_masks == "renderer" and args.method and not args.method.startswith("pairs"):
         p.error("--part-masks renderer needs a pairs method: a painted map has no true target")
     pipeline = open_pipeline(args)
     cache = EmbeddingCache(args.cache / f"{pipeline.bundle.id}_embed{args.embed_steps}_presets.pt"
                            if args.cache else None)
     if args.from_pairs:
-        return learn_from_pairs_cli(pipeline, args.preset, args.steps, args.min_pairs, args.default_scale, forced)
+        return learn_from_pairs_cli(pipeline, args.preset, args.steps or DEFAULT_STEPS, args.min_pairs, args.default_scale, forced)
     domain = require_domain(p, pipeline.bundle, "presets are scripted on a procedural domain")
     if args.custom:
         specs = [custom_spec(args.custom[0], args.custom[1], float(args.custom[2]), domain)]
