@@ -33,8 +33,8 @@ def preset_vectors(args, threads: list[str]) -> None:
         print(f"[4/5] {len(carried)} vectors carried over from {small.id} (same W space: its layers were held)")
         return
     print("[4/5] preset editing vectors")
-    presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), "--steps", str(args.preset_steps),
-                  *threads])
+    steps = [] if args.preset_steps is None else ["--steps", str(args.preset_steps)]
+    presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), *steps, *threads])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "projector's 0.1: docs/results.md), used by every later stage")
     p.add_argument("--preset-faces", type=int, default=presets.DEFAULT_FACES,
                    help="faces each preset is learned on together (more carry over better: docs/results.md)")
-    p.add_argument("--preset-steps", type=int, default=presets.DEFAULT_STEPS,
-                   help="steps of the shared optimisation per preset")
+    p.add_argument("--preset-steps", type=int,
+                   help="steps of the shared optimisation per preset (default: each preset's method's own)")
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")
     p.add_argument("--presets-from", type=Path, metavar="BUNDLE",
                    help="the bundle this run was grown from with its layers held (train.gan --freeze-grown inf): "
