@@ -35,7 +35,7 @@ def test_distillation_finds_the_shared_step_the_pictures_ask_for():
     start = torch.zeros(1, 12)
     delta, info = distil_delta(pipe, originals, originals + true_step, start, 400, lr=0.05, batch=4)
     assert torch.allclose(delta, true_step, atol=0.02)
-    assert info["distil_steps"] == 400 and info["distil_batch"] == 4 and info["distil_loss_end"] < 1e-3
+    assert info["steps"] == 400 and info["batch"] == 4 and info["loss_end"] < 1e-3
     assert all(p.requires_grad for p in pipe.generator.parameters())  # the generator is left as it was
     again, _ = distil_delta(pipe, originals, originals + true_step, start, 400, lr=0.05, batch=4)
     assert torch.equal(delta, again)  # the same pairs and seed give the same vector
@@ -101,7 +101,7 @@ def test_presets_command_distils_and_records_how(tiny_bundle, tmp_path):
     assert presets.main([*common, "--method", "pairs_distil", "--steps", "0", "--out", str(tmp_path / "d0")]) == 0
     mean = load_vector(tmp_path / "mean" / "open_mouth.safetensors")
     distilled = load_vector(tmp_path / "d" / "open_mouth.safetensors")
-    assert distilled.extra["method"] == "pairs_distil" and distilled.extra["distil_steps"] == 3
+    assert distilled.extra["method"] == "pairs_distil" and distilled.extra["steps"] == 3
     assert distilled.extra["seeds"] == mean.extra["seeds"] and not torch.equal(distilled.delta, mean.delta)
     assert torch.equal(load_vector(tmp_path / "d0" / "open_mouth.safetensors").delta, mean.delta)  # 0 steps: the mean
 

@@ -144,8 +144,8 @@ def distil_delta(pipeline: EditGANPipeline, originals: torch.Tensor, targets: to
         for p in frozen:
             p.requires_grad_(True)
     tail = losses[-max(1, steps // 10):] if losses else [float("nan")]
-    return delta.detach().cpu()[0], {"distil_steps": steps, "distil_lr": lr, "distil_batch": batch,
-                                     "distil_loss_end": round(float(np.mean(tail)), 6)}
+    return delta.detach().cpu()[0], {"steps": steps, "lr": lr, "batch": batch,
+                                     "loss_end": round(float(np.mean(tail)), 6)}
 
 
 def part_balanced_weights(domain, attribute: str, value: float, seeds: list[int], resolution: int,
