@@ -102,7 +102,6 @@ DISTIL_LR = 0.01
 
 def distil_delta(pipeline: EditGANPipeline, originals: torch.Tensor, targets: torch.Tensor, init: torch.Tensor,
                  steps: int, lr: float = DISTIL_LR, batch: int = DISTIL_BATCH, seed: int = 0,
-                 pixel_weights: torch.Tensor | None = None,
                  progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict]:
     """One δ whose renders ``G(w_i + δ)`` match ``G(w_target_i)``, pixel for pixel over the whole picture.
 
@@ -116,8 +115,6 @@ def distil_delta(pipeline: EditGANPipeline, originals: torch.Tensor, targets: to
         raise ValueError(f"distillation needs steps >= 0, batch >= 1 and lr > 0 (got {steps}, {batch}, {lr})")
     device, generator = pipeline.device, pipeline.generator
     originals, targets = originals.to(device), targets.to(device)
-    if pixel_weights is not None:
-        pixel_weights = pixel_weights.to(device)
     with torch.no_grad():
         pictures = torch.cat([generator.synthesis(t, noise=pipeline.noise).image
                               for t in targets.split(batch)])
@@ -132,8 +129,7 @@ def distil_delta(pipeline: EditGANPipeline, originals: torch.Tensor, targets: to
         for step in range(steps):
             pick = torch.randperm(len(originals), generator=draw)[:batch].to(device)
             render = generator.synthesis(originals[pick] + delta, noise=pipeline.noise).image
-            error = (render - pictures[pick]).pow(2)
-            loss = (error * pixel_weights[pick]).mean() if pixel_weights is not None else error.mean()
+            loss = (render - pictures[pick]).pow(2).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -143,23 +139,8 @@ def distil_delta(pipeline: EditGANPipeline, originals: torch.Tensor, targets: to
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    tail = losses[-max(1, steps // 10):] if losses else [float("nan")]
-    return delta.detach().cpu()[0], {"steps": steps, "lr": lr, "batch": batch,
-                                     "loss_end": round(float(np.mean(tail)), 6)}
+    info = {"steps": steps, "lr": lr, "batch": batch}
+    if losses:  # the mean over the last tenth of the steps: one minibatch's loss is noisy
+        info["loss_end"] = round(float(np.mean(losses[-max(1, steps // 10):])), 6)
+    return delta.detach().cpu()[0], info
 
-
-def part_balanced_weights(domain, attribute: str, value: float, seeds: list[int], resolution: int,
-                          cap: float = 50.0) -> torch.Tensor:
-    """(N, 1, H, W) pixel weights for ``distil_delta`` from the renderer's label maps of each face and its true
-    target: every part counts alike, whatever its size (a pupil of 4 pixels as much as the background), a pixel
-    at most about ``cap`` times the mean, so the thin parts a shared vector most often changes are not drowned."""
-    out = torch.zeros(len(seeds), 1, resolution, resolution)
-    for i, seed in enumerate(seeds):
-        attrs = domain.sample_attributes(seed)
-        for labels in (domain.render(attrs, resolution).labels,
-                       domain.render({**attrs, attribute: value}, resolution).labels):
-            labels = torch.from_numpy(labels.astype(np.int64))
-            share = torch.bincount(labels.flatten(), minlength=int(labels.max()) + 1).float() / labels.numel()
-            out[i, 0] += 0.5 / share[labels]
-    out = out / out.mean((1, 2, 3), keepdim=True)
-    return out.clamp(max=cap) / out.clamp(max=cap).mean((1, 2, 3), keepdim=True)
