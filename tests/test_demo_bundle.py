@@ -79,5 +79,5 @@ def test_smile_preset_smiles_inside_its_region(demo, library, embedded):
         change = np.abs(after.image.astype(np.float32) - before.image.astype(np.float32)).mean(2)
         assert change[region].mean() > 1.5 * change[~region].mean()
     # A shared vector does not smile on every face: on the 100 strict held-out faces the shipped one lowers the
-    # judge's smile reading on 6 (docs/results.md). Here: -0.08 on one face, 0.06-0.39 on the others.
-    assert sum(r <= 0 for r in rises) <= 1 and np.mean(rises) > 0.05, rises
+    # judge's smile reading on 2 (docs/results.md). Here it rises on all six, by 0.03-0.24.
+    assert all(r > 0 for r in rises) and np.mean(rises) > 0.05, rises
