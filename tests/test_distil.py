@@ -68,6 +68,22 @@ def test_presets_command_distils_and_records_how(tiny_bundle, tmp_path):
     assert torch.equal(load_vector(tmp_path / "d0" / "open_mouth.safetensors").delta, mean.delta)  # 0 steps: the mean
 
 
+def test_each_preset_is_learned_with_its_own_method_unless_told(tiny_bundle, tmp_path):
+    from editgan_core.train import presets
+    from editgan_core.vectors import load_vector
+
+    look_left = next(s for s in presets.PRESETS if s.name == "look_left")
+    assert look_left.method == "pairs_distil"
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "look_left", "--faces", "2",
+              "--embed-steps", "1", "--steps", "2", "--cache", str(tmp_path / "cache")]
+    assert presets.main([*common, "--out", str(tmp_path / "own")]) == 0
+    assert presets.main([*common, "--method", "pairs", "--out", str(tmp_path / "told")]) == 0
+    own = load_vector(tmp_path / "own" / "look_left.safetensors").extra
+    told = load_vector(tmp_path / "told" / "look_left.safetensors").extra
+    assert own["method"] == "pairs_distil" and own["steps"] == 2
+    assert told["method"] == "pairs" and "steps" not in told
+
+
 def test_presets_command_refuses_negative_steps(capsys):
     from editgan_core.train import presets
 
