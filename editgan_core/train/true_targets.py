@@ -21,6 +21,7 @@ from editgan_core.edit_layers import coherent_mean
 from editgan_core.editing import EditObjective, EditTarget, EditWeights, edit_region, optimise_edit
 from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval.strict_metrics import persisting_masks
+from editgan_core.optim import StepInfo, optimise
 from editgan_core.pipeline import EditGANPipeline
 from editgan_core.utils import to_tensor
 
@@ -118,29 +119,25 @@ def distil_delta(pipeline: EditGANPipeline, originals: torch.Tensor, targets: to
     with torch.no_grad():
         pictures = torch.cat([generator.synthesis(t, noise=pipeline.noise).image
                               for t in targets.split(batch)])
-    delta = init.detach().to(device)[None].clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([delta], lr=lr)
     draw = torch.Generator().manual_seed(seed)
-    frozen = [p for p in generator.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    losses = []
-    try:
-        for step in range(steps):
-            pick = torch.randperm(len(originals), generator=draw)[:batch].to(device)
-            render = generator.synthesis(originals[pick] + delta, noise=pipeline.noise).image
-            loss = (render - pictures[pick]).pow(2).mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-            if progress:
-                progress(step + 1, steps)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-    info = {"steps": steps, "lr": lr, "batch": batch}
-    if losses:  # the mean over the last tenth of the steps: one minibatch's loss is noisy
-        info["loss_end"] = round(float(np.mean(losses[-max(1, steps // 10):])), 6)
-    return delta.detach().cpu()[0], info
 
+    def objective(delta: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        pick = torch.randperm(len(originals), generator=draw)[:batch].to(device)
+        render = generator.synthesis(originals[pick] + delta, noise=pipeline.noise).image
+        return (render - pictures[pick]).pow(2).mean(), {}
+
+    # Each step's loss is on another minibatch, so "the best step" would be the easiest minibatch's: the last
+    # value is kept, not ``OptimResult.best``.
+    last = init.detach().to(device)[None]
+
+    def keep_last(info: StepInfo) -> None:
+        nonlocal last
+        last = info.variable.clone()
+        if progress:
+            progress(info.step, info.steps)
+
+    result = optimise(last, objective, steps, lr, callback=keep_last)
+    info = {"steps": steps, "lr": lr, "batch": batch}
+    if result.history:  # the mean over the last tenth of the steps: one minibatch's loss is noisy
+        info["loss_end"] = round(float(np.mean([h["loss"] for h in result.history[-max(1, steps // 10):]])), 6)
+    return last.cpu()[0], info
