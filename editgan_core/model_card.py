@@ -150,8 +150,12 @@ def _vector_provenance(v: EditVector) -> list[str]:
     if isinstance(extra.get("strength_iou"), dict):
         made.append("default scale: the one that best redraws its paintings")
     if isinstance(extra.get("side_effects"), dict):
+        kept = extra["side_effects"]
         where = (" --part-masks renderer: colours kept on the renderer's exact part maps"
-                 if extra["side_effects"].get("part_masks") == "renderer" else "")
+                 if kept.get("part_masks") == "renderer" else "")
+        if kept.get("sizes_and_places"):
+            where += (f", every part's size and centroid on its true edit's change (--place-weight "
+                      f"{kept.get('place_weight')})")
         made.append(f"corrected so other parts keep colour and size (train.presets --keep-side-effects{where})")
     if extra.get("original_file"):
         made.append(f"imported from {extra['original_file']}")

@@ -51,6 +51,7 @@ from editgan_core.train.true_targets import (
     fit_delta,
     mean_delta,
     median_delta,
+    true_part_changes,
     true_part_masks,
     true_target_latents,
 )
@@ -79,9 +80,11 @@ class PresetSpec:
     value: float
     accept: Callable[[dict], bool]  # faces on which the change is clearly visible
     default_scale: float | None = 1.0  # None: chosen on the training faces' paintings (vector_strength)
-    keep_side_effects: bool = False  # corrected by side_effects.keep_side_effects (at default_scale)
+    # Corrected by side_effects.keep_side_effects (at default_scale) with these settings; None: not corrected.
+    side_effects: SideEffectSettings | None = None
     # Which pixels keep their colour in that correction: the segmenter's reading, or (pairs methods only) the
-    # renderer's exact maps of the training faces and their true targets (true_targets.true_part_masks).
+    # renderer's exact maps of the training faces and their true targets (true_targets.true_part_masks); with
+    # the renderer's maps and a place weight, every part's size and centroid follow the true edit's change too.
     part_masks: str = "segmenter"
     method: str = "pairs"  # how it is learned unless train.presets --method says otherwise
 
@@ -94,19 +97,19 @@ class PresetSpec:
 # missed success at 1 by less than a face and met all three targets at 1.125 (docs/results.md).
 PRESETS = (
     PresetSpec("smile", "Broad smile: mouth corners up", "smile", 1.0,
-               lambda a: a["smile"] < 0.0 and a["mouth_open"] < 0.1, default_scale=1.125, keep_side_effects=True,
-               part_masks="renderer", method="pairs_distil"),
+               lambda a: a["smile"] < 0.0 and a["mouth_open"] < 0.1, default_scale=1.125,
+               side_effects=SideEffectSettings(), part_masks="renderer", method="pairs_distil"),
     PresetSpec("open_mouth", "Open the mouth, teeth visible", "mouth_open", 0.9, lambda a: a["mouth_open"] < 0.05),
     PresetSpec("open_eyes", "Open the eyes wide", "eye_open", 1.0, lambda a: a["eye_open"] < 0.55),
     PresetSpec("look_left", "Look to the image's left", "gaze_x", -1.0, lambda a: abs(a["gaze_x"]) < 0.25,
                method="pairs_distil"),
     PresetSpec("look_right", "Look to the image's right", "gaze_x", 1.0, lambda a: abs(a["gaze_x"]) < 0.25,
-               default_scale=1.25, keep_side_effects=True, part_masks="renderer"),
+               default_scale=1.25, side_effects=SideEffectSettings(), part_masks="renderer"),
     PresetSpec("fuller_hair", "Fuller hair around the head", "hair_volume", 1.0, lambda a: a["hair_volume"] < 0.4,
-               keep_side_effects=True),
+               side_effects=SideEffectSettings()),
     PresetSpec("add_fringe", "Add a fringe (bangs)", "fringe", 1.0, lambda a: a["fringe"] < 0.05),
     PresetSpec("raise_eyebrows", "Raise the eyebrows", "eyebrow_height", 1.0, lambda a: a["eyebrow_height"] < 0.4,
-               default_scale=1.5, keep_side_effects=True),
+               default_scale=1.5, side_effects=SideEffectSettings()),
 )
 
 
@@ -146,7 +149,8 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
     """One preset vector learned with ``method`` (see the module docstring; default: the spec's) on ``faces``
     training faces, ``steps`` optimisation steps (default: the method's); with ``side_effects``, corrected on
     those faces by ``side_effects.keep_side_effects`` at its default scale, keeping colours on ``part_masks``
-    ("segmenter" or "renderer"; default: the spec's)."""
+    ("segmenter" or "renderer"; default: the spec's) and, with a place weight (renderer only), every part's size
+    and centroid on the change each face's true edit makes."""
     method = method or spec.method
     if method not in METHODS:
         raise ValueError(f"method {method!r}: choose from {METHODS}")
@@ -160,7 +164,7 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
                                                             method == "transfer")
     scale = extra.pop("calibrated_scale", spec.default_scale or 1.0)
     if side_effects is not None:
-        masks, choice = None, part_masks or spec.part_masks
+        masks, changes, choice = None, None, part_masks or spec.part_masks
         if choice not in PART_MASKS:
             raise ValueError(f"part masks {choice!r}: choose from {PART_MASKS}")
         if choice == "renderer":
@@ -168,10 +172,15 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
                 raise ValueError("the renderer's part masks need a pairs method: a painted map has no true target")
             masks = true_part_masks(domain, spec.attribute, spec.value, extra["seeds"], pipeline.resolution,
                                     len(pipeline.bundle.classes), class_ids)
+            if side_effects.place_weight > 0:
+                changes = true_part_changes(domain, spec.attribute, spec.value, extra["seeds"], pipeline.resolution,
+                                            len(pipeline.bundle.classes))
+        elif side_effects.place_weight > 0:
+            raise ValueError("a place weight needs the renderer's part masks: only a true edit says where parts go")
         with tqdm(desc=f"{spec.name}: side effects", unit="face", leave=False) as bar:
             delta, kept = keep_side_effects_at(pipeline, latents, delta, scale, class_ids, side_effects,
                                                progress=lambda done, total: _advance(bar, done, total),
-                                               part_masks=masks)
+                                               part_masks=masks, true_changes=changes)
         if masks is not None:
             kept["side_effects"]["part_masks"] = "renderer"
         extra.update(kept)
@@ -282,14 +291,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-side-effects", type=float, metavar="RIDGE", nargs="?", const=SideEffectSettings.ridge,
                    help="correct each vector on its training faces so other parts keep colour and size "
                         f"(side_effects; optional ridge, default {SideEffectSettings.ridge})")
+    p.add_argument("--place-weight", type=float, default=0.0,
+                   help="with --keep-side-effects and --part-masks renderer: hold every part's size and centroid to "
+                        "the change its true edit makes, centroids with this weight (0: sizes only, as before)")
     p.add_argument("--part-masks", choices=PART_MASKS,
                    help="where that correction keeps colours: the segmenter's reading, or the renderer's exact "
                         "maps (pairs methods; default: each preset's own choice)")
     args = parse_command(p, argv)
     try:  # checked before any model is loaded
-        forced = None if args.keep_side_effects is None else SideEffectSettings(ridge=args.keep_side_effects)
+        forced = None if args.keep_side_effects is None else SideEffectSettings(ridge=args.keep_side_effects,
+                                                                                 place_weight=args.place_weight)
     except ValueError as exc:
         p.error(f"--keep-side-effects: {exc}")
+    if args.place_weight and (forced is None or args.part_masks != "renderer"):
+        p.error("--place-weight needs --keep-side-effects and --part-masks renderer")
     if args.steps is not None and args.steps < 0:
         p.error("--steps must be 0 or more")
     if args.part_masks == "renderer" and args.method and not args.method.startswith("pairs"):
@@ -308,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or pipeline.bundle.vectors_dir
     for spec in tqdm(specs, desc="presets", unit="preset"):
         start = time.perf_counter()
-        side_effects = forced or (SideEffectSettings() if spec.keep_side_effects else None)
+        side_effects = forced or spec.side_effects
         vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps, method=args.method,
                               cache=cache, side_effects=side_effects, part_masks=args.part_masks)
         path = save_vector(vector, out / f"{spec.name}.safetensors")

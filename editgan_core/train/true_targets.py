@@ -23,6 +23,7 @@ from editgan_core.embedding_cache import EmbeddingCache
 from editgan_core.eval.strict_metrics import persisting_masks
 from editgan_core.optim import StepInfo, optimise
 from editgan_core.pipeline import EditGANPipeline
+from editgan_core.side_effects import TrueChanges, label_geometry
 from editgan_core.utils import to_tensor
 
 
@@ -49,6 +50,25 @@ def true_part_masks(domain, attribute: str, value: float, seeds: list[int], reso
             if c < n_classes and c not in class_ids:
                 masks[i, c] = torch.from_numpy(mask)
     return masks
+
+
+PLACE_MIN_PIXELS = 4  # a part this small or absent in either map has no centroid worth holding
+
+
+def true_part_changes(domain, attribute: str, value: float, seeds: list[int], resolution: int,
+                      n_classes: int) -> TrueChanges:
+    """What each face's true edit does to every part's image share and centroid, from the renderer's exact
+    label maps: the sizes and places the side-effect correction holds (a moved pupil keeps its size)."""
+    area, place, present = [], [], []
+    for seed in seeds:
+        attrs = domain.sample_attributes(seed)
+        before = label_geometry(torch.from_numpy(domain.render(attrs, resolution).labels), n_classes)
+        after = label_geometry(torch.from_numpy(domain.render({**attrs, attribute: value}, resolution).labels),
+                               n_classes)
+        area.append(after[0] - before[0])
+        place.append(after[1] - before[1])
+        present.append((before[2] >= PLACE_MIN_PIXELS) & (after[2] >= PLACE_MIN_PIXELS))
+    return TrueChanges(torch.stack(area), torch.stack(place), torch.stack(present))
 
 
 def mean_delta(originals: torch.Tensor, targets: torch.Tensor, min_coherence: float) -> tuple[torch.Tensor, dict]:
