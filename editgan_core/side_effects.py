@@ -110,13 +110,14 @@ def _face(pipeline, latent: torch.Tensor, delta: torch.Tensor, class_ids: Sequen
         colours = part_means(image, masks)
     present = (masks.flatten(2).sum(2) > 0).float()[0]  # an absent part has no colour row weight
     colour_scale = present.repeat_interleave(3)
-    if changes is not None:  # every part takes the size and place its true edit gives it
+    if changes is not None:  # every part takes the size (and place) its true edit gives it
         area_change, place_change, drawn = (t.to(image) for t in changes)
+        places = settings.place_weight > 0  # no place rows at all, rather than rows of weight 0 that thin the ridge
         geometry = _geometry(logits)
+        reference = (geometry + torch.cat([area_change[None], place_change]))[:3 if places else 1]
         scale = torch.cat([colour_scale, settings.area_weight / geometry[0].clamp(min=AREA_FLOOR),
-                           (settings.place_weight * drawn).repeat(2)])
-        reference = geometry + torch.cat([area_change[None], place_change])
-        return _Face(latent, masks, torch.cat([colours.flatten(), reference.flatten()]), scale, places=True)
+                           (settings.place_weight * drawn).repeat(2 if places else 0)])
+        return _Face(latent, masks, torch.cat([colours.flatten(), reference.flatten()]), scale, places)
     areas = _areas(logits)
     edited = [int(c) for c in class_ids if 0 <= int(c) < len(areas)]
     areas[edited] = _areas(edited_logits)[edited]  # the edited parts keep their new size

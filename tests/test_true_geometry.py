@@ -79,6 +79,11 @@ def test_references_are_the_face_shifted_by_its_true_change(pipe):
     places = face.scale[4 * k:].view(2, k)
     assert (places[:, 2] == 0).all() and (places[:, 1] == 3.0).all()
     assert torch.allclose(plain.reference, _rows(pipe, plain, w), atol=1e-5)  # nothing to change: the face itself
+    sizes_only = _face(pipe, w, torch.zeros(pipe.latent_shape), [1], SideEffectSettings(), masks,
+                       (change.area[0], change.place[0], change.present[0].float()))
+    assert not sizes_only.places and len(sizes_only.reference) == len(sizes_only.scale) == 3 * k + k
+    assert sizes_only.reference[3 * k + 1] == pytest.approx(float(face.reference[3 * k + 1]))
+    assert len(_rows(pipe, sizes_only, w)) == 4 * k
 
 
 def test_the_correction_brings_sizes_and_places_to_their_references(pipe):
