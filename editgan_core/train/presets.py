@@ -26,6 +26,11 @@ looking left, ...), the true target. Methods (``--method``, judged by ``eval.str
 - ``transfer`` (an experiment that scored below ``paper``): ``paper`` on faces with room to move (at least
   ``ROOM_FRACTION`` of the range short of the target), keeping the mean colour of every persisting part
   (``EditWeights.part_colour``), with δ restricted to the W+ rows the edit needs (``layers="auto"``).
+
+Any of them can then be corrected on its training faces (``--keep-side-effects``, ``side_effects``): the other
+parts keep their colour and size. With ``--part-masks renderer`` the colours are kept on the renderer's exact
+part maps, and with ``--place-weight`` every part's size and centroid follow the change the true edit makes
+(a moved pupil keeps its size). Each preset names its own settings (``PresetSpec.side_effects``).
 """
 
 from __future__ import annotations
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"(side_effects; optional ridge, default {SideEffectSettings.ridge})")
     p.add_argument("--place-weight", type=float, default=0.0,
                    help="with --keep-side-effects and --part-masks renderer: hold every part's size and centroid to "
-                        "the change its true edit makes, centroids with this weight (0: sizes only, as before)")
+                        "the change its true edit makes, centroids with this weight (0: off)")
     p.add_argument("--part-masks", choices=PART_MASKS,
                    help="where that correction keeps colours: the segmenter's reading, or the renderer's exact "
                         "maps (pairs methods; default: each preset's own choice)")
