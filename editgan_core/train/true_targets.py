@@ -12,7 +12,7 @@ painted maps only, so these methods are for the shipped presets of a procedural 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -37,15 +37,20 @@ def true_target_latents(pipeline: EditGANPipeline, domain, attribute: str, value
     return cache.embed_pairs(pipeline, seeds, attribute, value, faces, targets, embed_steps)
 
 
+def _true_label_maps(domain, attribute: str, value: float, seeds: list[int],
+                     resolution: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The renderer's exact label maps of each face as drawn and of its true target."""
+    for seed in seeds:
+        attrs = domain.sample_attributes(seed)
+        yield domain.render(attrs, resolution).labels, domain.render({**attrs, attribute: value}, resolution).labels
+
+
 def true_part_masks(domain, attribute: str, value: float, seeds: list[int], resolution: int, n_classes: int,
                     class_ids: list[int]) -> torch.Tensor:
     """(N, n_classes, H, W): per face, the pixels each part outside ``class_ids`` covers both as drawn and in its
     true target, from the renderer's exact label maps: where the side-effect correction keeps colours."""
     masks = torch.zeros(len(seeds), n_classes, resolution, resolution)
-    for i, seed in enumerate(seeds):
-        attrs = domain.sample_attributes(seed)
-        before = domain.render(attrs, resolution).labels
-        after = domain.render({**attrs, attribute: value}, resolution).labels
+    for i, (before, after) in enumerate(_true_label_maps(domain, attribute, value, seeds, resolution)):
         for c, mask in persisting_masks(before, after).items():
             if c < n_classes and c not in class_ids:
                 masks[i, c] = torch.from_numpy(mask)
@@ -60,11 +65,8 @@ def true_part_changes(domain, attribute: str, value: float, seeds: list[int], re
     """What each face's true edit does to every part's image share and centroid, from the renderer's exact
     label maps: the sizes and places the side-effect correction holds (a moved pupil keeps its size)."""
     area, place, present = [], [], []
-    for seed in seeds:
-        attrs = domain.sample_attributes(seed)
-        before = label_geometry(torch.from_numpy(domain.render(attrs, resolution).labels), n_classes)
-        after = label_geometry(torch.from_numpy(domain.render({**attrs, attribute: value}, resolution).labels),
-                               n_classes)
+    for labels in _true_label_maps(domain, attribute, value, seeds, resolution):
+        before, after = (label_geometry(torch.from_numpy(m), n_classes) for m in labels)
         area.append(after[0] - before[0])
         place.append(after[1] - before[1])
         present.append((before[2] >= PLACE_MIN_PIXELS) & (after[2] >= PLACE_MIN_PIXELS))
