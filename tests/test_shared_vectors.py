@@ -120,6 +120,18 @@ def test_learn_preset_refuses_unknown_or_impossible_part_masks(pipe):
                          side_effects=SideEffectSettings(), part_masks=masks)
 
 
+def test_a_preset_is_learned_on_its_own_number_of_faces_unless_told(pipe):
+    import dataclasses
+
+    from editgan_core.train.presets import PRESETS, learn_preset
+
+    domain = pipe.bundle.domain_module()
+    spec = dataclasses.replace(next(s for s in PRESETS if s.name == "open_mouth"), faces=3)
+    own = learn_preset(pipe, domain, spec, faces=None, steps=0, embed_steps=0, method="pairs")
+    told = learn_preset(pipe, domain, spec, faces=2, steps=0, embed_steps=0, method="pairs")
+    assert len(own.extra["seeds"]) == 3 and len(told.extra["seeds"]) == 2
+
+
 def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
     from editgan_core.train import presets
     from editgan_core.vectors import load_vector

@@ -34,7 +34,8 @@ def preset_vectors(args, threads: list[str]) -> None:
         return
     print("[4/5] preset editing vectors")
     steps = [] if args.preset_steps is None else ["--steps", str(args.preset_steps)]
-    presets.main(["--bundle", str(args.out), "--faces", str(args.preset_faces), *steps, *threads])
+    faces = [] if args.preset_faces is None else ["--faces", str(args.preset_faces)]
+    presets.main(["--bundle", str(args.out), *faces, *steps, *threads])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-lr", type=float, default=0.2,
                    help="the bundle's embedding learning rate (on the demo model 0.2 reconstructs better than the "
                         "projector's 0.1: docs/results.md), used by every later stage")
-    p.add_argument("--preset-faces", type=int, default=presets.DEFAULT_FACES,
-                   help="faces each preset is learned on together (more carry over better: docs/results.md)")
+    p.add_argument("--preset-faces", type=int,
+                   help="faces each preset is learned on together (default: each preset's own; more carry over "
+                        "better: docs/results.md)")
     p.add_argument("--preset-steps", type=int,
                    help="steps of the shared optimisation per preset (default: each preset's method's own)")
     p.add_argument("--eval", type=int, default=100, help="held-out faces for the segmentation mIoU")

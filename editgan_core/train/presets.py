@@ -1,6 +1,6 @@
 """Learn the demo bundle's preset editing vectors from rendered faces and their scripted edits.
 
-    python -m editgan_core.train.presets --bundle checkpoints/faces64 [--faces 48] [--method pairs] [--cache runs/c]
+    python -m editgan_core.train.presets --bundle checkpoints/faces64 [--faces N] [--method pairs] [--cache runs/c]
     python -m editgan_core.train.presets --bundle checkpoints/faces64 --custom lower_eyebrows eyebrow_height 0 \
         --faces 16 --method paper --out runs/vectors
     python -m editgan_core.train.presets --bundle B --from-pairs [--preset NAME]   # any bundle: see train.preset_pairs
@@ -64,7 +64,8 @@ from editgan_core.vector_strength import calibrate_strength
 from editgan_core.vectors import EditVector, save_vector, utc_now
 
 PRESET_SEEDS = LEARNED_FROM["preset painting (train.presets)"]  # the seed table lives in eval.seeds
-DEFAULT_FACES = 32  # faces a preset is learned on together
+DEFAULT_FACES = 32  # faces a --custom vector is learned on together
+PRESET_FACES = 48  # faces a demo preset is learned on together, unless its spec says otherwise
 DEFAULT_STEPS = 200  # steps of the shared optimisation
 ROOM_FRACTION = 0.5  # "transfer" learns only on faces at least this share of the range short of the target
 PART_COLOUR_WEIGHT = 100.0  # EditWeights.part_colour of the "transfer" method
@@ -92,6 +93,7 @@ class PresetSpec:
     # the renderer's maps and a place weight, every part's size and centroid follow the true edit's change too.
     part_masks: str = "segmenter"
     method: str = "pairs"  # how it is learned unless train.presets --method says otherwise
+    faces: int = PRESET_FACES  # training faces (pairs, and the correction's faces) unless --faces says otherwise
 
 
 # default_scale (raise_eyebrows, look_right): the shortest of 1, 1.25, 1.5 at which the pairs vector met issue
@@ -100,7 +102,8 @@ class PresetSpec:
 # again on tuning seeds; fuller_hair, corrected at its scale 1, kept its success. smile's distilled and corrected
 # vector missed success at 1 by less than a face and met all three targets at 1.125. The two looks shrank the pupils
 # until their correction held every part's size and place to the true edit's; its ridge and area weight were chosen
-# on the tuning seeds (a heavier area term overshoots look_left's pupils, look_right's need it) (docs/results.md).
+# on the tuning seeds (a heavier area term overshoots look_left's pupils, look_right's need it). raise_eyebrows'
+# correction on 48 faces left the irises tinted on new faces; on 144 it tinted them less (docs/results.md).
 PRESETS = (
     PresetSpec("smile", "Broad smile: mouth corners up", "smile", 1.0,
                lambda a: a["smile"] < 0.0 and a["mouth_open"] < 0.1, default_scale=1.125,
@@ -117,7 +120,7 @@ PRESETS = (
                side_effects=SideEffectSettings()),
     PresetSpec("add_fringe", "Add a fringe (bangs)", "fringe", 1.0, lambda a: a["fringe"] < 0.05),
     PresetSpec("raise_eyebrows", "Raise the eyebrows", "eyebrow_height", 1.0, lambda a: a["eyebrow_height"] < 0.4,
-               default_scale=1.5, side_effects=SideEffectSettings()),
+               default_scale=1.5, side_effects=SideEffectSettings(), faces=144),
 )
 
 
@@ -151,15 +154,16 @@ def pick_faces(domain, spec: PresetSpec, faces: int, seeds, room: bool) -> list[
     return out
 
 
-def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int, steps: int | None,
+def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int | None, steps: int | None,
                  embed_steps: int, seeds=PRESET_SEEDS, method: str | None = None, cache: EmbeddingCache | None = None,
                  side_effects: SideEffectSettings | None = None, part_masks: str | None = None) -> EditVector:
     """One preset vector learned with ``method`` (see the module docstring; default: the spec's) on ``faces``
-    training faces, ``steps`` optimisation steps (default: the method's); with ``side_effects``, corrected on
-    those faces by ``side_effects.keep_side_effects`` at its default scale, keeping colours on ``part_masks``
-    ("segmenter" or "renderer"; default: the spec's) and, with a place weight (renderer only), every part's size
-    and centroid on the change each face's true edit makes."""
+    training faces (default: the spec's), ``steps`` optimisation steps (default: the method's); with
+    ``side_effects``, corrected on those faces by ``side_effects.keep_side_effects`` at its default scale, keeping
+    colours on ``part_masks`` ("segmenter" or "renderer"; default: the spec's) and, with a place weight (renderer
+    only), every part's size and centroid on the change each face's true edit makes."""
     method = method or spec.method
+    faces = faces or spec.faces
     if method not in METHODS:
         raise ValueError(f"method {method!r}: choose from {METHODS}")
     if steps is None:
@@ -276,7 +280,7 @@ def custom_spec(name: str, attribute: str, value: float, domain) -> PresetSpec:
     if attribute not in domain.ATTRIBUTE_RANGES:
         raise ValueError(f"unknown attribute {attribute!r}; choose from {sorted(domain.ATTRIBUTE_RANGES)}")
     return PresetSpec(name, f"{attribute} to {value:g}", attribute, float(value), lambda _a: True,
-                      default_scale=None)
+                      default_scale=None, faces=DEFAULT_FACES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=[s.name for s in PRESETS], help="learn only these presets")
     p.add_argument("--custom", nargs=3, metavar=("NAME", "ATTRIBUTE", "VALUE"), help="learn one other vector")
     p.add_argument("--out", type=Path, help="write the vectors here (default: the bundle's presets folder)")
-    p.add_argument("--faces", type=int, default=DEFAULT_FACES, help="faces a preset is learned on (together)")
+    p.add_argument("--faces", type=int, help="faces a vector is learned on together (default: each preset's own, "
+                                             f"{PRESET_FACES} unless its spec says otherwise; {DEFAULT_FACES} for "
+                                             "--custom)")
     p.add_argument("--steps", type=int, help=f"steps of the shared optimisation (default {DEFAULT_STEPS}; "
                                              f"pairs_distil {DISTIL_STEPS})")
     p.add_argument("--embed-steps", type=int, default=100)
@@ -313,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--keep-side-effects: {exc}")
     if args.place_weight and (forced is None or args.part_masks != "renderer"):
         p.error("--place-weight needs --keep-side-effects and --part-masks renderer")
+    if args.faces is not None and args.faces < 1:
+        p.error("--faces must be 1 or more")
     if args.steps is not None and args.steps < 0:
         p.error("--steps must be 0 or more")
     if args.part_masks == "renderer" and args.method and not args.method.startswith("pairs"):
