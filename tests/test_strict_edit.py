@@ -402,3 +402,25 @@ def test_strict_benchmark_judges_tuning_faces_on_request(tiny_bundle, monkeypatc
     monkeypatch.setattr(strict, "faces_for", faces_for)
     run_strict_until_stopped(strict, tiny_bundle, monkeypatch, [], ["--tuning"])
     assert asked == [seeds.STRICT_HELDOUT, seeds.TUNING]
+
+
+def test_strict_benchmark_prints_the_ceilings_own_row(tiny_bundle, monkeypatch, capsys):
+    from editgan_core.eval import strict
+
+    def summary(success, nose, irises):
+        return {"n": 10, "success": success, "success_ci": (success - 0.1, success + 0.1),
+                "entanglement": {"nose_size": (nose, 0.01)}, "colour": {5: (irises, 0.002)},
+                "outside": (0.004, 0.001)}
+
+    def evaluate(*_args):
+        return {"ceiling": summary(0.8, 0.09, 0.01), "vector": summary(0.75, 0.02, 0.03),
+                "renders": summary(0.9, 0.0, 0.0)}
+
+    monkeypatch.setattr(strict.AttributeNet, "load", staticmethod(lambda _path: torch.nn.Identity()))
+    monkeypatch.setattr(strict, "faces_for", lambda *a, **k: [])
+    monkeypatch.setattr(strict, "evaluate", evaluate)
+    strict.main(["--bundle", str(tiny_bundle), "--device", "cpu", "--vectors", "smile"])
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.startswith("smile")}
+    assert set(rows) == {"ceiling", "vector", "renders"}
+    assert rows["ceiling"].endswith("+-+")  # the true edit itself reads as a bigger nose
+    assert rows["vector"].endswith("++-")  # the vector keeps the nose but tints the irises

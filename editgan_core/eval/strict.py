@@ -13,7 +13,8 @@ target value (the true edit), both are embedded the same way, and the vector is 
   edit (renderer labels), the largest per-channel move of its mean colour (fraction of 0..255); the edited
   parts' own drift is kept apart (``colour_edited``: an opened mouth shows teeth, its colour may change);
 - outside: mean pixel change outside the true edit region;
-- ceiling: every figure again for the embedded true target instead of the edit;
+- ceiling: every figure again for the embedded true target instead of the edit, in a row of its own: a target
+  the ceiling misses is out of reach of any edit as faithful as the embedding, as this judge reads it;
 - renders: every figure for the renderer's own true edit, judged on the renders themselves (no generator):
   what the judge reads when only the attribute moved, e.g. lower brows under a new fringe. Entanglement
   or drift at this level is the judge's, not the edit's.
@@ -306,10 +307,9 @@ def main(argv: list[str] | None = None) -> None:
             refined = evaluate(pipeline, judge, domain, task, sub, editors, cache, args.embed_steps, args.fraction)
             result.update({f"{k}@{len(sub)}": v for k, v in refined.items()})
         report[vector.name] = result
-        for editor, summary in result.items():
-            if not editor.startswith("ceiling"):
-                ceiling = result["ceiling@" + editor.split("@")[1]] if "@" in editor else result["ceiling"]
-                print(format_row(vector.name, editor, summary, ceiling, class_names), flush=True)
+        for editor, summary in result.items():  # the ceiling's own row shows which targets the true edit misses
+            ceiling = result["ceiling@" + editor.split("@")[1]] if "@" in editor else result["ceiling"]
+            print(format_row(vector.name, editor, summary, ceiling, class_names), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
 
