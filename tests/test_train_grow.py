@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -200,3 +203,26 @@ def test_vectors_carry_over_only_to_a_generator_grown_with_its_layers_held(tmp_p
         large.convs[0].conv.weight.add_(0.01)  # a copied layer that trained on
     with pytest.raises(CheckpointError, match=r"convs\.0\.conv\.weight"):
         grow.carry_vectors(small, tmp_path / "small", "tiny32", large, tmp_path / "other", "tiny64")
+
+
+def test_grow_command_carries_a_bundles_vectors_to_its_grown_copy(tiny_bundle, other_tiny_bundle, tmp_path,
+                                                                  capsys):
+    from editgan_core.bundle import Bundle
+
+    grown = Path(shutil.copytree(tiny_bundle, tmp_path / "grown"))  # held layers: the same tensors as the small one
+    manifest = json.loads((grown / "manifest.json").read_text())
+    (grown / "manifest.json").write_text(json.dumps({**manifest, "id": "tiny-grown"}))
+    for old in (grown / "vectors").glob("*.safetensors"):
+        old.unlink()
+    assert grow.main(["--vectors-from", str(tiny_bundle), "--bundle", str(grown)]) == 0
+    small = Bundle.load(tiny_bundle, hub=False)
+    names = sorted(p.name for p in small.vectors_dir.glob("*.safetensors"))
+    assert names and sorted(p.name for p in (grown / "vectors").glob("*.safetensors")) == names
+    carried = load_vector(grown / "vectors" / names[0], expect_bundle_id="tiny-grown")
+    torch.testing.assert_close(carried.delta, load_vector(small.vectors_dir / names[0]).delta)
+    assert carried.extra["carried_from"] == small.id and f"{len(names)} vectors carried" in capsys.readouterr().out
+    assert "carried over from" in (grown / "README.md").read_text()
+    other = Path(shutil.copytree(other_tiny_bundle, tmp_path / "other"))  # other weights: not grown from it
+    assert grow.main(["--vectors-from", str(tiny_bundle), "--bundle", str(other)]) == 2
+    assert "learn new vectors" in capsys.readouterr().err
+    assert grow.main(["--vectors-from", str(tmp_path / "nowhere"), "--bundle", str(grown)]) == 2

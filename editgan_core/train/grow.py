@@ -13,16 +13,23 @@ blocks above the old resolution start at init; its old blocks move down the ``co
 The co-trained encoder of ``train.gan --recon`` carries over too (``grow_encoder``): it reads its
 inputs resized to its own size, and its W+ gets the new layers' entries, started as copies of the finest
 style it predicted, since the grown generator's old layers still take the same styles.
+
+A grown bundle whose layers were held can take the small bundle's editing vectors again whenever they improve:
+
+    python -m editgan_core.train.grow --vectors-from checkpoints/faces64 --bundle checkpoints/faces128
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
+from editgan_core.bundle import Bundle, BundleError
+from editgan_core.cli_common import command_parser, parse_command
 from editgan_core.models.encoder import Encoder
 from editgan_core.models.serialization import CheckpointError
 from editgan_core.models.stylegan2 import Discriminator, Generator
@@ -181,3 +188,24 @@ def carry_vectors(small: Generator, small_vectors: Path, small_id: str, large: G
                              extra={**vector.extra, "carried_from": small_id})
         written.append(save_vector(carried, out / path.name))
     return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = command_parser(__doc__)
+    p.add_argument("--vectors-from", required=True, metavar="SMALL", help="the bundle the grown one was grown from")
+    p.add_argument("--bundle", required=True, help="the grown bundle: its vectors of the same names are replaced")
+    args = parse_command(p, argv)
+    try:
+        small, large = Bundle.load(args.vectors_from, hub=False), Bundle.load(args.bundle, hub=False)
+        written = carry_vectors(small.load_generator(), small.vectors_dir, small.id, large.load_generator(),
+                                large.vectors_dir, large.id)
+    except (BundleError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    large.write_model_card()  # the card lists the vectors
+    print(f"{len(written)} vectors carried over from {small.id} to {large.id}: {', '.join(f.stem for f in written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
