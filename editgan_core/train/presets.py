@@ -163,7 +163,7 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
     colours on ``part_masks`` ("segmenter" or "renderer"; default: the spec's) and, with a place weight (renderer
     only), every part's size and centroid on the change each face's true edit makes."""
     method = method or spec.method
-    faces = faces or spec.faces
+    faces = spec.faces if faces is None else faces
     if method not in METHODS:
         raise ValueError(f"method {method!r}: choose from {METHODS}")
     if steps is None:
