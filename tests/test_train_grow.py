@@ -226,3 +226,8 @@ def test_grow_command_carries_a_bundles_vectors_to_its_grown_copy(tiny_bundle, o
     assert grow.main(["--vectors-from", str(tiny_bundle), "--bundle", str(other)]) == 2
     assert "learn new vectors" in capsys.readouterr().err
     assert grow.main(["--vectors-from", str(tmp_path / "nowhere"), "--bundle", str(grown)]) == 2
+    small_copy = Path(shutil.copytree(tiny_bundle, tmp_path / "small"))
+    (small_copy / "vectors" / "zz_broken.safetensors").write_bytes(b"not a vector")  # read last
+    before = {p.name: p.read_bytes() for p in (grown / "vectors").glob("*.safetensors")}
+    assert grow.main(["--vectors-from", str(small_copy), "--bundle", str(grown)]) == 2
+    assert {p.name: p.read_bytes() for p in (grown / "vectors").glob("*.safetensors")} == before  # nothing written

@@ -34,7 +34,7 @@ from editgan_core.models.encoder import Encoder
 from editgan_core.models.serialization import CheckpointError
 from editgan_core.models.stylegan2 import Discriminator, Generator
 from editgan_core.vectors.fileformat import load_vector, save_vector
-from editgan_core.vectors.vector import EditVector
+from editgan_core.vectors.vector import EditVector, VectorError
 
 NEW_RGB_GAIN = 1e-2  # the new ToRGB weights' scale: near zero, yet gradients reach the new convs at once
 
@@ -178,16 +178,16 @@ def carry_vectors(small: Generator, small_vectors: Path, small_id: str, large: G
     if moved:
         raise CheckpointError(f"the grown generator changed {len(moved)} of the small one's tensors (e.g. "
                               f"{', '.join(moved[:3])}): its W space is not the small model's, learn new vectors")
-    written = []
+    carried = {}  # every vector is read before any is written: a bad file changes nothing
     for path in sorted(small_vectors.glob("*.safetensors")):
         vector = load_vector(path, expect_bundle_id=small_id, expect_shape=(small.n_latent, small.style_dim))
         delta = torch.zeros(large.n_latent, large.style_dim)
         delta[: small.n_latent] = vector.delta
-        carried = EditVector(delta=delta, name=vector.name, description=vector.description, bundle_id=bundle_id,
-                             class_ids=vector.class_ids, default_scale=vector.default_scale, source=vector.source,
-                             extra={**vector.extra, "carried_from": small_id})
-        written.append(save_vector(carried, out / path.name))
-    return written
+        carried[path.name] = EditVector(delta=delta, name=vector.name, description=vector.description,
+                                        bundle_id=bundle_id, class_ids=vector.class_ids,
+                                        default_scale=vector.default_scale, source=vector.source,
+                                        extra={**vector.extra, "carried_from": small_id})
+    return [save_vector(vector, out / name) for name, vector in carried.items()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         small, large = Bundle.load(args.vectors_from, hub=False), Bundle.load(args.bundle, hub=False)
         written = carry_vectors(small.load_generator(), small.vectors_dir, small.id, large.load_generator(),
                                 large.vectors_dir, large.id)
-    except (BundleError, CheckpointError) as exc:
+    except (BundleError, CheckpointError, VectorError) as exc:  # unreadable bundle, moved layers, bad vector file
         print(f"error: {exc}", file=sys.stderr)
         return 2
     large.write_model_card()  # the card lists the vectors
