@@ -28,8 +28,7 @@ def preset_vectors(args, threads: list[str]) -> None:
     if args.presets_from:
         small = bundle_mod.Bundle.load(args.presets_from)
         built = bundle_mod.Bundle.load(args.out)
-        carried = grow.carry_vectors(small.load_generator(), small.vectors_dir, small.id, built.load_generator(),
-                                     built.vectors_dir, built.id)
+        carried = grow.carry_bundle_vectors(small, built)
         print(f"[4/5] {len(carried)} vectors carried over from {small.id} (same W space: its layers were held)")
         return
     print("[4/5] preset editing vectors")

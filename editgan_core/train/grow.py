@@ -190,6 +190,12 @@ def carry_vectors(small: Generator, small_vectors: Path, small_id: str, large: G
     return [save_vector(vector, out / name) for name, vector in carried.items()]
 
 
+def carry_bundle_vectors(small: Bundle, large: Bundle) -> list[Path]:
+    """``carry_vectors`` from one bundle's vectors folder to its grown copy's."""
+    return carry_vectors(small.load_generator(), small.vectors_dir, small.id, large.load_generator(),
+                         large.vectors_dir, large.id)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = command_parser(__doc__)
     p.add_argument("--vectors-from", required=True, metavar="SMALL", help="the bundle the grown one was grown from")
@@ -197,8 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_command(p, argv)
     try:
         small, large = Bundle.load(args.vectors_from, hub=False), Bundle.load(args.bundle, hub=False)
-        written = carry_vectors(small.load_generator(), small.vectors_dir, small.id, large.load_generator(),
-                                large.vectors_dir, large.id)
+        written = carry_bundle_vectors(small, large)
     except (BundleError, CheckpointError, VectorError) as exc:  # unreadable bundle, moved layers, bad vector file
         print(f"error: {exc}", file=sys.stderr)
         return 2
