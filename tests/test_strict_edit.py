@@ -404,17 +404,17 @@ def test_strict_benchmark_judges_tuning_faces_on_request(tiny_bundle, monkeypatc
     assert asked == [seeds.STRICT_HELDOUT, seeds.TUNING]
 
 
+def _summary(success, nose, irises):
+    return {"n": 10, "success": success, "success_ci": (success - 0.1, success + 0.1),
+            "entanglement": {"nose_size": (nose, 0.01)}, "colour": {5: (irises, 0.002)}, "outside": (0.004, 0.001)}
+
+
 def test_strict_benchmark_prints_the_ceilings_own_row(tiny_bundle, monkeypatch, capsys):
     from editgan_core.eval import strict
 
-    def summary(success, nose, irises):
-        return {"n": 10, "success": success, "success_ci": (success - 0.1, success + 0.1),
-                "entanglement": {"nose_size": (nose, 0.01)}, "colour": {5: (irises, 0.002)},
-                "outside": (0.004, 0.001)}
-
     def evaluate(*_args):
-        return {"ceiling": summary(0.8, 0.09, 0.01), "vector": summary(0.75, 0.02, 0.03),
-                "renders": summary(0.9, 0.0, 0.0)}
+        return {"ceiling": _summary(0.8, 0.09, 0.01), "vector": _summary(0.75, 0.02, 0.03),
+                "renders": _summary(0.9, 0.0, 0.0)}
 
     monkeypatch.setattr(strict.AttributeNet, "load", staticmethod(lambda _path: torch.nn.Identity()))
     monkeypatch.setattr(strict, "faces_for", lambda *a, **k: [])
@@ -424,3 +424,41 @@ def test_strict_benchmark_prints_the_ceilings_own_row(tiny_bundle, monkeypatch, 
     assert set(rows) == {"ceiling", "vector", "renders"}
     assert rows["ceiling"].endswith("+-+")  # the true edit itself reads as a bigger nose
     assert rows["vector"].endswith("++-")  # the vector keeps the nose but tints the irises
+
+
+def test_suggested_strength_meets_most_targets_then_stays_within_the_ceiling_then_is_strongest():
+    from editgan_core.eval.strict import suggest_strength
+
+    ceiling = _summary(0.9, 0.02, 0.08)  # the embedded true target itself tints a part by 8 %
+    by_strength = {0.5: _summary(0.6, 0.01, 0.03),  # too weak: success under 85 % of the ceiling
+                   0.6: _summary(0.85, 0.02, 0.05),
+                   0.7: _summary(0.9, 0.04, 0.07),
+                   0.8: _summary(0.95, 0.045, 0.09),  # as many targets, but tints more than the ceiling
+                   1.0: _summary(0.95, 0.08, 0.12)}
+    assert suggest_strength(by_strength, ceiling) == 0.7
+    by_strength[0.6] = _summary(0.85, 0.02, 0.015)  # now meets all three
+    assert suggest_strength(by_strength, ceiling) == 0.6
+    # A weak strength that keeps every side effect small but does not make the edit loses to any that does; where
+    # every side effect is beyond the ceiling's too, the least excess wins, not the strongest.
+    weak, mid, strong = _summary(0.3, 0.0, 0.0), _summary(0.9, 0.06, 0.09), _summary(0.95, 0.1, 0.2)
+    assert suggest_strength({0.3: weak, 1.0: mid, 1.5: strong}, ceiling) == 1.0
+
+
+def test_strict_benchmark_judges_each_strength_and_suggests_one(tiny_bundle, monkeypatch, capsys):
+    from editgan_core.eval import strict
+
+    judged = []
+
+    def evaluate(pipeline, judge, domain, task, cases, editors, *_rest):
+        judged.append(sorted(editors))
+        return {"ceiling": _summary(0.8, 0.01, 0.01), "vector": _summary(0.8, 0.06, 0.03),
+                "x0.5": _summary(0.75, 0.03, 0.01), "x1.5": _summary(0.9, 0.09, 0.05)}
+
+    monkeypatch.setattr(strict.AttributeNet, "load", staticmethod(lambda _path: torch.nn.Identity()))
+    monkeypatch.setattr(strict, "faces_for", lambda *a, **k: [])
+    monkeypatch.setattr(strict, "evaluate", evaluate)
+    strict.main(["--bundle", str(tiny_bundle), "--device", "cpu", "--vectors", "smile", "--scales", "0.5", "1.5"])
+    assert judged == [["vector", "x0.5", "x1.5"]]
+    assert "smile: suggested default strength 0.5" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        strict.main(["--bundle", str(tiny_bundle), "--device", "cpu", "--scales", "nan"])

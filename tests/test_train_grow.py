@@ -193,6 +193,12 @@ def test_vectors_carry_over_only_to_a_generator_grown_with_its_layers_held(tmp_p
     torch.testing.assert_close(carried.delta[: small.n_latent], delta)
     assert not carried.delta[small.n_latent:].any()
     assert (carried.default_scale, carried.class_ids, carried.extra["carried_from"]) == (1.25, [3], "tiny32")
+    first = written.stat()
+    grow.carry_vectors(small, tmp_path / "small", "tiny32", large, tmp_path / "large", "tiny64")
+    again = written.stat()  # carrying again leaves the file alone (a rewrite would be a new file)
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    assert load_vector(written, expect_bundle_id="tiny64").created == load_vector(
+        tmp_path / "small" / "smile.safetensors", expect_bundle_id="tiny32").created
     w = small.style(torch.randn(2, small.style_dim))
     with torch.no_grad():  # the same edit: the grown image is still the small one's, upsampled
         edited_small, _ = small([carried.delta[: small.n_latent] + small.w_to_wplus(w)], input_is_latent=True,

@@ -27,6 +27,7 @@ the renderer's exact label maps, not from the bundle's segmenter that the edits 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from editgan_core.pipeline import EditGANPipeline
 from editgan_core.train.presets import PRESETS
 from editgan_core.utils import tensor_to_uint8, to_tensor
 from editgan_core.vectors import EditVector, load_vector
+from editgan_core.vectors.vector import MAX_DEFAULT_SCALE
 
 DEFAULT_FRACTION = 0.25  # a move of a quarter of the attribute's range counts as a success
 DEFAULT_EMBED_STEPS = 20  # encoder + a short optimisation: the same for the face and its true target
@@ -226,6 +228,25 @@ def verdict(method: dict, ceiling: dict) -> dict[str, bool]:
             "colour": abs(worst(method["colour"])[1]) <= MAX_COLOUR_DRIFT}
 
 
+def suggest_strength(by_strength: dict[float, dict], ceiling: dict) -> float:
+    """The default strength to ship, from a vector's summaries at several strengths (judged on tuning faces).
+
+    A strength that does not make the edit is no default, so the success target comes first, then the number of
+    targets met. Among those, a strength whose missed side effects are no worse than the ceiling's (a miss the
+    embedded true target shares is no reason to shorten the edit further) is preferred, the strongest of them,
+    nearest the full edit; where none is, the one whose worst side effect exceeds its limit least."""
+    def excess(s: dict) -> float:  # worst side effect over its limit: the target, or the ceiling's own if larger
+        return max(abs(worst(s[key])[1]) / max(limit, abs(worst(ceiling[key])[1]))
+                   for key, limit in (("entanglement", MAX_ENTANGLEMENT), ("colour", MAX_COLOUR_DRIFT)))
+
+    def rank(item: tuple[float, dict]) -> tuple[bool, int, bool, float]:
+        strength, s = item
+        ok = verdict(s, ceiling)
+        within = excess(s) <= 1.0
+        return ok["success"], sum(ok.values()), within, strength if within else -excess(s)
+    return max(by_strength.items(), key=rank)[0]
+
+
 def format_row(name: str, editor: str, s: dict, c: dict, class_names: Sequence[str]) -> str:
     lo, hi = s["success_ci"]
     e_name, e_mean, e_half = worst(s["entanglement"])
@@ -269,10 +290,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-parts", action="store_true",
                    help="also judge each vector corrected on each face for its side effects (refine(keep_parts=True)), "
                         "alone and before each --refine")
+    p.add_argument("--scales", type=float, nargs="+",
+                   help="also judge each vector at these strengths and suggest a default (suggest_strength); "
+                        "choose it on --tuning faces, then confirm on the held-out ones")
     p.add_argument("--judge", type=Path, default=DEFAULT_ATTRIBUTE_NET)
     p.add_argument("--cache", type=Path, default=Path("runs/strict_cache"), help="embedding cache folder")
     p.add_argument("--json", type=Path, help="write every summary here")
     args = parse_command(p, argv)
+    if args.scales and not all(math.isfinite(x) and 0 < x <= MAX_DEFAULT_SCALE for x in args.scales):
+        p.error(f"--scales must be strengths in (0, {MAX_DEFAULT_SCALE:g}]: {args.scales}")
     check_disjoint()
     pipeline = open_pipeline(args)
     domain = require_domain(p, pipeline.bundle, "the strict benchmark renders faces with their true edits")
@@ -293,6 +319,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         cases = faces_for(task, domain, args.n, args.fraction, pipeline.resolution, seeds)
         editors = {"vector": vector_editor(vector)}
+        editors.update({f"x{scale:g}": vector_editor(vector, scale) for scale in args.scales or []})
         if args.keep_parts:
             editors["keep"] = refine_editor(pipeline, vector, 0, keep_parts=True)
         result = evaluate(pipeline, judge, domain, task, cases, editors, cache, args.embed_steps, args.fraction)
@@ -310,6 +337,11 @@ def main(argv: list[str] | None = None) -> None:
         for editor, summary in result.items():  # the ceiling's own row shows which targets the true edit misses
             ceiling = result["ceiling@" + editor.split("@")[1]] if "@" in editor else result["ceiling"]
             print(format_row(vector.name, editor, summary, ceiling, class_names), flush=True)
+        if args.scales:
+            by_strength = {vector.default_scale: result["vector"],
+                           **{scale: result[f"x{scale:g}"] for scale in args.scales}}
+            print(f"{vector.name}: suggested default strength {suggest_strength(by_strength, result['ceiling']):g} "
+                  f"(now {vector.default_scale:g})", flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
 

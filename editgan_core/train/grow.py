@@ -172,7 +172,8 @@ def carry_vectors(small: Generator, small_vectors: Path, small_id: str, large: G
 
     Only sound when the growth held every copied layer (``train.gan --freeze-grown inf``): W and the
     first rows of W+ then drive exactly what they drove before, so a vector still makes its edit and the
-    new layers redraw its finer detail. Anything else is refused, naming the tensors that moved.
+    new layers redraw its finer detail. Anything else is refused, naming the tensors that moved. A carried
+    vector keeps the date it was made, and a vector the grown bundle already holds is not written again.
     """
     moved = moved_tensors(small, large)
     if moved:
@@ -185,9 +186,22 @@ def carry_vectors(small: Generator, small_vectors: Path, small_id: str, large: G
         delta[: small.n_latent] = vector.delta
         carried[path.name] = EditVector(delta=delta, name=vector.name, description=vector.description,
                                         bundle_id=bundle_id, class_ids=vector.class_ids,
-                                        default_scale=vector.default_scale, source=vector.source,
-                                        extra={**vector.extra, "carried_from": small_id})
-    return [save_vector(vector, out / name) for name, vector in carried.items()]
+                                        default_scale=vector.default_scale, created=vector.created,
+                                        source=vector.source, extra={**vector.extra, "carried_from": small_id})
+    for name, vector in carried.items():
+        if not _holds(out / name, vector):
+            save_vector(vector, out / name)
+    return [out / name for name in carried]
+
+
+def _holds(path: Path, vector: EditVector) -> bool:
+    """Whether ``path`` already holds ``vector``: then it is left as it is (safetensors does not write its
+    metadata in a fixed order, so rewriting an unchanged vector would still change the file)."""
+    try:
+        held = load_vector(path, expect_bundle_id=vector.bundle_id, expect_shape=vector.latent_shape)
+    except (OSError, VectorError):
+        return False
+    return held.metadata() == vector.metadata() and torch.equal(held.delta, vector.delta)
 
 
 def carry_bundle_vectors(small: Bundle, large: Bundle) -> list[Path]:
