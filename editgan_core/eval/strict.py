@@ -1,6 +1,8 @@
 """Strict edit benchmark: does a shared vector make *its* change, and only it, on faces nothing learned from?
 
     python -m editgan_core.eval.strict --bundle checkpoints/faces64 [--vectors smile open_mouth] [--n 100]
+    python -m editgan_core.eval.strict --bundle checkpoints/faces64 --tuning --vectors NAME --scales 0.6 0.8 1
+        # a default strength for NAME: judged at each, suggested by the targets (suggest_strength)
 
 For each vector with a known target (a demo preset, or ``extra.attribute``/``extra.target`` in its file),
 faces come from ``seeds.STRICT_HELDOUT`` and only those whose *drawn* value has room to move (at least
