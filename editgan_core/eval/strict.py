@@ -243,9 +243,8 @@ def suggest_strength(by_strength: dict[float, dict], ceiling: dict) -> float:
 
     def rank(item: tuple[float, dict]) -> tuple[bool, int, bool, float]:
         strength, s = item
-        ok = verdict(s, ceiling)
-        within = excess(s) <= 1.0
-        return ok["success"], sum(ok.values()), within, strength if within else -excess(s)
+        ok, over = verdict(s, ceiling), excess(s)
+        return ok["success"], sum(ok.values()), over <= 1.0, strength if over <= 1.0 else -over
     return max(by_strength.items(), key=rank)[0]
 
 
@@ -311,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     cache = EmbeddingCache(args.cache / f"{pipeline.bundle.id}_embed{args.embed_steps}.pt")
     class_names = [c.name for c in pipeline.bundle.classes]
     seeds = TUNING if args.tuning else STRICT_HELDOUT
+    scale_rows = {f"x{scale:g}": scale for scale in args.scales or []}  # each extra strength's row
     print(f"bundle={pipeline.bundle.id} fraction={args.fraction} embed_steps={args.embed_steps} "
           f"{'tuning' if args.tuning else 'held-out'} seeds {seeds.start}..; judge={args.judge.name}\n{HEADER}")
     report = {}
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         cases = faces_for(task, domain, args.n, args.fraction, pipeline.resolution, seeds)
         editors = {"vector": vector_editor(vector)}
-        editors.update({f"x{scale:g}": vector_editor(vector, scale) for scale in args.scales or []})
+        editors.update({row: vector_editor(vector, scale) for row, scale in scale_rows.items()})
         if args.keep_parts:
             editors["keep"] = refine_editor(pipeline, vector, 0, keep_parts=True)
         result = evaluate(pipeline, judge, domain, task, cases, editors, cache, args.embed_steps, args.fraction)
@@ -339,9 +339,9 @@ def main(argv: list[str] | None = None) -> None:
         for editor, summary in result.items():  # the ceiling's own row shows which targets the true edit misses
             ceiling = result["ceiling@" + editor.split("@")[1]] if "@" in editor else result["ceiling"]
             print(format_row(vector.name, editor, summary, ceiling, class_names), flush=True)
-        if args.scales:
+        if scale_rows:
             by_strength = {vector.default_scale: result["vector"],
-                           **{scale: result[f"x{scale:g}"] for scale in args.scales}}
+                           **{scale: result[row] for row, scale in scale_rows.items()}}
             print(f"{vector.name}: suggested default strength {suggest_strength(by_strength, result['ceiling']):g} "
                   f"(now {vector.default_scale:g})", flush=True)
     if args.json:

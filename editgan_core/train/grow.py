@@ -217,12 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_command(p, argv)
     try:
         small, large = Bundle.load(args.vectors_from, hub=False), Bundle.load(args.bundle, hub=False)
-        written = carry_bundle_vectors(small, large)
+        carried = carry_bundle_vectors(small, large)
     except (BundleError, CheckpointError, VectorError) as exc:  # unreadable bundle, moved layers, bad vector file
         print(f"error: {exc}", file=sys.stderr)
         return 2
     large.write_model_card()  # the card lists the vectors
-    print(f"{len(written)} vectors carried over from {small.id} to {large.id}: {', '.join(f.stem for f in written)}")
+    print(f"{len(carried)} vectors carried over from {small.id} to {large.id}: {', '.join(f.stem for f in carried)}")
     return 0
 
 
