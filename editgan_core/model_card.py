@@ -157,6 +157,10 @@ def _vector_provenance(v: EditVector) -> list[str]:
             where += (f", every part's size and centroid on its true edit's change (--place-weight "
                       f"{kept.get('place_weight')})")
         made.append(f"corrected so other parts keep colour and size (train.presets --keep-side-effects{where})")
+    if isinstance(extra.get("held_attributes"), dict):
+        held = ", ".join(f"{name} {coefficient:+g}" for name, coefficient in extra["held_attributes"].items())
+        made.append(f"other attributes held still with their renderer-pair directions ({held} at the default "
+                    "strength)")
     if extra.get("original_file"):
         made.append(f"imported from {extra['original_file']}")
     for key, label in (("region_iou", "region IoU"), ("change_outside", "change outside")):

@@ -251,9 +251,10 @@ def test_pairs_method_stores_the_mean_true_target_difference(tiny_bundle, tmp_pa
     out = tmp_path / "v"
     assert presets.main(["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "open_mouth", "--faces", "3",
                          "--embed-steps", "0", "--method", "pairs", "--out", str(out),
-                         "--cache", str(tmp_path / "cache")]) == 0
+                         "--cache", str(tmp_path / "cache"), "--no-hold"]) == 0
     vector = load_vector(out / "open_mouth.safetensors")
     extra = vector.extra
+    assert "held_attributes" not in extra
     assert extra["method"] == "pairs" and len(extra["seeds"]) == 3 and extra["attribute"] == "mouth_open"
     assert all(s in presets.PRESET_SEEDS for s in extra["seeds"])
     pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
@@ -265,6 +266,54 @@ def test_pairs_method_stores_the_mean_true_target_difference(tiny_bundle, tmp_pa
     assert torch.allclose(vector.delta[kept], expected[kept], atol=1e-5) and (vector.delta[~kept] == 0).all()
     cached = EmbeddingCache(next((tmp_path / "cache").glob("*.pt"))).latents
     assert len(cached) == 6  # each face and its true target, embedded once
+
+
+def test_attribute_direction_moves_the_attribute_up_from_both_halves_of_its_range(monkeypatch):
+    from editgan_core.domains import get_domain
+    from editgan_core.train import true_targets
+
+    domain = get_domain("faces")
+    calls = []
+
+    def fake_latents(_pipeline, _domain, attribute, value, seeds, _steps, _cache=None):
+        drawn = torch.tensor([domain.sample_attributes(s)[attribute] for s in seeds])
+        calls.append((value, drawn))
+        return drawn[:, None, None].expand(-1, 2, 3), torch.full((len(seeds), 2, 3), float(value))
+
+    monkeypatch.setattr(true_targets, "true_target_latents", fake_latents)
+    direction = true_targets.attribute_direction(None, domain, "nose_size", range(1000, 1100), 0, pairs=8)
+    (raised_to, lower), (lowered_to, upper) = calls
+    assert (raised_to, lowered_to) == (1.0, 0.0) and len(lower) == len(upper) == 4
+    assert (lower < 0.5).all() and (upper >= 0.5).all()
+    expected = torch.cat([1.0 - lower, upper - 0.0]).mean()
+    assert direction.shape == (2, 3) and torch.allclose(direction, expected.expand(2, 3))
+
+
+def test_a_preset_holds_other_attributes_with_their_directions(tiny_bundle, tmp_path):
+    from editgan_core.embedding_cache import EmbeddingCache
+    from editgan_core.model_card import _vector_provenance
+    from editgan_core.pipeline import EditGANPipeline
+    from editgan_core.train import presets
+    from editgan_core.train.true_targets import attribute_direction
+    from editgan_core.vectors import load_vector
+
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "open_eyes", "--faces", "2",
+              "--embed-steps", "2", "--method", "pairs", "--cache", str(tmp_path / "cache")]
+    assert presets.main([*common, "--out", str(tmp_path / "plain"), "--no-hold"]) == 0
+    assert presets.main([*common, "--out", str(tmp_path / "held")]) == 0
+    plain = load_vector(tmp_path / "plain" / "open_eyes.safetensors")
+    held = load_vector(tmp_path / "held" / "open_eyes.safetensors")
+    spec = next(s for s in presets.PRESETS if s.name == "open_eyes")
+    assert spec.held and held.extra["held_attributes"] == dict(spec.held)
+    assert held.default_scale == plain.default_scale == spec.default_scale
+    pipe = EditGANPipeline.from_pretrained(tiny_bundle, device="cpu", lpips=False)
+    cache = EmbeddingCache(next((tmp_path / "cache").glob("*.pt")))
+    added = sum(c * attribute_direction(pipe, pipe.bundle.domain_module(), a, presets.PRESET_SEEDS, 2, cache)
+                for a, c in spec.held) / spec.default_scale
+    assert torch.allclose(held.delta, plain.delta + added, atol=1e-5)
+    assert not torch.allclose(held.delta, plain.delta, atol=1e-3)
+    said = " ".join(_vector_provenance(held))
+    assert "held still" in said and "nose_size -0.225" in said
 
 
 def test_inside_rgb_term_pulls_only_the_region_towards_the_edited_picture():

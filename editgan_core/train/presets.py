@@ -31,6 +31,10 @@ Any of them can then be corrected on its training faces (``--keep-side-effects``
 parts keep their colour and size. With ``--part-masks renderer`` the colours are kept on the renderer's exact
 part maps, and with ``--place-weight`` every part's size and centroid follow the change the true edit makes
 (a moved pupil keeps its size). Each preset names its own settings (``PresetSpec.side_effects``).
+
+A preset can also hold other attributes still (``PresetSpec.held``): each one's direction from renderer pairs
+(``true_targets.attribute_direction``) is added with a coefficient chosen on the tuning seeds, as InterFaceGAN
+conditions one direction on another (``--no-hold`` leaves them out).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from editgan_core.pipeline import EditGANPipeline
 from editgan_core.side_effects import SideEffectSettings, keep_side_effects_at
 from editgan_core.train.preset_pairs import MIN_PAIRS, learn_from_pairs_cli
 from editgan_core.train.true_targets import (
+    attribute_direction,
     distil_delta,
     fit_delta,
     mean_delta,
@@ -94,6 +99,9 @@ class PresetSpec:
     part_masks: str = "segmenter"
     method: str = "pairs"  # how it is learned unless train.presets --method says otherwise
     faces: int = PRESET_FACES  # training faces (pairs, and the correction's faces) unless --faces says otherwise
+    # Other attributes held still: each one's renderer-pair direction (true_targets.attribute_direction) is added
+    # with this coefficient at the default strength, as InterFaceGAN conditions a direction on another.
+    held: tuple[tuple[str, float], ...] = ()
 
 
 # default_scale (raise_eyebrows, look_right): the shortest of 1, 1.25, 1.5 at which the pairs vector met issue
@@ -106,13 +114,16 @@ class PresetSpec:
 # until their correction held every part's size and place to the true edit's; its ridge and area weight were chosen
 # on the tuning seeds (a heavier area term overshoots look_left's pupils, look_right's need it). raise_eyebrows'
 # correction on 48 faces left the irises tinted on new faces; on 144 it tinted them less (docs/results.md).
+# open_mouth and open_eyes grew the nose and added a smile, as their embedded true targets do: their held
+# coefficients and strengths were chosen together on the tuning seeds.
 PRESETS = (
     PresetSpec("smile", "Broad smile: mouth corners up", "smile", 1.0,
                lambda a: a["smile"] < 0.0 and a["mouth_open"] < 0.1, default_scale=1.125,
                side_effects=SideEffectSettings(), part_masks="renderer", method="pairs_distil"),
-    PresetSpec("open_mouth", "Open the mouth, teeth visible", "mouth_open", 0.9, lambda a: a["mouth_open"] < 0.05),
+    PresetSpec("open_mouth", "Open the mouth, teeth visible", "mouth_open", 0.9, lambda a: a["mouth_open"] < 0.05,
+               held=(("nose_size", -0.18), ("smile", -0.348))),
     PresetSpec("open_eyes", "Open the eyes wide", "eye_open", 1.0, lambda a: a["eye_open"] < 0.55,
-               default_scale=0.8),
+               default_scale=0.9, held=(("nose_size", -0.225), ("smile", -0.1))),
     PresetSpec("look_left", "Look to the image's left", "gaze_x", -1.0, lambda a: abs(a["gaze_x"]) < 0.25,
                side_effects=SideEffectSettings(ridge=0.3, area_weight=0.05, place_weight=2.0),
                part_masks="renderer", method="pairs_distil"),
@@ -160,12 +171,14 @@ def pick_faces(domain, spec: PresetSpec, faces: int, seeds, room: bool) -> list[
 
 def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int | None, steps: int | None,
                  embed_steps: int, seeds=PRESET_SEEDS, method: str | None = None, cache: EmbeddingCache | None = None,
-                 side_effects: SideEffectSettings | None = None, part_masks: str | None = None) -> EditVector:
+                 side_effects: SideEffectSettings | None = None, part_masks: str | None = None,
+                 hold: bool = True) -> EditVector:
     """One preset vector learned with ``method`` (see the module docstring; default: the spec's) on ``faces``
     training faces (default: the spec's), ``steps`` optimisation steps (default: the method's); with
     ``side_effects``, corrected on those faces by ``side_effects.keep_side_effects`` at its default scale, keeping
     colours on ``part_masks`` ("segmenter" or "renderer"; default: the spec's) and, with a place weight (renderer
-    only), every part's size and centroid on the change each face's true edit makes."""
+    only), every part's size and centroid on the change each face's true edit makes; with ``hold``, the other
+    attributes the spec holds (``PresetSpec.held``)."""
     method = method or spec.method
     faces = spec.faces if faces is None else faces
     if method not in METHODS:
@@ -200,6 +213,11 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
         if masks is not None:
             kept["side_effects"]["part_masks"] = "renderer"
         extra.update(kept)
+    if hold and spec.held:
+        for attribute, coefficient in spec.held:
+            direction = attribute_direction(pipeline, domain, attribute, seeds, embed_steps, cache)
+            delta = delta + coefficient / scale * direction
+        extra["held_attributes"] = dict(spec.held)
     extra = {"method": method, "embed_steps": embed_steps, "attribute": spec.attribute, "target": spec.value,
              **extra}
     return EditVector(delta=delta, name=spec.name, description=spec.description,
@@ -269,13 +287,17 @@ def learn_from_paint(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces:
 
 
 def summary(extra: dict) -> str:
-    """One line on what a learned preset keeps: its rows and, for the painted methods, the training fit."""
+    """One line on what a learned preset keeps: its rows, the other attributes it holds and, for the painted methods,
+    the training fit."""
     rows = extra.get("layers", extra.get("rows", "all"))
     fit = (f", region IoU {extra['region_iou']:.3f}, change outside {extra['change_outside']:.4f}"
            if "region_iou" in extra else "")
     kept = extra.get("side_effects")
     if kept:
         fit += f", training faces' colour change {kept['colour_change_before']} -> {kept['colour_change_after']}"
+    held = extra.get("held_attributes")
+    if held:
+        fit += ", held " + ", ".join(f"{name} {coefficient:+g}" for name, coefficient in held.items())
     return f"rows {rows}{fit}"
 
 
@@ -315,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part-masks", choices=PART_MASKS,
                    help="where that correction keeps colours: the segmenter's reading, or the renderer's exact "
                         "maps (pairs methods; default: each preset's own choice)")
+    p.add_argument("--no-hold", action="store_true",
+                   help="do not add the other attributes' directions a preset holds still (PresetSpec.held)")
     args = parse_command(p, argv)
     try:  # checked before any model is loaded
         forced = None if args.keep_side_effects is None else SideEffectSettings(ridge=args.keep_side_effects,
@@ -345,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         side_effects = forced or spec.side_effects
         vector = learn_preset(pipeline, domain, spec, args.faces, args.steps, args.embed_steps, method=args.method,
-                              cache=cache, side_effects=side_effects, part_masks=args.part_masks)
+                              cache=cache, side_effects=side_effects, part_masks=args.part_masks,
+                              hold=not args.no_hold)
         path = save_vector(vector, out / f"{spec.name}.safetensors")
         tqdm.write(f"{spec.name}: {time.perf_counter() - start:.1f}s, {summary(vector.extra)} -> {path}")
     if out == pipeline.bundle.vectors_dir:

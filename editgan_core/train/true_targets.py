@@ -12,7 +12,8 @@ painted maps only, so these methods are for the shipped presets of a procedural 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 
 import numpy as np
 import torch
@@ -35,6 +36,29 @@ def true_target_latents(pipeline: EditGANPipeline, domain, attribute: str, value
     faces = [domain.render(a, pipeline.resolution).image for a in attrs]
     targets = [domain.render({**a, attribute: value}, pipeline.resolution).image for a in attrs]
     return cache.embed_pairs(pipeline, seeds, attribute, value, faces, targets, embed_steps)
+
+
+DIRECTION_PAIRS = 48  # renderer pairs behind one attribute's direction (attribute_direction)
+
+
+def attribute_direction(pipeline: EditGANPipeline, domain, attribute: str, seeds: Iterable[int], embed_steps: int,
+                        cache: EmbeddingCache | None = None, pairs: int = DIRECTION_PAIRS) -> torch.Tensor:
+    """The mean latent step that moves ``attribute`` from the bottom of its range to the top.
+
+    Half the pairs are faces drawn in the lower half of the range and moved to its top, half are faces from the
+    upper half moved to its bottom (that step negated), so what the faces share besides the attribute cancels.
+    A preset holds another attribute still by adding a multiple of this (``PresetSpec.held``), as InterFaceGAN
+    conditions one direction on another.
+    """
+    low, high = domain.ATTRIBUTE_RANGES[attribute]
+    middle = 0.5 * (low + high)
+    lower = list(islice((s for s in seeds if domain.sample_attributes(s)[attribute] < middle), pairs // 2))
+    upper = list(islice((s for s in seeds if domain.sample_attributes(s)[attribute] >= middle), pairs // 2))
+    if not lower or not upper:
+        raise RuntimeError(f"no faces on both sides of {attribute}'s range among the seeds")
+    raised = true_target_latents(pipeline, domain, attribute, high, lower, embed_steps, cache)
+    lowered = true_target_latents(pipeline, domain, attribute, low, upper, embed_steps, cache)
+    return torch.cat([raised[1] - raised[0], lowered[0] - lowered[1]]).mean(0)
 
 
 def _true_label_maps(domain, attribute: str, value: float, seeds: list[int],
