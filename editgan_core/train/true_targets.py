@@ -13,7 +13,6 @@ painted maps only, so these methods are for the shipped presets of a procedural 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
 
 import numpy as np
 import torch
@@ -52,8 +51,13 @@ def attribute_direction(pipeline: EditGANPipeline, domain, attribute: str, seeds
     """
     low, high = domain.ATTRIBUTE_RANGES[attribute]
     middle = 0.5 * (low + high)
-    lower = list(islice((s for s in seeds if domain.sample_attributes(s)[attribute] < middle), pairs // 2))
-    upper = list(islice((s for s in seeds if domain.sample_attributes(s)[attribute] >= middle), pairs // 2))
+    lower, upper = [], []  # the first faces of each half, in seed order: each seed is drawn once
+    for seed in seeds:
+        side = lower if domain.sample_attributes(seed)[attribute] < middle else upper
+        if len(side) < pairs // 2:
+            side.append(seed)
+        if len(lower) == len(upper) == pairs // 2:
+            break
     if not lower or not upper:
         raise RuntimeError(f"no faces on both sides of {attribute}'s range among the seeds")
     raised = true_target_latents(pipeline, domain, attribute, high, lower, embed_steps, cache)
