@@ -33,8 +33,8 @@ part maps, and with ``--place-weight`` every part's size and centroid follow the
 (a moved pupil keeps its size). Each preset names its own settings (``PresetSpec.side_effects``).
 
 A preset can also hold other attributes still (``PresetSpec.held``): each one's direction from renderer pairs
-(``true_targets.attribute_direction``) is added with a coefficient chosen on the tuning seeds, as InterFaceGAN
-conditions one direction on another (``--no-hold`` leaves them out).
+(``true_targets.attribute_direction``) is added with a coefficient chosen on the tuning seeds, after any correction,
+as InterFaceGAN conditions one direction on another (``--no-hold`` leaves them out).
 """
 
 from __future__ import annotations
@@ -116,8 +116,9 @@ class PresetSpec:
 # correction on 48 faces left the irises tinted on new faces; on 144 it tinted them less (docs/results.md).
 # open_mouth and open_eyes grew the nose and added a smile, as their embedded true targets do: their held
 # coefficients and strengths were chosen together on the tuning seeds. open_mouth's iris tint differs from face to
-# face: its correction, fitted on 144 faces (48 tinted new faces more), regrows the nose and the smile, so the
-# held directions are added after it; its ridge, strength and holds were chosen together on the tuning seeds.
+# face: its correction is fitted on 144 faces (one fitted on 48 left new faces more tinted) and grows the nose and
+# the smile back, so the held directions are added after it; its ridge, strength and holds were chosen together
+# on the tuning seeds.
 # open_eyes is corrected the same way on 48 faces: its brows tint less, though not to the 2 % its own true edit
 # misses; 144 faces shrank the pupils.
 PRESETS = (
@@ -184,7 +185,7 @@ def learn_preset(pipeline: EditGANPipeline, domain, spec: PresetSpec, faces: int
     ``side_effects``, corrected on those faces by ``side_effects.keep_side_effects`` at its default scale, keeping
     colours on ``part_masks`` ("segmenter" or "renderer"; default: the spec's) and, with a place weight (renderer
     only), every part's size and centroid on the change each face's true edit makes; with ``hold``, the other
-    attributes the spec holds (``PresetSpec.held``)."""
+    attributes the spec holds (``PresetSpec.held``), added after the correction, which would grow them back."""
     method = method or spec.method
     faces = spec.faces if faces is None else faces
     if method not in METHODS:
