@@ -136,12 +136,14 @@ def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
     from editgan_core.train import presets
     from editgan_core.vectors import load_vector
 
-    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", "open_mouth", "--faces", "2",
+    # a preset whose spec neither corrects nor holds, so "plain" is the bare mean
+    name = next(s.name for s in presets.PRESETS if s.side_effects is None and not s.held and s.method == "pairs")
+    common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", name, "--faces", "2",
               "--embed-steps", "0", "--method", "pairs", "--cache", str(tmp_path / "cache")]
     assert presets.main([*common, "--out", str(tmp_path / "plain")]) == 0
     assert presets.main([*common, "--out", str(tmp_path / "kept"), "--keep-side-effects", "0.5"]) == 0
-    plain = load_vector(tmp_path / "plain" / "open_mouth.safetensors")
-    kept = load_vector(tmp_path / "kept" / "open_mouth.safetensors")
+    plain = load_vector(tmp_path / "plain" / f"{name}.safetensors")
+    kept = load_vector(tmp_path / "kept" / f"{name}.safetensors")
     assert kept.extra["side_effects"]["ridge"] == 0.5 and kept.extra["side_effects"]["faces"] == 2
     assert "side_effects" not in plain.extra
     moved = float(((kept.delta - plain.delta) * kept.default_scale).norm())
@@ -149,7 +151,7 @@ def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
     assert kept.extra["side_effects"]["part_masks"] == "segmenter"
     assert presets.main([*common, "--out", str(tmp_path / "true"), "--keep-side-effects", "--part-masks",
                          "renderer"]) == 0
-    true = load_vector(tmp_path / "true" / "open_mouth.safetensors")
+    true = load_vector(tmp_path / "true" / f"{name}.safetensors")
     assert true.extra["side_effects"]["part_masks"] == "renderer"
     assert not torch.allclose(true.delta, kept.delta)
 
