@@ -137,7 +137,7 @@ def test_presets_command_records_the_correction(tiny_bundle, tmp_path):
     from editgan_core.vectors import load_vector
 
     # a preset whose spec neither corrects nor holds, so "plain" is the bare mean
-    name = next(s.name for s in presets.PRESETS if s.side_effects is None and not s.held and s.method == "pairs")
+    name = next(s.name for s in presets.PRESETS if s.side_effects is None and not s.held)
     common = ["--bundle", str(tiny_bundle), "--device", "cpu", "--only", name, "--faces", "2",
               "--embed-steps", "0", "--method", "pairs", "--cache", str(tmp_path / "cache")]
     assert presets.main([*common, "--out", str(tmp_path / "plain")]) == 0

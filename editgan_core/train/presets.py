@@ -114,13 +114,11 @@ class PresetSpec:
 # until their correction held every part's size and place to the true edit's; its ridge and area weight were chosen
 # on the tuning seeds (a heavier area term overshoots look_left's pupils, look_right's need it). raise_eyebrows'
 # correction on 48 faces left the irises tinted on new faces; on 144 it tinted them less (docs/results.md).
-# open_mouth and open_eyes grew the nose and added a smile, as their embedded true targets do: their held
-# coefficients and strengths were chosen together on the tuning seeds. open_mouth's iris tint differs from face to
-# face: its correction is fitted on 144 faces (one fitted on 48 left new faces more tinted) and grows the nose and
-# the smile back, so the held directions are added after it; its ridge, strength and holds were chosen together
-# on the tuning seeds.
-# open_eyes is corrected the same way on 48 faces: its brows tint less, though not to the 2 % its own true edit
-# misses; 144 faces shrank the pupils.
+# open_mouth and open_eyes grew the nose and added a smile, as their embedded true targets do, and tinted other
+# parts: each is corrected, then holds the nose and smile (the correction grows them back), with the ridge,
+# strength and held coefficients chosen together on the tuning seeds. open_mouth's correction is fitted on 144
+# faces (one fitted on 48 left new faces more tinted); on 144, open_eyes' shrank the pupils, so it keeps 48, and
+# its brows still tint more than the 2 % its own true edit misses.
 PRESETS = (
     PresetSpec("smile", "Broad smile: mouth corners up", "smile", 1.0,
                lambda a: a["smile"] < 0.0 and a["mouth_open"] < 0.1, default_scale=1.125,
